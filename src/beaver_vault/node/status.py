@@ -1,0 +1,34 @@
+"""Status snapshots (frozen) that feed ``/api/v1/status``, the UI and the simulator trace."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class MemberStatus:
+    id: str
+    raft_address: str
+    http_address: str
+    voter: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    node_id: str
+    role: str  # "leader" | "follower" | "candidate" | "pre-candidate" | "joining" (awaiting adoption)
+    term: int
+    leader_id: str | None
+    commit_index: int
+    applied_index: int
+    last_log_index: int
+    cluster_id: str | None
+    members: tuple[MemberStatus, ...]
+    http_address: str
+    raft_address: str
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["members"] = [asdict(m) for m in self.members]
+        return d

@@ -1,0 +1,1 @@
+"""Beaver-Vault: transport."""
