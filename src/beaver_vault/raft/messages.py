@@ -187,6 +187,7 @@ class AdoptRequest:
     dst: NodeId
     nonce: int
     cluster_id: str
+    members: bytes = b""  # Membership.encode() of the cluster, so the node can answer the leader
 
 
 @dataclass(frozen=True, slots=True)
