@@ -1,1 +1,11 @@
-"""Beaver-Vault: api."""
+"""Beaver-Vault's HTTP API (Quart-Trio) under ``/api/v1``.
+
+``create_app(runtime, ApiOptions(...))`` builds the app of one node; ``cli.py`` serves it with
+``hypercorn.trio.serve`` in the node's nursery. Modules: ``app`` (routes), ``validation``
+(keys and JSON bodies, checked before anything reaches the log), ``errors`` (the one mapping
+from domain errors to HTTP), ``forward`` (follower -> leader proxying).
+"""
+
+from beaver_vault.api.app import ApiOptions, create_app
+
+__all__ = ["ApiOptions", "create_app"]

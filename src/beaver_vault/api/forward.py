@@ -1,0 +1,124 @@
+"""Forwarding requests from a follower to the leader.
+
+Theory of operation: any node accepts any request. When the runtime answers
+``NotLeader(leader_id, leader_http)`` with a known leader HTTP address, the API replays the
+same request (method, raw path, query string, body, Content-Type) against the leader with
+one long-lived ``httpx.AsyncClient`` per app (keep-alive; opened in ``before_serving``,
+closed in ``after_serving``) and returns the leader's status, body and the headers that
+matter (Content-Type, ETag, consistency, Retry-After).
+
+Loops are impossible: the forwarded request carries ``X-Beaver-Vault-Forwarded-By: <node
+id>`` and a request carrying it is never forwarded again (the app answers 503
+``not_applied`` "leader changed, retry").
+
+What a failure means depends on whether the request may have reached the leader:
+
+* the connection could not be made (connect error/timeout, pool timeout): the request was
+  never sent, so the operation certainly did not happen -> 503 ``not_applied``;
+* anything after the request may have been sent (read timeout, connection reset, the
+  leader closing the connection without a complete answer): for writes the outcome is
+  ``unknown`` (504 on timeout, else 503) and is never reported as a plain failure; reads
+  change nothing, so a GET is a 503 ``not_applied``.
+"""
+
+from __future__ import annotations
+
+import httpx
+from quart import Response
+
+from beaver_vault.api.errors import json_error
+
+FORWARDED_BY_HEADER = "X-Beaver-Vault-Forwarded-By"
+FORWARDED_TO_HEADER = "X-Beaver-Vault-Forwarded-To"
+
+# Response headers of the leader that are passed through to the client.
+PASSTHROUGH_HEADERS = ("Content-Type", "ETag", "X-Beaver-Vault-Consistency", "Retry-After", "Allow")
+
+# Failures that happen before any byte of the request could have been sent.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+class Forwarder:
+    """Proxies requests to the leader; one instance (and one HTTP client) per app."""
+
+    def __init__(self, *, node_id: str, timeout_s: float, max_connections: int = 64) -> None:
+        self.node_id = node_id
+        self.timeout_s = timeout_s
+        self._max_connections = max_connections
+        self._client: httpx.AsyncClient | None = None
+        self.forwarded = 0  # requests proxied (statistics)
+        self.failed = 0  # proxied requests that got no complete answer
+
+    async def start(self) -> None:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout_s),
+                limits=httpx.Limits(
+                    max_connections=self._max_connections,
+                    max_keepalive_connections=self._max_connections,
+                ),
+                follow_redirects=False,
+                trust_env=False,  # never route cluster-internal traffic through an environment proxy
+            )
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def forward(
+        self,
+        *,
+        leader_http: str,
+        leader_id: str | None,
+        method: str,
+        raw_path: bytes,
+        query_string: bytes,
+        body: bytes,
+        content_type: str | None,
+        is_write: bool,
+    ) -> Response:
+        """Replay one request against the leader; map transport failures to outcomes."""
+        if self._client is None:
+            return json_error(503, "forwarding to the leader is not available (app not serving)", outcome="not_applied")
+        target = raw_path + (b"?" + query_string if query_string else b"")
+        try:
+            url = httpx.URL(leader_http.rstrip("/")).copy_with(raw_path=target)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            return json_error(503, f"leader address {leader_http!r} is not a usable URL", outcome="not_applied")
+        headers = {FORWARDED_BY_HEADER: self.node_id}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        self.forwarded += 1
+        try:
+            answer = await self._client.request(method, url, content=body or None, headers=headers)
+        except _NOT_SENT as exc:
+            self.failed += 1
+            return json_error(
+                503,
+                f"could not reach the leader {leader_id or leader_http}: {type(exc).__name__}",
+                outcome="not_applied",
+                headers={"Retry-After": "1"},
+                leader_id=leader_id,
+            )
+        except httpx.HTTPError as exc:
+            self.failed += 1
+            timed_out = isinstance(exc, httpx.TimeoutException)
+            if not is_write:
+                return json_error(
+                    503,
+                    f"the leader {leader_id or leader_http} did not answer the read: {type(exc).__name__}",
+                    outcome="not_applied",
+                    leader_id=leader_id,
+                )
+            return json_error(
+                504 if timed_out else 503,
+                f"the forwarded request to the leader {leader_id or leader_http} "
+                f"{'timed out' if timed_out else 'lost its connection'}: it may or may not have been applied",
+                outcome="unknown",
+                leader_id=leader_id,
+            )
+        headers_out = {name: answer.headers[name] for name in PASSTHROUGH_HEADERS if name in answer.headers}
+        if leader_id is not None:
+            headers_out[FORWARDED_TO_HEADER] = leader_id
+        return Response(answer.content, status=answer.status_code, headers=headers_out)
