@@ -1,6 +1,10 @@
 """The thin Trio shell around the synchronous ``NodeDriver``.
 
-SKELETON: these signatures are the contract the HTTP API codes against.
+Three things happen here and nothing else: a ticker turns seconds into Raft ticks; one
+processing task runs ``driver.process()`` whenever something arrived (inbound messages,
+proposals, ticks), so every client write that arrived meanwhile shares one fsync and one
+AppendRequest per follower (group commit); and request handlers wait for their ``Waiter``
+with a deadline, an expired deadline being an unknown outcome.
 
 All methods that change state may raise the typed errors of ``beaver_vault.errors``:
 ``NotLeader(leader_id, leader_http)`` (the API forwards to ``leader_http``), ``NoLeader``,
@@ -9,17 +13,23 @@ All methods that change state may raise the typed errors of ``beaver_vault.error
 
 from __future__ import annotations
 
+import logging
+import random
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
+from beaver_vault.errors import InvariantViolation, NoLeader
 from beaver_vault.kv.state import KeyRecord
-from beaver_vault.raft.messages import Message
+from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
+from beaver_vault.node.status import NodeStatus
+from beaver_vault.raft.config import RaftConfig
+from beaver_vault.raft.messages import Membership, Message
 from beaver_vault.storage.base import Storage
 from beaver_vault.transport.base import Transport
-from beaver_vault.node.status import NodeStatus
-from beaver_vault.raft.messages import Membership
+
+log = logging.getLogger("beaver_vault.node")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +44,17 @@ class RuntimeOptions:
     seed: int | None = None  # randomness for election timeouts; None: from the OS
 
 
+class _NullTransport:
+    def send(self, msg: Message) -> None:
+        pass
+
+    def set_peers(self, addresses: Any) -> None:
+        pass
+
+    def set_cluster_id(self, cluster_id: str | None) -> None:
+        pass
+
+
 class NodeRuntime:
     """Composition (see cli.py)::
 
@@ -46,42 +67,119 @@ class NodeRuntime:
             ... hypercorn.trio.serve(create_app(runtime, api_options), ...)
     """
 
-    node_id: str
-
     def __init__(self, *, node_id: str, storage: Storage, options: RuntimeOptions) -> None:
-        raise NotImplementedError
+        self.node_id = node_id
+        self.options = options
+        self.storage = storage
+        rng = random.Random(options.seed) if options.seed is not None else random.Random()
+        self.driver = NodeDriver(
+            node_id,
+            storage,
+            _NullTransport(),
+            raft_config=RaftConfig(election_ticks=options.election_ticks, heartbeat_ticks=options.heartbeat_ticks),
+            rng=rng,
+            options=DriverOptions(
+                raft_address=options.raft_address,
+                http_address=options.http_address,
+                max_pending=options.max_pending,
+            ),
+        )
+        self._wake = trio.Event()
+        self._started = False
 
     def attach_transport(self, transport: Transport) -> None:
-        raise NotImplementedError
+        self.driver.transport = transport
 
     def deliver(self, msg: Message) -> None:
         """Called by the transport for every inbound message (sync, never blocks)."""
-        raise NotImplementedError
+        if not self._started:
+            return
+        self.driver.receive(msg)
+        self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load state, bootstrap if asked, then tick and process until cancelled."""
-        raise NotImplementedError
+        self.driver.start(self.options.bootstrap)
+        self.driver.process()
+        self._started = True
+        log.info("%s: started (cluster %s, term %d)", self.node_id, self.driver.cluster_id, self.driver.core.term)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._ticker)
+            task_status.started()
+            await self._processor()
+
+    async def _ticker(self) -> None:
+        period = self.options.tick_ms / 1000
+        while True:
+            await trio.sleep(period)
+            self.driver.tick()
+            self._wake.set()
+
+    async def _processor(self) -> None:
+        last_role = ""
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            try:
+                self.driver.process()
+            except InvariantViolation:
+                log.critical("%s: invariant violated; stopping the node", self.node_id, exc_info=True)
+                raise
+            role = self.driver.core.role
+            if role != last_role:
+                log.info("%s: now %s in term %d", self.node_id, role, self.driver.core.term)
+                last_role = role
+            # Let request handlers that were woken run (and propose more) before the next batch.
+            await trio.sleep(0)
+
+    async def _wait(self, w: Waiter, timeout_s: float, what: str) -> Any:
+        if not w.done:
+            done = trio.Event()
+            w.on_done = done.set
+            self._wake.set()
+            with trio.move_on_after(timeout_s):
+                await done.wait()
+            if not w.done:
+                self.driver.abandon(w, f"{what} timed out after {timeout_s:g}s")
+        if w.error is not None:
+            raise w.error
+        return w.result
+
+    def _call(self, fn: Any, *args: Any) -> Waiter:
+        if not self._started:
+            raise NoLeader("node is starting")
+        w: Waiter = fn(*args)
+        self._wake.set()
+        return w
 
     async def write(self, command: bytes, *, timeout_s: float) -> dict[str, Any]:
         """Propose ``command`` (from ``beaver_vault.kv.commands``); return the state machine's
         result once it is committed on a majority and applied here. Leader only."""
-        raise NotImplementedError
+        w = self._call(self.driver.propose, command)
+        result: dict[str, Any] = await self._wait(w, timeout_s, "write")
+        return result
 
     async def read_barrier(self, *, timeout_s: float) -> int:
         """Linearizable read barrier (ReadIndex confirmed by a quorum): returns once this node
         has applied everything committed before the call; then ``get_local`` is linearizable."""
-        raise NotImplementedError
+        w = self._call(self.driver.read)
+        index: int = await self._wait(w, timeout_s, "read")
+        return index
 
     def get_local(self, key: str) -> KeyRecord | None:
         """The locally applied value (a stale read unless preceded by ``read_barrier``)."""
-        raise NotImplementedError
+        return self.driver.get(key)
 
     def status(self) -> NodeStatus:
-        raise NotImplementedError
+        return self.driver.status()
 
     async def join(self, node_id: str, raft_address: str, *, timeout_s: float) -> Membership:
         """Leader only: probe the node at ``raft_address``, adopt it if pristine, add it."""
-        raise NotImplementedError
+        w = self._call(self.driver.join, node_id, raft_address)
+        m: Membership = await self._wait(w, timeout_s, "join")
+        return m
 
     async def remove(self, node_id: str, *, timeout_s: float) -> Membership:
-        raise NotImplementedError
+        w = self._call(self.driver.remove, node_id)
+        m: Membership = await self._wait(w, timeout_s, "remove")
+        return m

@@ -1,0 +1,470 @@
+"""NodeDriver: the synchronous glue of Raft core + storage + transport + key-value state machine.
+
+Production (``node.runtime``, on Trio) and the deterministic simulator (``sim``) run this same
+code; they differ only in the storage and transport they inject and in who calls ``tick``,
+``receive`` and ``process``. Everything a client outcome depends on lives here, so the
+simulator tests it: proposal tracking, read-index waits, the join handshake, and deciding
+when an outcome is unknown.
+
+``process()`` alone orders effects, for each Ready: persist (synced) -> send -> apply ->
+advance. Messages that depend on a vote or on log entries therefore never leave before those
+are durable, and an entry is applied only once (the applied index is stored in the same
+transaction as the applied rows).
+
+Outcome rules for a proposal at (index, term):
+* the entry applied at that index has that term: it happened; the result is returned;
+* a different entry was applied at that index: it certainly did not happen;
+* the caller gave up first (timeout, lost leadership with no answer yet): unknown.
+Leadership loss alone never fails a proposal: a new leader may still commit it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from beaver_vault.errors import BeaverVaultError, InvariantViolation, NoLeader, NotLeader, Overloaded, Rejected, Unknown
+from beaver_vault.kv import state as kv_state
+from beaver_vault.kv.state import KeyRecord, KVStore
+from beaver_vault.node.status import MemberStatus, NodeStatus
+from beaver_vault.raft.config import RaftConfig
+from beaver_vault.raft.core import LEADER, RaftCore
+from beaver_vault.raft.messages import (
+    AdoptRequest,
+    AdoptResponse,
+    Entry,
+    EntryKind,
+    HardState,
+    Member,
+    Membership,
+    Message,
+    ProbeRequest,
+    ProbeResponse,
+    Ready,
+)
+from beaver_vault.storage.base import Storage
+from beaver_vault.transport.base import Transport
+
+
+@dataclass(frozen=True, slots=True)
+class DriverOptions:
+    raft_address: str
+    http_address: str = ""
+    max_pending: int = 10_000  # proposals + reads + joins waiting for an outcome
+    handshake_retry_ticks: int = 10
+    # Planted-bug seam for the simulator only; production configuration never sets it.
+    unsafe_leader_local_reads: bool = False
+
+
+class Waiter:
+    """One client operation's future outcome. ``on_done`` is set by the owner (an Event.set in
+    the Trio runtime, a callback in the simulator) and called exactly once."""
+
+    __slots__ = ("done", "result", "error", "on_done", "kind", "index", "term")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.done = False
+        self.result: Any = None
+        self.error: BeaverVaultError | None = None
+        self.on_done: Callable[[], None] | None = None
+        self.index = 0
+        self.term = 0
+
+    def _finish(self, result: Any = None, error: BeaverVaultError | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.result = result
+        self.error = error
+        if self.on_done is not None:
+            self.on_done()
+
+
+@dataclass(slots=True)
+class _Join:
+    node_id: str
+    raft_address: str
+    nonce: int
+    waiter: Waiter
+    phase: str = "probe"  # probe -> adopt -> commit
+    http_address: str = ""
+    ticks: int = 0
+
+
+def _apply_entry(store: KVStore, entry: Entry) -> dict[str, Any] | None:
+    if entry.kind == EntryKind.NORMAL:
+        return kv_state.apply(store, entry.index, entry.data)
+    return None
+
+
+class NodeDriver:
+    def __init__(
+        self,
+        node_id: str,
+        storage: Storage,
+        transport: Transport,
+        *,
+        raft_config: RaftConfig,
+        rng: random.Random,
+        options: DriverOptions,
+    ) -> None:
+        self.id = node_id
+        self.storage = storage
+        self.transport = transport
+        self.raft_config = raft_config
+        self.rng = rng
+        self.options = options
+        self.cluster_id: str | None = None
+        self.core = RaftCore(node_id, raft_config, rng)
+        self.proposals: dict[int, Waiter] = {}  # index -> waiter
+        self.reads: dict[int, Waiter] = {}  # ctx -> waiter, until confirmed
+        self.read_waits: list[tuple[int, Waiter]] = []  # (read index, waiter), until applied
+        self.next_ctx = 1
+        self.join_op: _Join | None = None
+        self.config_waits: dict[int, Waiter] = {}  # config entry index -> waiter
+        self._peers_for: tuple[int, str | None] = (-1, None)
+        self.applied_index = 0
+        self.counters: dict[str, int] = {"proposals": 0, "reads": 0, "overloaded": 0, "applied": 0, "readies": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, bootstrap: bool) -> None:
+        st = self.storage.load()
+        if st.cluster_id is None and bootstrap:
+            # A brand-new cluster of one: a random cluster id and a first configuration.
+            cluster_id = f"{self.rng.getrandbits(64):016x}"
+            self.storage.reset(cluster_id)
+            me = Membership((Member(self.id, self.options.raft_address, self.options.http_address),))
+            self.storage.save(HardState(1, None, 1), [Entry(1, 1, EntryKind.CONFIG, me.encode())])
+            st = self.storage.load()
+        self._load(st.cluster_id, st.hard_state, st.entries, st.applied_index)
+
+    def _load(self, cluster_id: str | None, hs: HardState, entries: tuple[Entry, ...], applied: int) -> None:
+        self.cluster_id = cluster_id
+        self.core = RaftCore(self.id, self.raft_config, self.rng, hs, entries, applied)
+        self.applied_index = applied
+        self.transport.set_cluster_id(cluster_id)
+        self._peers_for = (-1, None)
+        self._sync_peers()
+        if self.core.membership.voters == (self.id,) and self.core.role != LEADER:
+            self.core.campaign()  # alone: no reason to wait an election timeout
+
+    # ------------------------------------------------------------------ inputs
+
+    def tick(self) -> None:
+        self.core.tick()
+        j = self.join_op
+        if j is not None and j.phase in ("probe", "adopt"):
+            j.ticks += 1
+            if j.ticks % self.options.handshake_retry_ticks == 0:
+                self._send_handshake(j)
+
+    def receive(self, msg: Message) -> None:
+        match msg:
+            case ProbeRequest():
+                self.transport.send(
+                    ProbeResponse(
+                        self.id,
+                        msg.src,
+                        msg.nonce,
+                        self.id,
+                        self.cluster_id or "",
+                        self.options.http_address,
+                        self.pristine(),
+                    )
+                )
+            case AdoptRequest():
+                self._handle_adopt(msg)
+            case ProbeResponse() | AdoptResponse():
+                self._handle_handshake_reply(msg)
+            case _:
+                if self.cluster_id is not None:
+                    self.core.step(msg)
+
+    # ------------------------------------------------------------------ client operations
+
+    def _check_capacity(self) -> None:
+        if len(self.proposals) + len(self.reads) + len(self.read_waits) >= self.options.max_pending:
+            self.counters["overloaded"] += 1
+            raise Overloaded()
+
+    def _not_leader(self) -> NotLeader:
+        lid = self.core.leader_id
+        m = self.core.membership.get(lid) if lid else None
+        return NotLeader(lid, m.http_address if m and m.http_address else None)
+
+    def propose(self, command: bytes) -> Waiter:
+        if self.core.role != LEADER or self.core.lead_transferee is not None:
+            raise self._not_leader()
+        self._check_capacity()
+        index, term = self.core.propose(command)
+        w = Waiter("write")
+        w.index, w.term = index, term
+        self.proposals[index] = w
+        self.counters["proposals"] += 1
+        return w
+
+    def read(self) -> Waiter:
+        """A linearizable read point: resolves with the applied index at which local state may
+        be read, once leadership was confirmed by a quorum and that index is applied here."""
+        if self.core.role != LEADER:
+            raise self._not_leader()
+        self._check_capacity()
+        w = Waiter("read")
+        self.counters["reads"] += 1
+        if self.options.unsafe_leader_local_reads:
+            w._finish(self.applied_index)  # PLANTED BUG (simulator only): no quorum check
+            return w
+        ctx = self.next_ctx
+        self.next_ctx += 1
+        self.core.read_index(ctx)
+        self.reads[ctx] = w
+        return w
+
+    def get(self, key: str) -> KeyRecord | None:
+        return self.storage.get(key)
+
+    def abandon(self, w: Waiter, detail: str = "timed out waiting for the outcome") -> None:
+        """The caller stops waiting. A write's outcome becomes unknown; a read simply fails."""
+        if w.done:
+            return
+        if w.kind == "write" and self.proposals.get(w.index) is w:
+            del self.proposals[w.index]
+        for ctx, rw in list(self.reads.items()):
+            if rw is w:
+                del self.reads[ctx]
+        self.read_waits = [(i, rw) for i, rw in self.read_waits if rw is not w]
+        for idx, cw in list(self.config_waits.items()):
+            if cw is w:
+                del self.config_waits[idx]
+        if self.join_op is not None and self.join_op.waiter is w:
+            self.join_op = None
+            self._peers_for = (-1, None)
+            self._sync_peers()
+        w._finish(error=Unknown(detail) if w.kind != "read" else NoLeader(detail))
+
+    # ------------------------------------------------------------------ membership
+
+    def pristine(self) -> bool:
+        """Nothing but bootstrap entries and no one else in the configuration: safe to wipe."""
+        if any(e.kind == EntryKind.NORMAL for e in self.core.log.entries):
+            return False
+        return set(self.core.membership.ids) <= {self.id}
+
+    def join(self, node_id: str, raft_address: str) -> Waiter:
+        core = self.core
+        if core.role != LEADER:
+            raise self._not_leader()
+        if not node_id or not raft_address:
+            raise Rejected("NodeID and RaftAddress are required")
+        membership = core.membership
+        w = Waiter("config")
+        existing = membership.get(node_id)
+        if existing is not None and existing.raft_address == raft_address:
+            w._finish(membership)  # joining again with the same id and address: nothing to do
+            return w
+        for m in membership.members:
+            if m.raft_address == raft_address and m.id != node_id:
+                raise Rejected(f"raft address {raft_address} already belongs to member {m.id}", status=409)
+        why = core.config_change_blocker()
+        if why is None and self.join_op is not None:
+            why = f"joining {self.join_op.node_id} is in progress"
+        if why is not None:
+            raise Rejected(f"cannot change membership now: {why}", status=409)
+        if existing is not None:
+            # Same id, new address: a configuration update, no handshake needed for the id.
+            self._propose_config(membership.with_member(Member(node_id, raft_address, existing.http_address, existing.voter)), w)
+            return w
+        self._check_capacity()
+        j = _Join(node_id, raft_address, self.rng.getrandbits(62), w)
+        self.join_op = j
+        self._sync_peers()
+        self._send_handshake(j)
+        return w
+
+    def remove(self, node_id: str) -> Waiter:
+        core = self.core
+        if core.role != LEADER:
+            raise self._not_leader()
+        membership = core.membership
+        if membership.get(node_id) is None:
+            raise Rejected(f"{node_id} is not a member", status=404)
+        if len(membership.voters) == 1 and node_id in membership.voters:
+            raise Rejected("cannot remove the last voter", status=409)
+        why = core.config_change_blocker()
+        if why is not None:
+            raise Rejected(f"cannot change membership now: {why}", status=409)
+        w = Waiter("config")
+        self._propose_config(membership.without(node_id), w)
+        return w
+
+    def _propose_config(self, membership: Membership, w: Waiter) -> None:
+        index, term = self.core.propose_config(membership)
+        w.index, w.term = index, term
+        self.config_waits[index] = w
+
+    def _send_handshake(self, j: _Join) -> None:
+        if j.phase == "probe":
+            self.transport.send(ProbeRequest(self.id, j.node_id, j.nonce))
+        elif j.phase == "adopt" and self.cluster_id is not None:
+            future = self.core.membership.with_member(Member(j.node_id, j.raft_address, j.http_address))
+            self.transport.send(AdoptRequest(self.id, j.node_id, j.nonce, self.cluster_id, future.encode()))
+
+    def _handle_handshake_reply(self, msg: ProbeResponse | AdoptResponse) -> None:
+        j = self.join_op
+        if j is None or msg.nonce != j.nonce or msg.src != j.node_id:
+            return
+        if self.core.role != LEADER:
+            self._end_join(error=self._not_leader())
+            return
+        if isinstance(msg, ProbeResponse) and j.phase == "probe":
+            if msg.node_id != j.node_id:
+                self._end_join(error=Rejected(f"the node at {j.raft_address} says it is {msg.node_id!r}", status=409))
+                return
+            j.http_address = msg.http_address
+            if msg.cluster_id == self.cluster_id:
+                self._commit_join(j)  # already one of ours (an earlier attempt adopted it)
+            elif not msg.pristine:
+                self._end_join(
+                    error=Rejected(
+                        f"{j.node_id} holds data of another cluster ({msg.cluster_id}); "
+                        "only a node with a fresh data directory can join",
+                        status=409,
+                    )
+                )
+            else:
+                j.phase = "adopt"
+                self._send_handshake(j)
+        elif isinstance(msg, AdoptResponse) and j.phase == "adopt":
+            if msg.ok:
+                self._commit_join(j)
+            else:
+                self._end_join(error=Rejected(f"{j.node_id} refused to join: {msg.reason}", status=409))
+
+    def _commit_join(self, j: _Join) -> None:
+        j.phase = "commit"
+        try:
+            self._propose_config(
+                self.core.membership.with_member(Member(j.node_id, j.raft_address, j.http_address)), j.waiter
+            )
+        except BeaverVaultError as e:
+            self._end_join(error=e)
+            return
+        self.join_op = None
+
+    def _end_join(self, error: BeaverVaultError) -> None:
+        j = self.join_op
+        self.join_op = None
+        self._peers_for = (-1, None)
+        self._sync_peers()
+        if j is not None:
+            j.waiter._finish(error=error)
+
+    def _handle_adopt(self, msg: AdoptRequest) -> None:
+        if self.cluster_id == msg.cluster_id:
+            ok, reason = True, ""  # a retransmission: already adopted
+        elif not self.pristine():
+            ok, reason = False, "this node holds data and will not be wiped"
+        else:
+            # Wipe log, hard state and key-value state and take the cluster id: one synced step,
+            # before any entry of the new cluster is accepted.
+            self.storage.reset(msg.cluster_id)
+            self._load(msg.cluster_id, HardState(), (), 0)
+            members = Membership.decode(msg.members) if msg.members else Membership()
+            self.transport.set_peers({m.id: m.raft_address for m in members.members if m.id != self.id})
+            ok, reason = True, ""
+        self.transport.send(AdoptResponse(self.id, msg.src, msg.nonce, ok, reason))
+
+    def _sync_peers(self) -> None:
+        core = self.core
+        key = (core.membership_index, self.join_op.node_id if self.join_op else None)
+        if key == self._peers_for:
+            return
+        self._peers_for = key
+        peers = {m.id: m.raft_address for m in core.membership.members if m.id != self.id}
+        if self.join_op is not None:
+            peers[self.join_op.node_id] = self.join_op.raft_address
+        if not core.membership.members and self.cluster_id is not None:
+            return  # adopted, configuration not received yet: keep the leader's addresses
+        self.transport.set_peers(peers)
+
+    # ------------------------------------------------------------------ the effect loop
+
+    def process(self) -> None:
+        core = self.core
+        while core.has_ready():
+            rd = core.ready()
+            self.counters["readies"] += 1
+            self._handle_ready(rd)
+            core.advance(rd)
+        self._sync_peers()
+
+    def _handle_ready(self, rd: Ready) -> None:
+        if rd.hard_state is not None or rd.entries:
+            self.storage.save(rd.hard_state, rd.entries)
+        for m in rd.messages:
+            self.transport.send(m)
+        if rd.committed:
+            if rd.committed[0].index != self.applied_index + 1:
+                raise InvariantViolation(
+                    f"{self.id}: apply gap: applied {self.applied_index}, next {rd.committed[0].index}"
+                )
+            results = self.storage.apply(rd.committed, _apply_entry)
+            self.applied_index = rd.committed[-1].index
+            self.counters["applied"] += len(rd.committed)
+            for e, result in zip(rd.committed, results, strict=True):
+                self._resolve_applied(e, result)
+        for rs in rd.read_states:
+            w = self.reads.pop(rs.ctx, None)
+            if w is not None:
+                self.read_waits.append((rs.index, w))
+        for ctx in rd.dropped_reads:
+            w = self.reads.pop(ctx, None)
+            if w is not None:
+                w._finish(error=NoLeader("leadership lost before the read was confirmed"))
+        if self.read_waits:
+            keep = []
+            for idx, w in self.read_waits:
+                if idx <= self.applied_index:
+                    w._finish(self.applied_index)
+                else:
+                    keep.append((idx, w))
+            self.read_waits = keep
+
+    def _resolve_applied(self, e: Entry, result: dict[str, Any] | None) -> None:
+        w = self.proposals.pop(e.index, None)
+        if w is not None:
+            if w.term == e.term:
+                w._finish(result)
+            else:
+                w._finish(error=Rejected("superseded by another leader's entry; it was not applied", status=503))
+        cw = self.config_waits.pop(e.index, None)
+        if cw is not None:
+            if cw.term == e.term:
+                cw._finish(self.core.membership if e.kind != EntryKind.CONFIG else Membership.decode(e.data))
+            else:
+                cw._finish(error=Rejected("membership change superseded by another leader", status=503))
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> NodeStatus:
+        st = self.core.status()
+        role = st.role
+        if self.cluster_id is None:
+            role = "joining"
+        return NodeStatus(
+            node_id=self.id,
+            role=role,
+            term=st.term,
+            leader_id=st.leader_id,
+            commit_index=st.commit,
+            applied_index=self.applied_index,
+            last_log_index=st.last_index,
+            cluster_id=self.cluster_id,
+            members=tuple(MemberStatus(m.id, m.raft_address, m.http_address, m.voter) for m in st.membership.members),
+            http_address=self.options.http_address,
+            raft_address=self.options.raft_address,
+        )

@@ -1,0 +1,712 @@
+"""RaftCore: the whole Raft protocol as a deterministic state machine with no I/O.
+
+Inputs: ``tick()`` (one unit of logical time), ``step(msg)``, ``propose(...)``,
+``read_index(ctx)``. Output: ``ready()`` hands back a ``Ready`` (what to persist, send, apply);
+the driver does it in that order and then calls ``advance(ready)``. Nothing else leaves.
+
+Choices, each for a reason:
+
+* PreVote: a node that was partitioned away first asks whether it could win before bumping
+  its term, so rejoining never deposes a healthy leader.
+* CheckQuorum: a leader that has not heard from a quorum within an election timeout steps
+  down; followers that hear from a leader ignore vote requests for an election timeout
+  (leader stickiness), so a removed or partitioned node cannot disrupt the cluster.
+* The leader counts its own entries only after they are persisted (``advance``), so an entry
+  is committed only when it is durable on a majority, the leader included.
+* Only entries of the current term are committed by counting (Figure 8); a new leader
+  appends a no-op to commit the entries of earlier terms.
+* Membership: single-server changes; a configuration takes effect when appended (and is
+  rolled back if that entry is truncated); one change at a time, and none before the new
+  leader's no-op has committed.
+* ReadIndex: a read is stamped with the commit index and a heartbeat round (``read_seq``);
+  it is confirmed once a quorum echoed that round, which proves leadership at that time.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from beaver_vault.errors import InvariantViolation, NotLeader, Overloaded, Rejected
+from beaver_vault.raft import quorum
+from beaver_vault.raft.config import RaftConfig
+from beaver_vault.raft.log import RaftLog
+from beaver_vault.raft.messages import (
+    AppendRequest,
+    AppendResponse,
+    Entry,
+    EntryKind,
+    HardState,
+    Membership,
+    NodeId,
+    RaftMessage,
+    ReadState,
+    Ready,
+    TimeoutNow,
+    VoteRequest,
+    VoteResponse,
+)
+from beaver_vault.raft.progress import PROBE, REPLICATE, Progress
+
+FOLLOWER = "follower"
+PRE_CANDIDATE = "pre-candidate"
+CANDIDATE = "candidate"
+LEADER = "leader"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    id: NodeId
+    match: int
+    next: int
+    state: str
+    inflight: int
+    recent_active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RaftStatus:
+    id: NodeId
+    role: str
+    term: int
+    vote: NodeId | None
+    leader_id: NodeId | None
+    commit: int
+    applied: int
+    last_index: int
+    first_index: int
+    membership: Membership
+    membership_index: int
+    peers: tuple[PeerStatus, ...]
+
+
+@dataclass(slots=True)
+class _PendingRead:
+    ctx: int
+    index: int
+    seq: int
+
+
+class RaftCore:
+    def __init__(
+        self,
+        node_id: NodeId,
+        config: RaftConfig,
+        rng: random.Random,
+        hard_state: HardState = HardState(),
+        entries: Sequence[Entry] = (),
+        applied: int = 0,
+    ) -> None:
+        self.id = node_id
+        self.cfg = config
+        self.rng = rng
+        self.log = RaftLog(entries)
+        self.term = hard_state.term
+        self.vote = hard_state.vote
+        self.commit = min(hard_state.commit, self.log.last_index)
+        self.applied = applied  # highest index handed out in Ready.committed
+        if self.applied > self.commit:
+            # The state machine may be ahead of the persisted commit index (commit is saved
+            # lazily); it only ever applied committed entries, so commit is at least this.
+            self.commit = min(self.applied, self.log.last_index)
+        self.role = FOLLOWER
+        self.leader_id: NodeId | None = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_timeout = 0
+        self._reset_randomized_timeout()
+        self.votes: dict[NodeId, bool] = {}
+        self.progress: dict[NodeId, Progress] = {}
+        self.read_seq = 0
+        self.pending_reads: list[_PendingRead] = []
+        self.waiting_reads: list[int] = []  # ctxs waiting for this term's first commit
+        self.read_states: list[ReadState] = []
+        self.dropped_reads: list[int] = []
+        self.msgs: list[RaftMessage] = []
+        self.broadcast_pending = False
+        self.heartbeat_pending = False
+        self.prev_hard_state = HardState(self.term, self.vote, self.commit)
+        self.lead_transferee: NodeId | None = None
+        self.configs: list[tuple[int, Membership]] = []
+        for e in self.log.entries:
+            if e.kind == EntryKind.CONFIG:
+                self.configs.append((e.index, Membership.decode(e.data)))
+
+    # ------------------------------------------------------------------ membership
+
+    @property
+    def membership(self) -> Membership:
+        return self.configs[-1][1] if self.configs else Membership()
+
+    @property
+    def membership_index(self) -> int:
+        return self.configs[-1][0] if self.configs else 0
+
+    def _voters(self) -> tuple[NodeId, ...]:
+        return self.membership.voters
+
+    def _is_voter(self) -> bool:
+        return self.id in self._voters()
+
+    def _peers(self) -> list[NodeId]:
+        return [m for m in self.membership.ids if m != self.id]
+
+    def _on_config_change(self) -> None:
+        if self.role != LEADER:
+            return
+        for pid in self._peers():
+            if pid not in self.progress:
+                self.progress[pid] = Progress(match=0, next=self.log.last_index + 1)
+        for pid in list(self.progress):
+            if pid != self.id and pid not in self.membership.ids:
+                del self.progress[pid]
+
+    def _track_config(self, entry: Entry) -> None:
+        if entry.kind == EntryKind.CONFIG:
+            self.configs.append((entry.index, Membership.decode(entry.data)))
+            self._on_config_change()
+
+    def _rollback_configs(self, first_removed: int) -> None:
+        changed = False
+        while self.configs and self.configs[-1][0] >= first_removed:
+            self.configs.pop()
+            changed = True
+        if changed:
+            self._on_config_change()
+
+    # ------------------------------------------------------------------ role changes
+
+    def _reset_randomized_timeout(self) -> None:
+        self.randomized_timeout = self.cfg.election_ticks + self.rng.randrange(self.cfg.election_ticks)
+
+    def _reset(self, term: int) -> None:
+        if term != self.term:
+            self.term = term
+            self.vote = None
+        self.leader_id = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self._reset_randomized_timeout()
+        self.votes = {}
+        self.lead_transferee = None
+        self._drop_reads()
+
+    def _drop_reads(self) -> None:
+        self.dropped_reads.extend(r.ctx for r in self.pending_reads)
+        self.dropped_reads.extend(self.waiting_reads)
+        self.pending_reads = []
+        self.waiting_reads = []
+
+    def become_follower(self, term: int, leader: NodeId | None) -> None:
+        self._reset(term)
+        self.role = FOLLOWER
+        self.leader_id = leader
+        self.progress = {}
+
+    def _become_pre_candidate(self) -> None:
+        # Term and vote are unchanged: a pre-vote changes nothing durable.
+        self.role = PRE_CANDIDATE
+        self.votes = {}
+        self.leader_id = None
+        self.progress = {}
+        self._drop_reads()
+        self.election_elapsed = 0
+        self._reset_randomized_timeout()
+
+    def _become_candidate(self) -> None:
+        self._reset(self.term + 1)
+        self.role = CANDIDATE
+        self.vote = self.id
+        self.progress = {}
+
+    def _become_leader(self) -> None:
+        self._reset(self.term)
+        self.role = LEADER
+        self.leader_id = self.id
+        last = self.log.last_index
+        self.progress = {pid: Progress(match=0, next=last + 1) for pid in self._peers()}
+        self.progress[self.id] = Progress(match=self.log.stable, next=last + 1, state=REPLICATE)
+        for pr in self.progress.values():
+            pr.recent_active = True
+        self._append_local(EntryKind.NOOP, b"")
+
+    # ------------------------------------------------------------------ elections
+
+    def campaign(self, transfer: bool = False) -> None:
+        if not self._is_voter():
+            return
+        if self.cfg.pre_vote and not transfer:
+            self._become_pre_candidate()
+            self._poll(self.id, True, pre_vote=True)
+            if self.role != PRE_CANDIDATE:
+                return
+            term, pre = self.term + 1, True
+        else:
+            self._become_candidate()
+            self._poll(self.id, True, pre_vote=False)
+            if self.role != CANDIDATE:
+                return
+            term, pre = self.term, False
+        for pid in self._voters():
+            if pid == self.id:
+                continue
+            self._send(
+                VoteRequest(
+                    term=term,
+                    src=self.id,
+                    dst=pid,
+                    last_log_index=self.log.last_index,
+                    last_log_term=self.log.last_term,
+                    pre_vote=pre,
+                    transfer=transfer,
+                )
+            )
+
+    def _poll(self, voter: NodeId, granted: bool, pre_vote: bool) -> None:
+        if voter not in self._voters():
+            return
+        self.votes.setdefault(voter, granted)
+        yes = [v for v, g in self.votes.items() if g]
+        no = [v for v, g in self.votes.items() if not g]
+        voters = self._voters()
+        if quorum.has_quorum(voters, yes):
+            if pre_vote:
+                self._become_candidate()
+                self._poll(self.id, True, pre_vote=False)
+                if self.role == CANDIDATE:
+                    for pid in voters:
+                        if pid != self.id:
+                            self._send(
+                                VoteRequest(self.term, self.id, pid, self.log.last_index, self.log.last_term)
+                            )
+            else:
+                self._become_leader()
+                self.broadcast_pending = True
+        elif quorum.has_quorum(voters, no):
+            self.become_follower(self.term, None)
+
+    def _log_ok(self, last_index: int, last_term: int) -> bool:
+        return (last_term, last_index) >= (self.log.last_term, self.log.last_index)
+
+    def _in_lease(self) -> bool:
+        return self.cfg.check_quorum and self.leader_id is not None and self.election_elapsed < self.cfg.election_ticks
+
+    # ------------------------------------------------------------------ ticks
+
+    def tick(self) -> None:
+        if self.role == LEADER:
+            self._tick_leader()
+        else:
+            self.election_elapsed += 1
+            if self.election_elapsed >= self.randomized_timeout and self._is_voter():
+                self.election_elapsed = 0
+                self.campaign()
+
+    def _tick_leader(self) -> None:
+        self.heartbeat_elapsed += 1
+        self.election_elapsed += 1
+        if self.election_elapsed >= self.cfg.election_ticks:
+            self.election_elapsed = 0
+            if self.cfg.check_quorum:
+                active = [pid for pid, pr in self.progress.items() if pr.recent_active or pid == self.id]
+                if not quorum.has_quorum(self._voters(), active):
+                    self.become_follower(self.term, None)
+                    return
+                for pid, pr in self.progress.items():
+                    pr.recent_active = pid == self.id
+            self.lead_transferee = None  # a transfer that did not finish in time is abandoned
+        if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks:
+            self.heartbeat_elapsed = 0
+            self._broadcast_heartbeat()
+
+    # ------------------------------------------------------------------ step
+
+    def step(self, msg: RaftMessage) -> None:
+        if msg.dst != self.id:
+            return
+        if msg.term > self.term:
+            match msg:
+                case VoteRequest(pre_vote=pre, transfer=transfer):
+                    if not transfer and self._in_lease():
+                        return  # leader stickiness: we heard from a live leader recently
+                    if not pre:
+                        self.become_follower(msg.term, None)
+                case VoteResponse(pre_vote=True, granted=True):
+                    pass  # a granted pre-vote carries the future term; it is not a newer leader
+                case AppendRequest() | TimeoutNow():
+                    self.become_follower(msg.term, msg.src)
+                case _:
+                    self.become_follower(msg.term, None)
+        elif msg.term < self.term:
+            match msg:
+                case AppendRequest():
+                    # A deposed leader: tell it our term so it steps down (needed with
+                    # check-quorum/pre-vote, where it would otherwise never hear a higher term).
+                    self._send(AppendResponse(self.term, self.id, msg.src, False, 0))
+                case VoteRequest(pre_vote=True):
+                    self._send(VoteResponse(self.term, self.id, msg.src, False, pre_vote=True))
+            return
+
+        match msg:
+            case VoteRequest():
+                self._handle_vote_request(msg)
+            case VoteResponse():
+                if msg.pre_vote and self.role == PRE_CANDIDATE:
+                    self._poll(msg.src, msg.granted, pre_vote=True)
+                elif not msg.pre_vote and self.role == CANDIDATE:
+                    self._poll(msg.src, msg.granted, pre_vote=False)
+            case AppendRequest():
+                if self.role == LEADER:
+                    raise InvariantViolation(f"{self.id}: two leaders in term {self.term} ({msg.src})")
+                if self.role != FOLLOWER:
+                    self.become_follower(msg.term, msg.src)
+                self.leader_id = msg.src
+                self.election_elapsed = 0
+                self._handle_append(msg)
+            case AppendResponse():
+                if self.role == LEADER:
+                    self._handle_append_response(msg)
+            case TimeoutNow():
+                if self.role != LEADER:
+                    self.campaign(transfer=True)
+
+    def _handle_vote_request(self, m: VoteRequest) -> None:
+        if m.pre_vote:
+            can = m.term > self.term and not self._in_lease() or m.transfer
+        else:
+            can = self.vote == m.src or (self.vote is None and self.leader_id is None)
+        granted = can and self._log_ok(m.last_log_index, m.last_log_term)
+        if granted and not m.pre_vote:
+            self.vote = m.src
+            self.election_elapsed = 0
+        term = m.term if (m.pre_vote and granted) else self.term
+        self._send(VoteResponse(term, self.id, m.src, granted, pre_vote=m.pre_vote))
+
+    # ------------------------------------------------------------------ replication: follower
+
+    def _handle_append(self, m: AppendRequest) -> None:
+        if m.prev_index < self.commit:
+            # Everything up to our commit index is committed and so matches; skip that part.
+            entries = tuple(e for e in m.entries if e.index > self.commit)
+            if not entries and m.prev_index + len(m.entries) <= self.commit:
+                self._send(AppendResponse(self.term, self.id, m.src, True, self.commit, read_seq=m.read_seq))
+                return
+            prev_index = self.commit
+            prev_term = self.log.term(prev_index)
+            m = AppendRequest(m.term, m.src, m.dst, prev_index, prev_term, entries, m.commit, m.read_seq)
+        if not self.log.matches(m.prev_index, m.prev_term):
+            if m.prev_index > self.log.last_index:
+                hint = self.log.last_index
+            else:
+                hint = self.log.find_conflict_hint(m.prev_index, m.prev_term)
+            self._send(
+                AppendResponse(
+                    self.term,
+                    self.id,
+                    m.src,
+                    False,
+                    m.prev_index,
+                    hint_index=hint,
+                    hint_term=self.log.term(hint),
+                    read_seq=m.read_seq,
+                )
+            )
+            return
+        if m.entries:
+            first_new = self.log.merge(m.entries)
+            if first_new:
+                if first_new <= self.commit:
+                    raise InvariantViolation(f"{self.id}: truncating committed index {first_new}")
+                self._rollback_configs(first_new)
+                for e in m.entries:
+                    if e.index >= first_new:
+                        self._track_config(e)
+        last_new = m.prev_index + len(m.entries)
+        if m.commit > self.commit:
+            self.commit = max(self.commit, min(m.commit, last_new))
+        self._send(AppendResponse(self.term, self.id, m.src, True, last_new, read_seq=m.read_seq))
+
+    # ------------------------------------------------------------------ replication: leader
+
+    def _send_append(self, pid: NodeId, pr: Progress) -> bool:
+        """Send the next batch to ``pid`` if the window allows; False if nothing was sent."""
+        if pr.paused(self.cfg.max_inflight):
+            return False
+        last = self.log.last_index
+        if pr.state == REPLICATE and pr.next > last:
+            return False
+        prev = pr.next - 1
+        entries = self.log.slice(pr.next, last + 1, self.cfg.max_append_entries, self.cfg.max_append_bytes)
+        self._send(
+            AppendRequest(
+                self.term, self.id, pid, prev, self.log.term(prev), entries, self.commit, read_seq=self.read_seq
+            )
+        )
+        if pr.state == REPLICATE:
+            if entries:
+                pr.next = entries[-1].index + 1
+                pr.inflight.append(entries[-1].index)
+        else:
+            pr.probe_sent = True
+        return True
+
+    def _broadcast_append(self) -> None:
+        for pid in sorted(self.progress):
+            if pid != self.id:
+                pr = self.progress[pid]
+                while self._send_append(pid, pr) and pr.state == REPLICATE and pr.next <= self.log.last_index:
+                    pass
+
+    def _broadcast_heartbeat(self) -> None:
+        for pid in sorted(self.progress):
+            if pid == self.id:
+                continue
+            pr = self.progress[pid]
+            pr.probe_sent = False  # a heartbeat round lets a stuck probe be retried
+            self._send(
+                AppendRequest(
+                    self.term,
+                    self.id,
+                    pid,
+                    pr.match,
+                    self.log.term(pr.match),
+                    (),
+                    min(self.commit, pr.match),
+                    read_seq=self.read_seq,
+                )
+            )
+        self.broadcast_pending = True  # retry probes / fill windows on the next ready
+
+    def _handle_append_response(self, m: AppendResponse) -> None:
+        pr = self.progress.get(m.src)
+        if pr is None:
+            return
+        pr.recent_active = True
+        if m.read_seq > pr.read_ack:
+            pr.read_ack = m.read_seq
+            self._confirm_reads()
+        if m.success:
+            if m.match_index > pr.match:
+                pr.match = m.match_index
+                pr.ack(m.match_index)
+                if pr.state == PROBE:
+                    pr.become_replicate()
+                elif pr.next <= pr.match:
+                    pr.next = pr.match + 1
+                self._maybe_commit()
+                if m.src == self.lead_transferee and pr.match == self.log.last_index:
+                    self._send(TimeoutNow(self.term, self.id, m.src))
+            elif pr.state == PROBE:
+                pr.probe_sent = False
+                if pr.match + 1 > pr.next or pr.next > self.log.last_index + 1:
+                    pr.next = pr.match + 1
+            self._fill(m.src, pr)
+            return
+        # Rejected: ignore stale rejections, otherwise back off using the follower's hint.
+        if pr.state == REPLICATE:
+            if m.match_index <= pr.match:
+                return
+        elif m.match_index != pr.next - 1:
+            return
+        probe = m.hint_index
+        if m.hint_term > 0:
+            probe = self.log.find_conflict_hint(m.hint_index, m.hint_term)
+        pr.next = max(pr.match + 1, min(m.match_index, probe + 1))
+        pr.become_probe()
+        self._fill(m.src, pr)
+
+    def _fill(self, pid: NodeId, pr: Progress) -> None:
+        while self._send_append(pid, pr) and pr.state == REPLICATE and pr.next <= self.log.last_index:
+            pass
+
+    def _maybe_commit(self) -> None:
+        match = {pid: pr.match for pid, pr in self.progress.items()}
+        idx = quorum.committed_index(self._voters(), match)
+        if idx > self.commit and self.log.term(idx) == self.term:
+            first_commit_of_term = self.log.term(self.commit) != self.term
+            self.commit = idx
+            if first_commit_of_term and self.waiting_reads:
+                waiting, self.waiting_reads = self.waiting_reads, []
+                for ctx in waiting:
+                    self._register_read(ctx)
+            # Followers learn the new commit index with the next append or heartbeat.
+            if self.id not in self._voters() and self.commit >= self.membership_index:
+                # Our own removal is committed: stop leading (and, as a non-voter, campaigning).
+                self.become_follower(self.term, None)
+
+    def _append_local(self, kind: EntryKind, data: bytes) -> Entry:
+        e = Entry(self.term, self.log.last_index + 1, kind, data)
+        self.log.append(e)
+        self._track_config(e)
+        self.broadcast_pending = True
+        return e
+
+    # ------------------------------------------------------------------ client API
+
+    def _committed_in_term(self) -> bool:
+        return self.log.term(self.commit) == self.term
+
+    def propose(self, data: bytes) -> tuple[int, int]:
+        """Append a client command; returns (index, term). Raises NotLeader."""
+        if self.role != LEADER:
+            raise NotLeader(self.leader_id)
+        if self.lead_transferee is not None:
+            raise NotLeader(None)  # leadership is being handed over; retry on the new leader
+        e = self._append_local(EntryKind.NORMAL, data)
+        return e.index, e.term
+
+    def config_change_blocker(self) -> str | None:
+        """Why a membership change cannot be proposed now (None if it can)."""
+        if self.role != LEADER:
+            return "not the leader"
+        if not self._committed_in_term():
+            return "the new leader has not committed its first entry yet"
+        if self.membership_index > self.commit:
+            return "another membership change is in progress"
+        return None
+
+    def propose_config(self, membership: Membership) -> tuple[int, int]:
+        if self.role != LEADER:
+            raise NotLeader(self.leader_id)
+        why = self.config_change_blocker()
+        if why is not None:
+            raise Rejected(why, status=409)
+        old, new = set(self.membership.voters), set(membership.voters)
+        if len(old ^ new) > 1:
+            raise Rejected("only one voter may be added or removed at a time", status=409)
+        e = self._append_local(EntryKind.CONFIG, membership.encode())
+        return e.index, e.term
+
+    def read_index(self, ctx: int) -> None:
+        """Ask for a linearizable read point; answered by a ReadState(ctx, index) in a Ready,
+        or by ctx in Ready.dropped_reads if leadership is lost first."""
+        if self.role != LEADER:
+            raise NotLeader(self.leader_id)
+        if len(self.pending_reads) + len(self.waiting_reads) >= self.cfg.max_pending_reads:
+            raise Overloaded("too many reads waiting for confirmation")
+        if not self._committed_in_term():
+            self.waiting_reads.append(ctx)
+            return
+        self._register_read(ctx)
+
+    def _register_read(self, ctx: int) -> None:
+        self.read_seq += 1
+        self.pending_reads.append(_PendingRead(ctx, self.commit, self.read_seq))
+        self.progress[self.id].read_ack = self.read_seq
+        self._confirm_reads()
+        if self.pending_reads:
+            self.heartbeat_pending = True  # one heartbeat round per Ready confirms every read so far
+
+    def _confirm_reads(self) -> None:
+        if not self.pending_reads:
+            return
+        voters = self._voters()
+        acks = sorted((self.progress[v].read_ack if v in self.progress else 0 for v in voters), reverse=True)
+        if not acks:
+            return
+        confirmed_seq = acks[quorum.majority(len(acks)) - 1]
+        keep: list[_PendingRead] = []
+        for r in self.pending_reads:
+            if r.seq <= confirmed_seq:
+                self.read_states.append(ReadState(r.ctx, r.index))
+            else:
+                keep.append(r)
+        self.pending_reads = keep
+
+    def transfer_leadership(self, target: NodeId) -> None:
+        if self.role != LEADER:
+            raise NotLeader(self.leader_id)
+        if target == self.id:
+            return
+        if target not in self._voters():
+            raise Rejected(f"{target} is not a voting member", status=400)
+        self.lead_transferee = target
+        self.election_elapsed = 0
+        pr = self.progress[target]
+        if pr.match == self.log.last_index:
+            self._send(TimeoutNow(self.term, self.id, target))
+        else:
+            self._fill(target, pr)
+
+    # ------------------------------------------------------------------ ready / advance
+
+    def _send(self, m: RaftMessage) -> None:
+        self.msgs.append(m)
+
+    def has_ready(self) -> bool:
+        return bool(
+            self.msgs
+            or self.broadcast_pending
+            or self.heartbeat_pending
+            or self.log.stable < self.log.last_index
+            or self.applied < min(self.commit, self.log.last_index)
+            or self.read_states
+            or self.dropped_reads
+            or HardState(self.term, self.vote, self.commit) != self.prev_hard_state
+        )
+
+    def ready(self) -> Ready:
+        if self.heartbeat_pending:
+            self.heartbeat_pending = False
+            if self.role == LEADER:
+                self._broadcast_heartbeat()
+        if self.broadcast_pending:
+            self.broadcast_pending = False
+            if self.role == LEADER:
+                self._broadcast_append()
+        hs = HardState(self.term, self.vote, self.commit)
+        committed: tuple[Entry, ...] = ()
+        hi = min(self.commit, self.log.last_index)
+        if hi > self.applied:
+            committed = tuple(self.log.entry(i) for i in range(self.applied + 1, hi + 1))
+        rd = Ready(
+            hard_state=hs if hs != self.prev_hard_state else None,
+            entries=self.log.unstable(),
+            messages=tuple(self.msgs),
+            committed=committed,
+            read_states=tuple(self.read_states),
+            dropped_reads=tuple(self.dropped_reads),
+        )
+        self.msgs = []
+        self.read_states = []
+        self.dropped_reads = []
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        if rd.hard_state is not None:
+            self.prev_hard_state = rd.hard_state
+        if rd.entries:
+            last = rd.entries[-1]
+            if self.log.matches(last.index, last.term):
+                self.log.stable_to(last.index)
+            if self.role == LEADER:
+                me = self.progress.get(self.id)
+                if me is not None:
+                    me.match = max(me.match, self.log.stable)
+                    me.next = self.log.last_index + 1
+                    self._maybe_commit()
+        if rd.committed:
+            self.applied = max(self.applied, rd.committed[-1].index)
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> RaftStatus:
+        peers = tuple(
+            PeerStatus(pid, pr.match, pr.next, pr.state, len(pr.inflight), pr.recent_active)
+            for pid, pr in sorted(self.progress.items())
+        )
+        return RaftStatus(
+            id=self.id,
+            role=self.role,
+            term=self.term,
+            vote=self.vote,
+            leader_id=self.leader_id,
+            commit=self.commit,
+            applied=self.applied,
+            last_index=self.log.last_index,
+            first_index=self.log.first_index,
+            membership=self.membership,
+            membership_index=self.membership_index,
+            peers=peers,
+        )
