@@ -1,0 +1,414 @@
+"""Node configuration: one frozen ``Config`` built from four layers.
+
+Precedence, lowest to highest::
+
+    built-in defaults  <  YAML file (--config)  <  environment BEAVER_VAULT_<NAME>  <  command-line flags
+
+Every layer uses the same snake_case setting names (``http_port`` in YAML,
+``BEAVER_VAULT_HTTP_PORT`` in the environment, ``--http-port`` / ``-http-port`` on the
+command line). Anything unknown or mistyped is a ``ConfigError`` that names where the bad
+value came from and which setting it was meant for; nothing is silently ignored.
+
+This module is pure apart from reading the one YAML file it is given: the environment is
+passed in as a mapping, so tests never touch ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+ENV_PREFIX = "BEAVER_VAULT_"
+# Not a setting, but an accepted variable: where to find the YAML file.
+CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG"
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+
+
+class ConfigError(ValueError):
+    """A setting is unknown, mistyped, missing or inconsistent. The message is for humans."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every setting of one node, fully resolved (no ``None`` left where a default is derived)."""
+
+    node_id: str
+    data_dir: Path  # default: ./data/<node_id>
+    bind_host: str = "127.0.0.1"  # the HTTP and raft listeners bind here
+    http_port: int = 8000
+    raft_port: int = 7000
+    advertise_host: str = "127.0.0.1"  # what other nodes and clients are told; default: bind_host
+    join: str | None = None  # URL of any cluster member: ask to be added at start-up
+    join_timeout_s: float = 120.0  # give up asking to be joined after this long (0: never give up)
+    tick_ms: int = 50
+    election_ticks: int = 10
+    heartbeat_ticks: int = 2
+    max_pending: int = 10_000
+    peer_queue_max: int = 1024  # outbound raft frames queued per peer before dropping
+    max_key_bytes: int = 1024
+    max_body_bytes: int = 1024 * 1024
+    max_json_depth: int = 64
+    request_timeout_s: float = 5.0
+    forward_timeout_s: float = 10.0  # a forwarded request's whole budget (longer than the leader's own)
+    shutdown_timeout_s: float = 3.0  # graceful HTTP shutdown before in-flight requests are cancelled
+    log_level: str = "INFO"
+    seed: int | None = None  # election-timeout and backoff randomness; None: from the OS
+
+    @property
+    def raft_address(self) -> str:
+        """The advertised ``host:port`` of the raft listener."""
+        return f"{_host_for_url(self.advertise_host)}:{self.raft_port}"
+
+    @property
+    def http_address(self) -> str:
+        """The advertised base URL of the HTTP API."""
+        return f"http://{_host_for_url(self.advertise_host)}:{self.http_port}"
+
+    @property
+    def http_bind(self) -> str:
+        """The ``host:port`` the HTTP server binds (hypercorn's ``bind`` syntax)."""
+        return f"{_host_for_url(self.bind_host)}:{self.http_port}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "node.db"
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+# --- value parsers ------------------------------------------------------------------------------
+#
+# Each parser takes the raw value (a string from the environment or a flag; any YAML scalar from
+# the file) and returns the typed value or raises ValueError with a short reason.
+
+
+def _parse_str(raw: object) -> str:
+    if isinstance(raw, str):
+        return raw.strip()
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ValueError(f"expected a string, got {_describe(raw)}")
+    return str(raw)
+
+
+def _parse_int(raw: object) -> int:
+    if isinstance(raw, bool):
+        raise ValueError(f"expected an integer, got {_describe(raw)}")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str):
+        text = raw.strip().replace("_", "")
+        if re.fullmatch(r"[+-]?[0-9]+", text):
+            return int(text)
+    raise ValueError(f"expected an integer, got {_describe(raw)}")
+
+
+def _parse_float(raw: object) -> float:
+    if isinstance(raw, bool):
+        raise ValueError(f"expected a number, got {_describe(raw)}")
+    value: float
+    if isinstance(raw, int | float):
+        value = float(raw)
+    elif isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a number, got {_describe(raw)}") from None
+    else:
+        raise ValueError(f"expected a number, got {_describe(raw)}")
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {_describe(raw)}")
+    return value
+
+
+def _int_in(low: int, high: int | None = None) -> Callable[[object], int]:
+    def parse(raw: object) -> int:
+        value = _parse_int(raw)
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"expected an integer {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_over(low: float, *, inclusive: bool = False) -> Callable[[object], float]:
+    def parse(raw: object) -> float:
+        value = _parse_float(raw)
+        if value < low or (value == low and not inclusive):
+            cmp = "at least" if inclusive else "greater than"
+            raise ValueError(f"expected a number {cmp} {low:g}, got {value:g}")
+        return value
+
+    return parse
+
+
+def _parse_port(raw: object) -> int:
+    try:
+        return _int_in(1, 65535)(raw)
+    except ValueError as e:
+        raise ValueError(f"{e} (a TCP port is 1-65535)") from None
+
+
+def _parse_node_id(raw: object) -> str:
+    value = _parse_str(raw)
+    if not _NODE_ID_RE.match(value):
+        raise ValueError(
+            f"expected 1-64 characters of letters, digits, '.', '_' or '-' (starting with a letter or digit), "
+            f"got {_describe(raw)}"
+        )
+    return value
+
+
+def _parse_host(raw: object) -> str:
+    value = _parse_str(raw)
+    if not value or any(c.isspace() or c in "/?#@" for c in value):
+        raise ValueError(f"expected a host name or IP address, got {_describe(raw)}")
+    return value.removeprefix("[").removesuffix("]")
+
+
+def _parse_path(raw: object) -> Path:
+    value = _parse_str(raw)
+    if not value:
+        raise ValueError("expected a directory path, got an empty string")
+    return Path(value).expanduser()
+
+
+def _parse_join(raw: object) -> str | None:
+    value = _parse_str(raw)
+    if not value:
+        return None  # an empty BEAVER_VAULT_JOIN= or --join "" means: do not join
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL of a cluster member, got {_describe(raw)}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        raise ValueError(f"the URL has an invalid port: {_describe(raw)}") from None
+    return value.rstrip("/")
+
+
+def _parse_log_level(raw: object) -> str:
+    value = _parse_str(raw).upper()
+    if value == "WARN":
+        value = "WARNING"
+    if value not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {_describe(raw)}")
+    return value
+
+
+def _parse_seed(raw: object) -> int | None:
+    if isinstance(raw, str) and raw.strip().lower() in ("", "none", "random"):
+        return None
+    return _int_in(0)(raw)
+
+
+def _describe(raw: object) -> str:
+    if isinstance(raw, str):
+        return repr(raw)
+    return f"{type(raw).__name__} {raw!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    parse: Callable[[object], Any]
+    help: str
+    nullable: bool = False  # may be explicitly null in YAML
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("node_id", _parse_node_id, "this node's id, unique in the cluster (required)"),
+    Setting("data_dir", _parse_path, "directory of this node's files (default: ./data/<node_id>)", nullable=True),
+    Setting("bind_host", _parse_host, "address the HTTP and raft listeners bind (default: 127.0.0.1)"),
+    Setting("http_port", _parse_port, "HTTP API port (default: 8000)"),
+    Setting("raft_port", _parse_port, "raft (node-to-node TCP) port (default: 7000)"),
+    Setting(
+        "advertise_host",
+        _parse_host,
+        "host other nodes and clients use to reach this node (default: bind_host; 127.0.0.1 if bind_host is a wildcard)",
+        nullable=True,
+    ),
+    Setting("join", _parse_join, "URL of a cluster member to ask to add this node at start-up", nullable=True),
+    Setting("join_timeout_s", _float_over(0.0, inclusive=True), "give up joining after this many seconds (0: never)"),
+    Setting("tick_ms", _int_in(1, 60_000), "raft tick length in milliseconds (default: 50)"),
+    Setting(
+        "election_ticks", _int_in(2, 10_000), "election timeout in ticks, randomised up to twice this (default: 10)"
+    ),
+    Setting("heartbeat_ticks", _int_in(1, 10_000), "leader heartbeat interval in ticks (default: 2)"),
+    Setting("max_pending", _int_in(1), "writes and reads waiting for an outcome before Overloaded (default: 10000)"),
+    Setting("peer_queue_max", _int_in(1), "raft frames queued per peer before dropping (default: 1024)"),
+    Setting("max_key_bytes", _int_in(1), "longest key in UTF-8 bytes (default: 1024)"),
+    Setting("max_body_bytes", _int_in(1), "largest request body in bytes (default: 1048576)"),
+    Setting("max_json_depth", _int_in(1, 10_000), "deepest JSON nesting accepted (default: 64)"),
+    Setting("request_timeout_s", _float_over(0.0), "how long a request waits for its outcome (default: 5)"),
+    Setting("forward_timeout_s", _float_over(0.0), "how long a follower waits for the leader's answer (default: 10)"),
+    Setting("shutdown_timeout_s", _float_over(0.0, inclusive=True), "graceful HTTP shutdown time (default: 3)"),
+    Setting("log_level", _parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO)"),
+    Setting("seed", _parse_seed, "integer seed for this node's randomness (default: from the OS)", nullable=True),
+)
+SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
+
+# Keep the table and the dataclass in step (a cheap import-time check, not an assert).
+if {s.name for s in SETTINGS} != {f.name for f in fields(Config)}:  # pragma: no cover
+    raise RuntimeError("config.SETTINGS and Config fields disagree")
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def _parse_in(setting: Setting, raw: object, source: str) -> Any:
+    if raw is None:
+        if setting.nullable:
+            return None
+        raise ConfigError(f"{source}: setting {setting.name!r} cannot be empty (null)")
+    try:
+        return setting.parse(raw)
+    except ValueError as e:
+        raise ConfigError(f"{source}: setting {setting.name!r}: {e}") from None
+
+
+def read_yaml(path: Path) -> dict[str, object]:
+    """Read the YAML config file: a top-level mapping of setting names to scalar values."""
+    source = f"config file {str(path)!r}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{source}: cannot read: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: invalid YAML: {e}") from None
+    if data is None:
+        return {}  # an empty file is an empty mapping
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level, got {type(data).__name__}")
+    result: dict[str, object] = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or key not in SETTINGS_BY_NAME:
+            raise ConfigError(f"{source}: unknown setting {key!r}{_suggest(str(key))}")
+        if isinstance(value, dict | list):
+            raise ConfigError(f"{source}: setting {key!r}: expected a single value, got {type(value).__name__}")
+        result[key] = value
+    return result
+
+
+def _suggest(name: str) -> str:
+    normalized = name.strip().lower().replace("-", "_")
+    if normalized in SETTINGS_BY_NAME and normalized != name:
+        return f" (did you mean {normalized!r}?)"
+    return f" (known settings: {', '.join(SETTINGS_BY_NAME)})"
+
+
+def config_file_from(flags: Mapping[str, object], env: Mapping[str, str]) -> Path | None:
+    """Where the YAML file is: ``--config`` wins over ``BEAVER_VAULT_CONFIG``; ``None``: no file."""
+    raw = flags.get("config")
+    if raw is None:
+        raw = env.get(CONFIG_FILE_ENV)
+    if raw is None or str(raw).strip() == "":
+        return None
+    return Path(str(raw)).expanduser()
+
+
+def load_config(
+    *,
+    flags: Mapping[str, object] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Config:
+    """Build the ``Config`` from defaults, ``config_file``, ``env`` and ``flags`` (in rising precedence).
+
+    ``flags`` maps setting names to the raw values given on the command line (absent or ``None``:
+    not given). ``env`` is the process environment (only ``BEAVER_VAULT_*`` names are looked at).
+    Raises ``ConfigError``.
+    """
+    flags = flags or {}
+    env = env or {}
+    raw: dict[str, tuple[object, str]] = {}  # name -> (raw value, source description)
+
+    if config_file is not None:
+        for name, value in read_yaml(config_file).items():
+            raw[name] = (value, f"config file {str(config_file)!r}")
+
+    for var, value in sorted(env.items()):
+        if not var.startswith(ENV_PREFIX) or var == CONFIG_FILE_ENV:
+            continue
+        name = var[len(ENV_PREFIX) :].lower()
+        if var[len(ENV_PREFIX) :] != name.upper() or name not in SETTINGS_BY_NAME:
+            raise ConfigError(f"environment: unknown variable {var}{_suggest_env(var)}")
+        raw[name] = (value, f"environment {var}")
+
+    for name, value in flags.items():
+        if name == "config" or value is None:
+            continue
+        if name not in SETTINGS_BY_NAME:
+            raise ConfigError(f"command line: unknown setting {name!r}")
+        raw[name] = (value, f"command line {SETTINGS_BY_NAME[name].flag}")
+
+    values: dict[str, Any] = {}
+    for name, (value, source) in raw.items():
+        values[name] = _parse_in(SETTINGS_BY_NAME[name], value, source)
+    return _resolve(values, raw)
+
+
+def _suggest_env(var: str) -> str:
+    known = ", ".join(s.env_var for s in SETTINGS)
+    return f" (known: {known}, {CONFIG_FILE_ENV})"
+
+
+def _resolve(values: dict[str, Any], raw: Mapping[str, tuple[object, str]]) -> Config:
+    """Fill the derived defaults and check the settings that constrain each other."""
+
+    def src(name: str) -> str:
+        return raw[name][1] if name in raw else "default"
+
+    node_id = values.get("node_id")
+    if node_id is None:
+        raise ConfigError(
+            "setting 'node_id' is required: give --node-id (or -node-id), BEAVER_VAULT_NODE_ID, "
+            "or node_id in the config file"
+        )
+    if values.get("data_dir") is None:
+        values["data_dir"] = Path("data") / node_id
+    bind_host = values.get("bind_host", "127.0.0.1")
+    if values.get("advertise_host") is None:
+        values["advertise_host"] = "127.0.0.1" if bind_host in _WILDCARD_HOSTS else bind_host
+    cfg = Config(**values)
+
+    if cfg.http_port == cfg.raft_port:
+        raise ConfigError(
+            f"http_port ({src('http_port')}) and raft_port ({src('raft_port')}) are both {cfg.http_port}: "
+            "they must differ"
+        )
+    if cfg.heartbeat_ticks >= cfg.election_ticks:
+        raise ConfigError(
+            f"heartbeat_ticks ({cfg.heartbeat_ticks}, {src('heartbeat_ticks')}) must be less than "
+            f"election_ticks ({cfg.election_ticks}, {src('election_ticks')})"
+        )
+    if cfg.advertise_host in _WILDCARD_HOSTS:
+        raise ConfigError(
+            f"advertise_host ({src('advertise_host')}) is the wildcard address {cfg.advertise_host!r}: "
+            "other nodes cannot connect to it; give a reachable address"
+        )
+    return cfg
