@@ -1,0 +1,561 @@
+"""The composition root: ``beaver-vault server`` and ``beaver-vault cluster``.
+
+This is the only module that chooses the concrete pieces (SQLite storage, the TCP transport,
+hypercorn) and wires them together. A node is ONE ``trio.run`` with one nursery holding the
+raft transport, the node runtime and the HTTP server; SIGINT/SIGTERM stop it cleanly
+(graceful HTTP shutdown, then cancel everything, then close the storage).
+
+``cluster`` is a convenience for a laptop: it starts N real ``server`` processes on loopback
+(node1 bootstraps, the others ``--join`` it) and stops them on Ctrl-C.
+
+Exit codes: 0 clean stop, 1 failure at run time (a port in use, a crash), 2 bad command line
+or configuration, 3 the join was refused or never succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+import trio
+
+from beaver_vault import __version__
+from beaver_vault.config import SETTINGS, SETTINGS_BY_NAME, Config, ConfigError, config_file_from, load_config
+
+if TYPE_CHECKING:
+    from beaver_vault.node.status import NodeStatus
+    from beaver_vault.storage.base import Storage
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_JOIN_FAILED = 3
+
+JOIN_PATH = "/api/v1/raft/join"
+STATUS_PATH = "/api/v1/status"
+
+log = logging.getLogger("beaver_vault.cli")
+
+
+# --- argument parsing ---------------------------------------------------------------------------
+
+
+def _both_spellings(name: str) -> tuple[str, str]:
+    """The seed's single-dash form (``-node-id``) and the usual double-dash one (``--node-id``)."""
+    dashed = name.replace("_", "-")
+    return ("--" + dashed, "-" + dashed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="beaver-vault",
+        description="Beaver-Vault: a replicated JSON key-value store (Raft + SQLite).",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"beaver-vault {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    server = sub.add_parser(
+        "server",
+        help="run one node",
+        description=(
+            "Run one Beaver-Vault node. Settings come from defaults < the YAML file (--config) < "
+            "environment variables BEAVER_VAULT_<NAME> < these flags. Every flag also works with a "
+            "single dash, as in: beaver-vault server -node-id node1 -http-port 8000 -raft-port 7000"
+        ),
+        allow_abbrev=False,
+    )
+    server.add_argument(
+        *_both_spellings("config"),
+        dest="config",
+        metavar="FILE",
+        default=None,
+        help="YAML file of settings (also BEAVER_VAULT_CONFIG)",
+    )
+    for setting in SETTINGS:
+        server.add_argument(
+            *_both_spellings(setting.name),
+            dest=setting.name,
+            metavar=setting.name.upper() if setting.name != "join" else "URL",
+            default=None,
+            help=setting.help,
+        )
+    server.set_defaults(handler=_cmd_server)
+
+    cluster = sub.add_parser(
+        "cluster",
+        help="run a local cluster of real server processes",
+        description=(
+            "Start N `beaver-vault server` processes on this machine: node1 bootstraps a cluster, the "
+            "others join it. Ctrl-C (or SIGTERM) stops them all."
+        ),
+        allow_abbrev=False,
+    )
+    cluster.add_argument(
+        *_both_spellings("nodes"), dest="nodes", type=int, default=3, help="how many nodes (default: 3)"
+    )
+    cluster.add_argument(
+        *_both_spellings("base_http_port"),
+        dest="base_http_port",
+        type=int,
+        default=8000,
+        help="node1's HTTP port; nodeK gets base+K-1",
+    )
+    cluster.add_argument(
+        *_both_spellings("base_raft_port"),
+        dest="base_raft_port",
+        type=int,
+        default=7000,
+        help="node1's raft port; nodeK gets base+K-1",
+    )
+    cluster.add_argument(
+        *_both_spellings("data_root"),
+        dest="data_root",
+        default="./data",
+        help="nodeK keeps its files in DATA_ROOT/nodeK",
+    )
+    cluster.add_argument(*_both_spellings("host"), dest="host", default="127.0.0.1", help="bind and advertise host")
+    cluster.add_argument(*_both_spellings("log_level"), dest="log_level", default=None, help="passed to every node")
+    cluster.add_argument(
+        *_both_spellings("stop_timeout_s"),
+        dest="stop_timeout_s",
+        type=float,
+        default=10.0,
+        help="seconds to wait after SIGTERM before SIGKILL (default: 10)",
+    )
+    cluster.set_defaults(handler=_cmd_cluster)
+    return parser
+
+
+def server_flags(args: argparse.Namespace) -> dict[str, object]:
+    """The settings given on the command line (``None``: not given), plus ``config``."""
+    flags: dict[str, object] = {name: getattr(args, name, None) for name in SETTINGS_BY_NAME}
+    flags["config"] = getattr(args, "config", None)
+    return flags
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, Mapping[str, str]], int] = args.handler
+    return handler(args, os.environ if env is None else env)
+
+
+# --- server -------------------------------------------------------------------------------------
+
+
+def configure_logging(level: str, tag: str) -> None:
+    # One line per event on stderr, tagged with the node id so interleaved cluster logs stay readable.
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format=f"%(asctime)s {tag} %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+def _cmd_server(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    flags = server_flags(args)
+    try:
+        cfg = load_config(flags=flags, env=env, config_file=config_file_from(flags, env))
+    except ConfigError as e:
+        print(f"beaver-vault: configuration error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(cfg.log_level, cfg.node_id)
+    try:
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        log.error("cannot create data directory %s: %s", cfg.data_dir, e)
+        return EXIT_FAILURE
+    return trio.run(run_node, cfg)
+
+
+@dataclass(slots=True)
+class _Stop:
+    """Why and how the node stops: set once, by a signal or a failed join."""
+
+    event: trio.Event
+    code: int = EXIT_OK
+
+    def request(self, code: int) -> None:
+        if not self.event.is_set():
+            self.code = code
+            self.event.set()
+
+
+async def run_node(cfg: Config) -> int:
+    """Run one node until SIGINT/SIGTERM (or a refused join). Returns the process exit code."""
+    from beaver_vault.storage.sqlite import SQLiteStorage
+
+    # Catch the signals first, so a Ctrl-C during start-up is also a clean stop.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        try:
+            storage = SQLiteStorage(cfg.db_path)
+        except Exception as e:
+            log.error("cannot open storage %s: %s", cfg.db_path, e)
+            return EXIT_FAILURE
+        code = EXIT_FAILURE
+        try:
+            code = await _serve(cfg, storage, signals)
+        except* OSError as group:  # a port in use, an unreachable bind address, a full disk, ...
+            for exc in group.exceptions:
+                log.error("stopped by an OS error: %s", exc)
+        finally:
+            storage.close()
+            log.info("storage closed")
+        return code
+
+
+async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> int:
+    from hypercorn.config import Config as HyperConfig
+
+    from beaver_vault.api.app import ApiOptions, create_app
+    from beaver_vault.node.runtime import NodeRuntime, RuntimeOptions
+    from beaver_vault.transport.tcp import TcpTransport
+
+    runtime = NodeRuntime(
+        node_id=cfg.node_id,
+        storage=storage,
+        options=RuntimeOptions(
+            raft_address=cfg.raft_address,
+            http_address=cfg.http_address,
+            bootstrap=cfg.join is None,
+            tick_ms=cfg.tick_ms,
+            election_ticks=cfg.election_ticks,
+            heartbeat_ticks=cfg.heartbeat_ticks,
+            max_pending=cfg.max_pending,
+            seed=cfg.seed,
+        ),
+    )
+    transport = TcpTransport(
+        cfg.node_id,
+        bind_host=cfg.bind_host,
+        bind_port=cfg.raft_port,
+        deliver=runtime.deliver,
+        queue_max=cfg.peer_queue_max,
+        rng=_rng(cfg.seed, "transport"),
+    )
+    runtime.attach_transport(transport)
+    app = create_app(
+        runtime,
+        ApiOptions(
+            max_key_bytes=cfg.max_key_bytes,
+            max_body_bytes=cfg.max_body_bytes,
+            max_json_depth=cfg.max_json_depth,
+            request_timeout_s=cfg.request_timeout_s,
+            forward_timeout_s=cfg.forward_timeout_s,
+        ),
+    )
+    hconfig = HyperConfig()
+    hconfig.bind = [cfg.http_bind]
+    hconfig.accesslog = None
+    hconfig.errorlog = logging.getLogger("hypercorn.error")
+    hconfig.graceful_timeout = cfg.shutdown_timeout_s
+
+    stop = _Stop(trio.Event())
+    http_done = trio.Event()
+    shutdown_http = trio.Event()
+
+    async def serve_http(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+        import hypercorn.trio
+
+        try:
+            await hypercorn.trio.serve(app, hconfig, shutdown_trigger=shutdown_http.wait, task_status=task_status)
+        finally:
+            http_done.set()
+
+    async def watch_signals() -> None:
+        async for signum in signals:
+            log.info("received %s: shutting down", signal.Signals(signum).name)
+            stop.request(EXIT_OK)
+            return
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_signals)
+        await nursery.start(transport.run)
+        log.info("raft transport listening on %s:%s (advertised %s)", cfg.bind_host, cfg.raft_port, cfg.raft_address)
+        await nursery.start(runtime.run)
+        log.info("runtime started (data in %s)", cfg.data_dir)
+        binds = await nursery.start(serve_http)
+        log.info("HTTP API on %s (advertised %s)", ", ".join(binds), cfg.http_address)
+        print(f"{cfg.node_id}: {cfg.http_address}  (raft {cfg.raft_address}, data {cfg.data_dir})", flush=True)
+        if cfg.join is not None:
+            nursery.start_soon(join_cluster, cfg, runtime, stop.request)
+
+        await stop.event.wait()
+        shutdown_http.set()  # let in-flight requests finish (hypercorn's graceful_timeout) ...
+        with trio.move_on_after(cfg.shutdown_timeout_s + 1.0):
+            await http_done.wait()
+        nursery.cancel_scope.cancel()  # ... then stop the runtime and the transport
+    log.info("stopped")
+    return stop.code
+
+
+def _rng(seed: int | None, purpose: str) -> random.Random:
+    # Each consumer gets its own generator, derived from the node seed by name (never the global one).
+    return random.Random() if seed is None else random.Random(f"{seed}/{purpose}")
+
+
+class _StatusSource(Protocol):
+    def status(self) -> NodeStatus: ...
+
+
+def _is_member(runtime: _StatusSource) -> bool:
+    # A node started for joining (bootstrap=False) has no cluster id until the leader adopts it;
+    # one restarted with its data directory already belongs to a cluster and must not ask again.
+    return runtime.status().cluster_id is not None
+
+
+async def join_cluster(
+    cfg: Config,
+    runtime: _StatusSource,
+    stop: Callable[[int], None],
+    *,
+    client: httpx.AsyncClient | None = None,
+) -> None:
+    """Ask the member at ``cfg.join`` to add this node; retry with backoff until it says yes or no.
+
+    On a refusal (or when ``join_timeout_s`` runs out) call ``stop(EXIT_JOIN_FAILED)``.
+    """
+    if cfg.join is None:
+        return
+    if client is None:
+        async with httpx.AsyncClient(timeout=cfg.request_timeout_s + cfg.forward_timeout_s + 5.0) as own:
+            await join_cluster(cfg, runtime, stop, client=own)
+        return
+    url = cfg.join + JOIN_PATH
+    body = {"NodeID": cfg.node_id, "RaftAddress": cfg.raft_address}
+    rng = _rng(cfg.seed, "join")
+    delay_s = 0.2
+    deadline = trio.current_time() + cfg.join_timeout_s if cfg.join_timeout_s > 0 else math.inf
+    attempt = 0
+    while True:
+        if _is_member(runtime):
+            log.info("a member of cluster %s: not asking %s to join", runtime.status().cluster_id, cfg.join)
+            return
+        attempt += 1
+        outcome = await _post_join(client, url, body)
+        if outcome.done:
+            if outcome.ok:
+                log.info("joined the cluster via %s: %s", url, outcome.detail)
+            else:
+                log.error("join refused by %s: %s", url, outcome.detail)
+                stop(EXIT_JOIN_FAILED)
+            return
+        if trio.current_time() + delay_s > deadline:
+            log.error("could not join via %s within %gs (last: %s)", url, cfg.join_timeout_s, outcome.detail)
+            stop(EXIT_JOIN_FAILED)
+            return
+        log.info("join attempt %d via %s: %s; retrying in %.1fs", attempt, url, outcome.detail, delay_s)
+        await trio.sleep(delay_s * rng.uniform(0.75, 1.25))
+        delay_s = min(delay_s * 2, 5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class JoinOutcome:
+    done: bool  # False: worth retrying
+    ok: bool
+    detail: str
+
+
+async def _post_join(client: httpx.AsyncClient, url: str, body: Mapping[str, str]) -> JoinOutcome:
+    try:
+        resp = await client.post(url, json=body)
+    except httpx.HTTPError as e:
+        return JoinOutcome(done=False, ok=False, detail=f"{type(e).__name__}: {e}")
+    return classify_join_response(resp.status_code, resp.text)
+
+
+def classify_join_response(status: int, text: str) -> JoinOutcome:
+    """200: joined. 409: refused (e.g. this node is not pristine). Other 4xx: our request is wrong,
+    retrying will not help. 5xx, 408, 429: no leader yet, a timeout, overload: retry."""
+    detail = f"HTTP {status} {_short(text)}"
+    if 200 <= status < 300:
+        return JoinOutcome(done=True, ok=True, detail=detail)
+    if status in (408, 429) or status >= 500:
+        return JoinOutcome(done=False, ok=False, detail=detail)
+    return JoinOutcome(done=True, ok=False, detail=detail)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# --- cluster ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Child:
+    node_id: str
+    url: str
+    proc: subprocess.Popen[bytes]
+    reported_exit: bool = False
+
+
+def _cmd_cluster(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    configure_logging((args.log_level or "INFO").upper(), "cluster")
+    problem = _check_cluster_args(args)
+    if problem:
+        print(f"beaver-vault cluster: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s: stopping the nodes", signal.Signals(signum).name)
+        stopping.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    children: list[_Child] = []
+    try:
+        join_url = f"http://{args.host}:{args.base_http_port}"
+        for i in range(1, args.nodes + 1):
+            if stopping.is_set():
+                break
+            child = _start_node(args, i, None if i == 1 else join_url, env)
+            children.append(child)
+            # Each node waits to be up before the next starts, so joins do not pile up on a cold node1.
+            if not _wait_http(child, stopping, timeout_s=30.0):
+                if child.proc.poll() is not None:
+                    log.error("%s exited with code %s during start-up", child.node_id, child.proc.returncode)
+                    child.reported_exit = True
+                    stopping.set()
+        if not stopping.is_set():
+            _wait_members(children[0], args.nodes, stopping, timeout_s=30.0)
+            print("\nBeaver-Vault cluster:", flush=True)
+            for c in children:
+                print(f"  {c.node_id}  {c.url}  (pid {c.proc.pid})", flush=True)
+            print(f"Try: curl -X PUT {children[0].url}/api/v1/kv/mykey -d '\"myvalue\"'", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+        while not stopping.is_set():
+            for c in children:
+                if not c.reported_exit and c.proc.poll() is not None:
+                    log.warning("%s exited with code %s", c.node_id, c.proc.returncode)
+                    c.reported_exit = True
+            if all(c.reported_exit for c in children):
+                log.error("every node has exited")
+                break
+            stopping.wait(0.5)
+    finally:
+        _stop_children(children, args.stop_timeout_s)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return EXIT_FAILURE if children and all(c.reported_exit for c in children) else EXIT_OK
+
+
+def _check_cluster_args(args: argparse.Namespace) -> str | None:
+    if not 1 <= args.nodes <= 99:
+        return f"--nodes must be between 1 and 99, got {args.nodes}"
+    for name in ("base_http_port", "base_raft_port"):
+        base = getattr(args, name)
+        if not (1 <= base and base + args.nodes - 1 <= 65535):
+            return f"--{name.replace('_', '-')} {base}: ports {base}..{base + args.nodes - 1} must be within 1-65535"
+    http = set(range(args.base_http_port, args.base_http_port + args.nodes))
+    raft = set(range(args.base_raft_port, args.base_raft_port + args.nodes))
+    if http & raft:
+        return "the HTTP and raft port ranges overlap"
+    if args.stop_timeout_s < 0:
+        return "--stop-timeout-s must not be negative"
+    return None
+
+
+def _start_node(args: argparse.Namespace, i: int, join_url: str | None, env: Mapping[str, str]) -> _Child:
+    node_id = f"node{i}"
+    http_port = args.base_http_port + i - 1
+    argv = [
+        sys.executable,
+        "-m",
+        "beaver_vault",
+        "server",
+        "--node-id",
+        node_id,
+        "--http-port",
+        str(http_port),
+        "--raft-port",
+        str(args.base_raft_port + i - 1),
+        "--data-dir",
+        str(Path(args.data_root) / node_id),
+        "--bind-host",
+        args.host,
+    ]
+    if join_url is not None:
+        argv += ["--join", join_url]
+    if args.log_level:
+        argv += ["--log-level", args.log_level]
+    # A session of its own: Ctrl-C reaches only this process, which then stops each node exactly once.
+    proc = subprocess.Popen(argv, env=dict(env), start_new_session=True)
+    log.info("started %s (pid %d)%s", node_id, proc.pid, f", joining {join_url}" if join_url else "")
+    return _Child(node_id=node_id, url=f"http://{args.host}:{http_port}", proc=proc)
+
+
+def _poll(
+    check: Callable[[], bool], stopping: threading.Event, timeout_s: float, alive: Callable[[], bool] = lambda: True
+) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not stopping.is_set() and alive():
+        if check():
+            return True
+        stopping.wait(0.2)
+    return False
+
+
+def _status(url: str) -> dict[str, Any] | None:
+    try:
+        resp = httpx.get(url + STATUS_PATH, timeout=2.0)
+        if resp.status_code == 200:
+            data = resp.json()
+            return data if isinstance(data, dict) else None
+    except (httpx.HTTPError, ValueError):
+        pass
+    return None
+
+
+def _wait_http(child: _Child, stopping: threading.Event, timeout_s: float) -> bool:
+    ok = _poll(lambda: _status(child.url) is not None, stopping, timeout_s, alive=lambda: child.proc.poll() is None)
+    if not ok and child.proc.poll() is None and not stopping.is_set():
+        log.warning("%s did not answer on %s within %gs; continuing", child.node_id, child.url, timeout_s)
+    return ok
+
+
+def _wait_members(first: _Child, n: int, stopping: threading.Event, timeout_s: float) -> None:
+    def full() -> bool:
+        status = _status(first.url)
+        members = status.get("members") if status else None
+        return isinstance(members, list) and len(members) >= n
+
+    if n > 1 and not _poll(full, stopping, timeout_s):
+        if not stopping.is_set():
+            log.warning("the cluster did not reach %d members within %gs; see the node logs", n, timeout_s)
+
+
+def _stop_children(children: list[_Child], timeout_s: float) -> None:
+    live = [c for c in children if c.proc.poll() is None]
+    for c in live:
+        try:
+            c.proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout_s
+    for c in live:
+        try:
+            c.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s (pid %d) did not stop within %gs: SIGKILL", c.node_id, c.proc.pid, timeout_s)
+            c.proc.kill()
+            c.proc.wait()
+    for c in children:
+        log.info("%s stopped (exit code %s)", c.node_id, c.proc.returncode)
