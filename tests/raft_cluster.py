@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.core import LEADER, RaftCore
-from beaver_vault.raft.messages import Entry, EntryKind, HardState, Member, Membership, RaftMessage
+from beaver_vault.raft.messages import Entry, EntryKind, HardState, Member, Membership, RaftMessage, ReadState
 
 
 @dataclass
@@ -42,6 +42,7 @@ class Cluster:
         # every (index -> entry) ever reported committed by anyone: must never change
         self.committed: dict[int, Entry] = {}
         self.leaders_by_term: dict[int, str] = {}
+        self.read_states: dict[str, list[ReadState]] = {i: [] for i in ids}
 
     def restart(self, i: str) -> None:
         d = self.disks[i]
@@ -70,6 +71,7 @@ class Cluster:
                 seen = self.committed.setdefault(e.index, e)
                 if seen != e:
                     raise AssertionError(f"committed entry {e.index} changed: {seen} vs {e}")
+            self.read_states.setdefault(i, []).extend(rd.read_states)
             n.advance(rd)
             self.check_leader(i)
 

@@ -1,0 +1,388 @@
+"""The storage contract, run against every implementation (memory and SQLite).
+
+Then, for SQLite only: reopening after unclean exits (``os._exit`` without close, SIGKILL in
+the middle of a save loop) keeps everything ``save``/``apply`` returned for, and the log stays
+consecutive. (SIGKILL does not lose the OS page cache: these check SQLite's transaction
+atomicity and our use of it, not power loss.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from beaver_vault.errors import InvariantViolation
+from beaver_vault.kv import commands
+from beaver_vault.kv.memory import MemoryKV
+from beaver_vault.kv.state import KeyRecord, KVStore, apply
+from beaver_vault.raft.messages import Entry, EntryKind, HardState
+from beaver_vault.storage.base import Storage
+from beaver_vault.storage.memory import MemoryStorage
+from beaver_vault.storage.sqlite import SQLiteStorage, prefix_end
+
+Factory = Callable[[], Storage]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
+    """``make()`` opens the storage; for SQLite a second ``make()`` reopens the same file."""
+    opened: list[Any] = []
+    mem = MemoryStorage()
+
+    def factory() -> Any:
+        s: Any = mem if request.param == "memory" else SQLiteStorage(tmp_path / "node.db")
+        opened.append(s)
+        return s
+
+    yield factory
+    for s in opened:
+        s.close()
+
+
+def E(index: int, term: int, data: bytes = b"", kind: EntryKind = EntryKind.NORMAL) -> Entry:
+    return Entry(term=term, index=index, kind=kind, data=data)
+
+
+def kv_apply(store: KVStore, entry: Entry) -> dict[str, Any]:
+    return apply(store, entry.index, entry.data)
+
+
+# --------------------------------------------------------------------------- log and hard state
+
+
+def test_fresh_storage_is_empty(make: Callable[[], Any]) -> None:
+    st = make().load()
+    assert (st.cluster_id, st.hard_state, st.entries, st.applied_index) == (None, HardState(), (), 0)
+
+
+def test_save_load_round_trip(make: Callable[[], Any]) -> None:
+    s = make()
+    entries = [E(1, 1, kind=EntryKind.NOOP), E(2, 1, b"\x00\xffbinary"), E(3, 2, b"{}", EntryKind.CONFIG)]
+    s.save(HardState(2, "node1", 1), entries)
+    st = s.load()
+    assert st.entries == tuple(entries)
+    assert st.hard_state == HardState(2, "node1", 1)
+    assert all(type(e.kind) is EntryKind for e in st.entries)
+
+
+def test_save_appends_and_truncates_conflicting_suffix(make: Callable[[], Any]) -> None:
+    s = make()
+    s.save(HardState(1), [E(i, 1, b"old%d" % i) for i in range(1, 6)])
+    s.save(None, [E(6, 1)])
+    s.save(HardState(2), [E(3, 2, b"new3"), E(4, 2, b"new4")])  # replaces 3..6
+    assert s.load().entries == (E(1, 1, b"old1"), E(2, 1, b"old2"), E(3, 2, b"new3"), E(4, 2, b"new4"))
+    s.save(None, [E(1, 3, b"all")])  # replaces everything
+    assert s.load().entries == (E(1, 3, b"all"),)
+    assert s.load().hard_state == HardState(2)
+
+
+def test_hard_state_alone_keeps_log(make: Callable[[], Any]) -> None:
+    s = make()
+    s.save(HardState(1, "a", 0), [E(1, 1), E(2, 1)])
+    s.save(HardState(5, None, 2), [])
+    st = s.load()
+    assert st.hard_state == HardState(5, None, 2)
+    assert len(st.entries) == 2
+    s.save(None, [])  # nothing at all: a no-op
+    assert s.load() == st
+
+
+def test_save_rejects_gaps_without_writing(make: Callable[[], Any]) -> None:
+    s = make()
+    s.save(HardState(1), [E(1, 1)])
+    with pytest.raises(InvariantViolation):
+        s.save(HardState(9), [E(3, 1)])  # gap after 1
+    with pytest.raises(InvariantViolation):
+        s.save(HardState(9), [E(2, 1), E(4, 1)])  # not consecutive
+    with pytest.raises(InvariantViolation):
+        s.save(None, [E(0, 1)])
+    st = s.load()
+    assert st.entries == (E(1, 1),) and st.hard_state == HardState(1)
+
+
+def test_reset_wipes_and_sets_cluster_id(make: Callable[[], Any]) -> None:
+    s = make()
+    s.save(HardState(3, "x", 2), [E(1, 1, commands.put("a", 1)), E(2, 3, commands.put("b", 2))])
+    s.apply(s.load().entries, kv_apply)
+    s.reset("cluster-7")
+    st = s.load()
+    assert (st.cluster_id, st.hard_state, st.entries, st.applied_index) == ("cluster-7", HardState(), (), 0)
+    assert s.get("a") is None and s.scan("", None, 10) == []
+    s.save(HardState(1), [E(1, 1)])  # usable afterwards, from index 1
+    assert s.load().entries == (E(1, 1),)
+
+
+# --------------------------------------------------------------------------- apply
+
+
+def test_apply_runs_in_order_and_advances_applied_index(make: Callable[[], Any]) -> None:
+    s = make()
+    s.save(HardState(1), [E(1, 1, commands.put("k", "a")), E(2, 1, kind=EntryKind.NOOP), E(3, 1, commands.put("k", "b"))])
+    seen: list[int] = []
+
+    def fn(store: KVStore, e: Entry) -> int:
+        seen.append(e.index)
+        if e.kind == EntryKind.NORMAL:
+            apply(store, e.index, e.data)
+        return e.index * 10
+
+    assert s.apply([E(1, 1, commands.put("k", "a"))], fn) == [10]
+    assert s.apply(list(s.load().entries[1:]), fn) == [20, 30]
+    assert seen == [1, 2, 3]
+    assert s.load().applied_index == 3
+    assert s.get("k") == KeyRecord('"b"', 1, 3, 2)
+    assert s.apply([], fn) == [] and s.load().applied_index == 3
+
+
+def test_apply_must_continue_applied_index(make: Callable[[], Any]) -> None:
+    s = make()
+    s.save(HardState(1), [E(i, 1, commands.put(f"k{i}", i)) for i in range(1, 5)])
+    s.apply([E(1, 1, commands.put("k1", 1))], kv_apply)
+    entries = s.load().entries
+    for bad in ([entries[0]], [entries[2]], [entries[1], entries[3]]):  # repeat, gap, hole
+        with pytest.raises(InvariantViolation):
+            s.apply(bad, kv_apply)
+    with pytest.raises(InvariantViolation):  # beyond the stored log
+        s.apply([entries[1], entries[2], entries[3], E(5, 1, commands.put("k5", 5))], kv_apply)
+    assert s.load().applied_index == 1
+    assert [k for k, _ in s.scan("", None, 10)] == ["k1"]
+
+
+def test_apply_is_atomic_when_fn_raises(make: Callable[[], Any]) -> None:
+    s = make()
+    s.save(HardState(1), [E(i, 1, commands.put(f"k{i}", i)) for i in range(1, 6)])
+    s.apply(s.load().entries[:2], kv_apply)  # k1, k2 exist
+    before = (s.load().applied_index, s.scan("", None, 100))
+
+    def boom(store: KVStore, e: Entry) -> dict[str, Any]:
+        store.delete("k1")
+        store.put("k2", KeyRecord("99", 1, e.index, 9))
+        r = apply(store, e.index, e.data)
+        if e.index == 4:
+            raise OSError("disk on fire")
+        return r
+
+    with pytest.raises(OSError, match="disk on fire"):
+        s.apply(s.load().entries[2:], boom)
+    assert (s.load().applied_index, s.scan("", None, 100)) == before
+    # and the same batch applies cleanly afterwards
+    assert [r["op"] for r in s.apply(s.load().entries[2:], kv_apply)] == ["put"] * 3
+    assert s.load().applied_index == 5
+
+
+def test_apply_sees_its_own_writes_and_get_sees_committed(make: Callable[[], Any]) -> None:
+    s = make()
+    data = [commands.put("a", [1]), commands.append("a", 2), commands.cas("a", [1, 2], "done"), commands.delete("zz")]
+    s.save(HardState(1), [E(i, 1, d) for i, d in enumerate(data, 1)])
+    results = s.apply(s.load().entries, kv_apply)
+    assert results[1] == {"op": "append", "key": "a", "revision": 2, "value": [1, 2]}
+    assert results[2]["succeeded"] is True
+    assert s.get("a") == KeyRecord('"done"', 1, 3, 3)
+
+
+# --------------------------------------------------------------------------- scan
+
+
+def _fill(s: Any, keys: list[str]) -> None:
+    s.save(HardState(1), [E(i, 1, commands.put(k, i)) for i, k in enumerate(keys, 1)])
+    s.apply(s.load().entries, kv_apply)
+
+
+SCAN_KEYS = ["b", "a", "users/2", "users/10", "users/1", "users", "usert", "users0", "é", "z", "\U0001f600", "\uffff"]
+
+
+def test_scan_order_prefix_after_limit(make: Callable[[], Any]) -> None:
+    s = make()
+    _fill(s, SCAN_KEYS)
+    everything = [k for k, _ in s.scan("", None, 100)]
+    assert everything == sorted(SCAN_KEYS)  # code point order (= UTF-8 byte order)
+    assert [k for k, _ in s.scan("users/", None, 100)] == ["users/1", "users/10", "users/2"]
+    assert [k for k, _ in s.scan("users", None, 100)] == ["users", "users/1", "users/10", "users/2", "users0"]
+    assert [k for k, _ in s.scan("users/", "users/1", 100)] == ["users/10", "users/2"]
+    assert [k for k, _ in s.scan("users/", "a", 100)] == ["users/1", "users/10", "users/2"]  # after < prefix
+    assert [k for k, _ in s.scan("users/", "zzz", 100)] == []
+    assert [k for k, _ in s.scan("", None, 2)] == ["a", "b"]
+    assert s.scan("", None, 0) == []
+    assert [k for k, _ in s.scan("\uffff", None, 5)] == ["\uffff"]
+    assert s.scan("nope", None, 5) == []
+    # pagination: pages of 2 cover everything once, in order
+    pages, after = [], None
+    while page := s.scan("", after, 2):
+        pages += [k for k, _ in page]
+        after = page[-1][0]
+    assert pages == everything
+    with pytest.raises(ValueError):
+        s.scan("", None, -1)
+    rec = dict(s.scan("users/", None, 100))["users/2"]
+    assert rec == KeyRecord(str(SCAN_KEYS.index("users/2") + 1), rec.create_revision, rec.mod_revision, 1)
+
+
+def test_scan_inside_apply_matches(make: Callable[[], Any]) -> None:
+    s = make()
+    _fill(s, ["p/1", "p/2", "q"])
+    s.save(None, [E(4, 1, kind=EntryKind.NOOP)])
+    got = s.apply(s.load().entries[3:], lambda store, e: [k for k, _ in store.scan("p/", None, 10)])
+    assert got == [["p/1", "p/2"]]
+
+
+def test_prefix_end() -> None:
+    assert prefix_end("") is None
+    assert prefix_end("ab") == "ac"
+    assert prefix_end("a\U0010ffff") == "b"
+    assert prefix_end("\ud7ff") == "\ue000"
+
+
+# --------------------------------------------------------------------------- memory extras
+
+
+def test_memory_clone_is_independent() -> None:
+    s = MemoryStorage("c1")
+    _fill(s, ["a", "b"])
+    c = s.clone()
+    s.save(HardState(9), [E(3, 2)])
+    s.apply([E(3, 2)], lambda store, e: store.delete("a"))
+    s.reset("other")
+    assert c.load().cluster_id == "c1" and c.load().applied_index == 2 and len(c.load().entries) == 2
+    assert [k for k, _ in c.items()] == ["a", "b"]
+
+
+# --------------------------------------------------------------------------- SQLite: reopening
+
+
+def test_sqlite_reopen_after_clean_close(tmp_path: Path) -> None:
+    s = SQLiteStorage(tmp_path / "n.db")
+    s.reset("cid")
+    _fill(s, ["x", "y"])
+    s.save(HardState(4, "n2", 2), [])
+    before = (s.load(), s.items())
+    s.close()
+    s2 = SQLiteStorage(tmp_path / "n.db")
+    try:
+        assert (s2.load(), s2.items()) == before
+        assert s2.status().last_index == 2 and s2.status().applied_index == 2
+        s2.save(None, [E(3, 4)])  # caches were rebuilt from disk: continuing works
+        s2.apply([E(3, 4)], lambda store, e: None)
+    finally:
+        s2.close()
+
+
+def test_sqlite_connection_is_single_threaded(tmp_path: Path) -> None:
+    import threading
+
+    s = SQLiteStorage(tmp_path / "n.db")
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            s.get("a")
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    s.close()
+    assert len(errors) == 1 and "thread" in str(errors[0])
+
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys
+    from beaver_vault.kv import commands
+    from beaver_vault.kv.state import apply
+    from beaver_vault.raft.messages import Entry, HardState
+    from beaver_vault.storage.sqlite import SQLiteStorage
+
+    path, mode = sys.argv[1], sys.argv[2]
+    s = SQLiteStorage(path)
+    st = s.load()
+    last, applied, term = len(st.entries), st.applied_index, st.hard_state.term
+    i = 0
+    while True:
+        i += 1
+        term += 1
+        # every 7th save rewrites a suffix (as a new leader would); others append a batch
+        start = max(applied + 1, last - 2) if i % 7 == 0 else last + 1
+        batch = [Entry(term, n, data=commands.put(f"k{n % 13}", [term, n])) for n in range(start, last + 1 + i % 5)]
+        s.save(HardState(term, "me", applied), batch)
+        last = batch[-1].index if batch else last
+        print(f"saved {term} {last}", flush=True)
+        if i % 3 == 0 and applied < last:
+            todo = s.load().entries[applied:last]
+            s.apply(todo, lambda store, e: apply(store, e.index, e.data))
+            applied = last
+            print(f"applied {applied}", flush=True)
+        if mode == "exit" and i == 20:
+            os._exit(0)  # no close, no commit of anything pending, no atexit
+    """
+)
+
+
+def _run_child(path: Path, mode: str, kill_after_s: float | None) -> list[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    if kill_after_s is not None:
+        time.sleep(kill_after_s)
+        proc.send_signal(signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    if kill_after_s is None:
+        assert proc.returncode == 0, err
+    else:
+        assert proc.returncode == -signal.SIGKILL, err
+    return out.split("\n")[:-1]  # complete lines only: the last one may be torn by the kill
+
+
+def _check_recovered(path: Path, lines: list[str]) -> None:
+    """Everything acknowledged is there; the log is consecutive; applied state = replay of the log."""
+    acked_term = acked_last = acked_applied = 0
+    for line in lines:
+        match line.split():
+            case ["saved", term, last]:
+                acked_term, acked_last = int(term), int(last)
+            case ["applied", applied]:
+                acked_applied = int(applied)
+            case _:
+                raise AssertionError(f"unexpected child output {line!r}")
+    s = SQLiteStorage(path)
+    try:
+        st = s.load()  # load() itself checks the log is consecutive from 1
+        assert st.hard_state.term >= acked_term
+        assert len(st.entries) >= acked_last
+        assert st.applied_index >= acked_applied
+        assert st.applied_index <= len(st.entries)
+        replay = MemoryKV()
+        for e in st.entries[: st.applied_index]:
+            apply(replay, e.index, e.data)
+        assert s.items() == replay.items(), "applied state differs from replaying the log"
+        for k, rec in s.items():
+            assert json.loads(rec.value)[1] <= st.applied_index, k
+    finally:
+        s.close()
+
+
+def test_sqlite_reopen_after_exit_without_close(tmp_path: Path) -> None:
+    path = tmp_path / "n.db"
+    lines = _run_child(path, "exit", None)
+    assert sum(1 for line in lines if line.startswith("saved")) == 20
+    _check_recovered(path, lines)
+
+
+@pytest.mark.parametrize("round_", range(8))
+def test_sqlite_reopen_after_sigkill_during_saves(tmp_path: Path, round_: int) -> None:
+    path = tmp_path / "n.db"
+    lines: list[str] = []
+    for attempt in range(3):  # kill, recover, continue from the recovered state, kill again
+        lines = _run_child(path, "loop", 0.4 + 0.07 * round_ + 0.05 * attempt)
+        _check_recovered(path, lines)
+        assert any(line.startswith("applied") for line in lines), "the child never got far enough"
