@@ -103,7 +103,18 @@ async def test_put_overwrites_and_reports_created_and_revision(client: Client) -
 
 @pytest.mark.parametrize(
     "document",
-    ["null", "true", "0", "-1.5e3", '""', '"text"', "[]", "{}", '{"nested": {"list": [1, "two", false]}}', '"\\ud83d\\ude00"'],
+    [
+        "null",
+        "true",
+        "0",
+        "-1.5e3",
+        '""',
+        '"text"',
+        "[]",
+        "{}",
+        '{"nested": {"list": [1, "two", false]}}',
+        '"\\ud83d\\ude00"',
+    ],
 )
 async def test_any_json_document_round_trips(client: Client, document: str) -> None:
     assert (await put(client, "doc", document)).status_code == 200
@@ -466,7 +477,9 @@ class TestRuntimeThatNeverAnswers:
     def options(self) -> ApiOptions:
         return ApiOptions(request_timeout_s=0.5)
 
-    async def test_write_times_out_with_unknown_outcome(self, client: Client, runtime: FakeRuntime, autojump_clock: Any) -> None:
+    async def test_write_times_out_with_unknown_outcome(
+        self, client: Client, runtime: FakeRuntime, autojump_clock: Any
+    ) -> None:
         runtime.hang_next("write")
         await assert_error(await put(client, "k", '"v"'), 504, outcome="unknown")
 
