@@ -9,7 +9,6 @@ atomicity and our use of it, not power loss.)
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -26,11 +25,8 @@ from beaver_vault.kv import commands
 from beaver_vault.kv.memory import MemoryKV
 from beaver_vault.kv.state import KeyRecord, KVStore, apply
 from beaver_vault.raft.messages import Entry, EntryKind, HardState
-from beaver_vault.storage.base import Storage
 from beaver_vault.storage.memory import MemoryStorage
 from beaver_vault.storage.sqlite import SQLiteStorage, prefix_end
-
-Factory = Callable[[], Storage]
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -127,7 +123,9 @@ def test_reset_wipes_and_sets_cluster_id(make: Callable[[], Any]) -> None:
 
 def test_apply_runs_in_order_and_advances_applied_index(make: Callable[[], Any]) -> None:
     s = make()
-    s.save(HardState(1), [E(1, 1, commands.put("k", "a")), E(2, 1, kind=EntryKind.NOOP), E(3, 1, commands.put("k", "b"))])
+    s.save(
+        HardState(1), [E(1, 1, commands.put("k", "a")), E(2, 1, kind=EntryKind.NOOP), E(3, 1, commands.put("k", "b"))]
+    )
     seen: list[int] = []
 
     def fn(store: KVStore, e: Entry) -> int:

@@ -12,6 +12,9 @@ Durability rules (the driver relies on them; the contract tests check them):
 * ``apply`` runs the given function over the entries inside ONE transaction that also
   records the new applied index, so a crash either keeps all of a batch or none of it,
   and an entry is never applied twice.
+
+Broken invariants (a gap in the log, an apply batch that does not continue the applied index)
+raise ``beaver_vault.errors.InvariantViolation`` before anything is written.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from beaver_vault.kv.state import KVStore, KeyRecord
+from beaver_vault.errors import InvariantViolation
+from beaver_vault.kv.state import KeyRecord, KVStore
 from beaver_vault.raft.messages import Entry, HardState
 
 R = TypeVar("R")
@@ -56,4 +60,47 @@ class Storage(Protocol):
         """Read the applied key-value state (outside any apply)."""
         ...
 
+    def scan(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
+        """Read the applied key-value state (outside any apply): keys starting with ``prefix``,
+        greater than ``after`` if given, in key order, at most ``limit`` (>= 0) of them."""
+        ...
+
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StorageStatus:
+    """Counters and ranges for ``/api/v1/status``, the UI and the simulator trace (optional:
+    the implementations here offer ``status()``, the ``Storage`` protocol does not require it)."""
+
+    cluster_id: str | None
+    last_index: int
+    applied_index: int
+    saves: int = 0
+    entries_saved: int = 0
+    applies: int = 0
+    entries_applied: int = 0
+
+
+def check_save(last_index: int, entries: Sequence[Entry]) -> None:
+    """The log stays consecutive from index 1: a batch is consecutive and starts at most one
+    past the current end (at or before it: a conflicting suffix is replaced)."""
+    if not entries:
+        return
+    first = entries[0].index
+    if not 1 <= first <= last_index + 1:
+        raise InvariantViolation(f"save: entries start at {first}, log ends at {last_index}")
+    for prev, e in zip(entries, entries[1:], strict=False):
+        if e.index != prev.index + 1:
+            raise InvariantViolation(f"save: entries not consecutive ({prev.index} then {e.index})")
+
+
+def check_apply(applied_index: int, last_index: int, entries: Sequence[Entry]) -> None:
+    """An apply batch continues the applied index exactly and only covers stored entries."""
+    expected = applied_index + 1
+    for e in entries:
+        if e.index != expected:
+            raise InvariantViolation(f"apply: got entry {e.index}, expected {expected}")
+        expected += 1
+    if entries and entries[-1].index > last_index:
+        raise InvariantViolation(f"apply: entry {entries[-1].index} is beyond the stored log ({last_index})")

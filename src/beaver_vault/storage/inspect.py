@@ -1,0 +1,73 @@
+"""``python -m beaver_vault.storage.inspect PATH``: print what a node's SQLite file holds.
+
+Opens the database read-only (safe next to a running node: WAL lets readers in), and prints
+the cluster id, hard state, log range, applied index and the first few keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import sqlite_utils
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def inspect(path: str, *, keys: int = 10, prefix: str = "", width: int = 80) -> str:
+    if not Path(path).exists():
+        raise FileNotFoundError(path)
+    conn = sqlite3.connect(f"file:{quote(str(Path(path).resolve()))}?mode=ro", uri=True)
+    try:
+        db = sqlite_utils.Database(conn)
+        meta = next(db["meta"].rows_where("id = 0"))
+        hs = next(db["hard_state"].rows_where("id = 0"))
+        lo, hi, n = conn.execute("SELECT min(idx), max(idx), count(*) FROM log").fetchone()
+        last_term = conn.execute("SELECT term FROM log ORDER BY idx DESC LIMIT 1").fetchone()
+        kinds = dict(conn.execute("SELECT kind, count(*) FROM log GROUP BY kind").fetchall())
+        nkeys = db["kv"].count
+        lines = [
+            f"file:          {path}",
+            f"schema:        {conn.execute('PRAGMA user_version').fetchone()[0]}",
+            f"cluster_id:    {meta['cluster_id']}",
+            f"hard state:    term={hs['term']} vote={hs['vote']} commit={hs['commit_index']}",
+            f"log:           {'empty' if n == 0 else f'[{lo}..{hi}] {n} entries, last term {last_term[0]}'}"
+            + (f" (by kind: {kinds})" if kinds else ""),
+            f"applied_index: {meta['applied_index']}",
+            f"keys:          {nkeys}",
+        ]
+        rows = conn.execute(
+            "SELECT key, value, create_revision, mod_revision, version FROM kv WHERE substr(key, 1, ?) = ? "
+            "ORDER BY key LIMIT ?",
+            (len(prefix), prefix, keys),
+        ).fetchall()
+        for k, v, c, m, ver in rows:
+            lines.append(f"  {k!r}: {_short(v, width)}  (create={c} mod={m} version={ver})")
+        if nkeys > len(rows) and not prefix:
+            lines.append(f"  ... {nkeys - len(rows)} more")
+        return "\n".join(lines)
+    finally:
+        conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m beaver_vault.storage.inspect", description=__doc__)
+    ap.add_argument("path", help="the node's SQLite database file")
+    ap.add_argument("--keys", type=int, default=10, help="how many keys to show (default 10)")
+    ap.add_argument("--prefix", default="", help="only show keys with this prefix")
+    args = ap.parse_args(argv)
+    try:
+        print(inspect(args.path, keys=args.keys, prefix=args.prefix))
+    except (FileNotFoundError, sqlite3.Error, StopIteration) as e:
+        print(f"cannot inspect {args.path}: {e!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

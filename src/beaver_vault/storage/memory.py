@@ -1,0 +1,141 @@
+"""``MemoryStorage``: the storage contract held in memory (unit tests, the simulator's base).
+
+Every call is "durable" the moment it returns. The simulator models unsynced writes and
+crashes on top of it: subclass it (buffer ``save``/``apply`` until a simulated fsync), or keep
+a ``clone()`` taken at the last sync point and restart a crashed node from that copy.
+No trio, sqlite3, time or os here: the simulator must stay deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from beaver_vault.kv.memory import MemoryKV
+from beaver_vault.kv.state import KeyRecord, KVStore
+from beaver_vault.raft.messages import Entry, HardState
+from beaver_vault.storage.base import PersistentState, Storage, StorageStatus, check_apply, check_save
+
+R = TypeVar("R")
+
+
+class _UndoKV:
+    """A ``KVStore`` view that remembers each key's first prior value, so a failed apply batch
+    can be undone exactly (the memory analogue of a rolled-back transaction)."""
+
+    __slots__ = ("_kv", "_undo")
+
+    def __init__(self, kv: MemoryKV) -> None:
+        self._kv = kv
+        self._undo: dict[str, KeyRecord | None] = {}
+
+    def get(self, key: str) -> KeyRecord | None:
+        return self._kv.get(key)
+
+    def put(self, key: str, record: KeyRecord) -> None:
+        if key not in self._undo:
+            self._undo[key] = self._kv.get(key)
+        self._kv.put(key, record)
+
+    def delete(self, key: str) -> None:
+        if key not in self._undo:
+            self._undo[key] = self._kv.get(key)
+        self._kv.delete(key)
+
+    def scan(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
+        return self._kv.scan(prefix, after, limit)
+
+    def rollback(self) -> None:
+        for key, old in self._undo.items():
+            if old is None:
+                self._kv.delete(key)
+            else:
+                self._kv.put(key, old)
+        self._undo.clear()
+
+
+class MemoryStorage:
+    def __init__(self, cluster_id: str | None = None) -> None:
+        self.cluster_id = cluster_id
+        self.hard_state = HardState()
+        self.log: list[Entry] = []  # log[i].index == i + 1
+        self.kv = MemoryKV()
+        self.applied_index = 0
+        self.closed = False
+        self._saves = self._entries_saved = self._applies = self._entries_applied = 0
+
+    # ------------------------------------------------------------------ the Storage protocol
+
+    def load(self) -> PersistentState:
+        return PersistentState(self.cluster_id, self.hard_state, tuple(self.log), self.applied_index)
+
+    def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
+        check_save(len(self.log), entries)
+        if entries:
+            del self.log[entries[0].index - 1 :]
+            self.log.extend(entries)
+        if hard_state is not None:
+            self.hard_state = hard_state
+        self._saves += 1
+        self._entries_saved += len(entries)
+
+    def reset(self, cluster_id: str | None) -> None:
+        self.cluster_id = cluster_id
+        self.hard_state = HardState()
+        self.log = []
+        self.kv = MemoryKV()
+        self.applied_index = 0
+
+    def apply(self, entries: Sequence[Entry], fn: Callable[[KVStore, Entry], R]) -> list[R]:
+        check_apply(self.applied_index, len(self.log), entries)
+        view = _UndoKV(self.kv)
+        try:
+            results = [fn(view, e) for e in entries]
+        except BaseException:
+            view.rollback()
+            raise
+        if entries:
+            self.applied_index = entries[-1].index
+        self._applies += 1
+        self._entries_applied += len(entries)
+        return results
+
+    def get(self, key: str) -> KeyRecord | None:
+        return self.kv.get(key)
+
+    def scan(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
+        return self.kv.scan(prefix, after, limit)
+
+    def close(self) -> None:
+        self.closed = True
+
+    # ------------------------------------------------------------------ extras
+
+    def status(self) -> StorageStatus:
+        return StorageStatus(
+            self.cluster_id,
+            len(self.log),
+            self.applied_index,
+            self._saves,
+            self._entries_saved,
+            self._applies,
+            self._entries_applied,
+        )
+
+    def items(self) -> list[tuple[str, KeyRecord]]:
+        """The whole applied key-value state, in key order (to compare nodes)."""
+        return self.kv.items()
+
+    def clone(self) -> MemoryStorage:
+        """A plain ``MemoryStorage`` holding an independent copy of everything durable (entries
+        and records are immutable, so copying the containers is a deep copy). Counters restart."""
+        other = MemoryStorage(self.cluster_id)
+        other.hard_state = self.hard_state
+        other.log = list(self.log)
+        other.kv = self.kv.copy()
+        other.applied_index = self.applied_index
+        return other
+
+
+def _conforms(s: MemoryStorage) -> Storage:
+    return s  # mypy checks that MemoryStorage satisfies the Storage protocol
