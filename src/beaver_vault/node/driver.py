@@ -125,6 +125,7 @@ class NodeDriver:
         self.next_ctx = 1
         self.join_op: _Join | None = None
         self.config_waits: dict[int, Waiter] = {}  # config entry index -> waiter
+        self.handshake_peers: dict[str, str] = {}  # probers we must be able to answer (bounded)
         self._peers_for: tuple[int, str | None] = (-1, None)
         self.applied_index = 0
         self.counters: dict[str, int] = {"proposals": 0, "reads": 0, "overloaded": 0, "applied": 0, "readies": 0}
@@ -165,6 +166,11 @@ class NodeDriver:
     def receive(self, msg: Message) -> None:
         match msg:
             case ProbeRequest():
+                if msg.reply_address and msg.src not in self.core.membership.ids:
+                    # Answer a prober we do not know yet (a leader about to adopt us).
+                    self.handshake_peers[msg.src] = msg.reply_address
+                    self._peers_for = (-1, None)
+                    self._sync_peers()
                 self.transport.send(
                     ProbeResponse(
                         self.id,
@@ -308,7 +314,7 @@ class NodeDriver:
 
     def _send_handshake(self, j: _Join) -> None:
         if j.phase == "probe":
-            self.transport.send(ProbeRequest(self.id, j.node_id, j.nonce))
+            self.transport.send(ProbeRequest(self.id, j.node_id, j.nonce, self.options.raft_address))
         elif j.phase == "adopt" and self.cluster_id is not None:
             future = self.core.membership.with_member(Member(j.node_id, j.raft_address, j.http_address))
             self.transport.send(AdoptRequest(self.id, j.node_id, j.nonce, self.cluster_id, future.encode()))
@@ -374,7 +380,10 @@ class NodeDriver:
             self.storage.reset(msg.cluster_id)
             self._load(msg.cluster_id, HardState(), (), 0)
             members = Membership.decode(msg.members) if msg.members else Membership()
-            self.transport.set_peers({m.id: m.raft_address for m in members.members if m.id != self.id})
+            # Until the configuration arrives through the log, reach the cluster at these addresses.
+            self.handshake_peers.update({m.id: m.raft_address for m in members.members if m.id != self.id})
+            self._peers_for = (-1, None)
+            self._sync_peers()
             ok, reason = True, ""
         self.transport.send(AdoptResponse(self.id, msg.src, msg.nonce, ok, reason))
 
@@ -384,11 +393,12 @@ class NodeDriver:
         if key == self._peers_for:
             return
         self._peers_for = key
-        peers = {m.id: m.raft_address for m in core.membership.members if m.id != self.id}
+        while len(self.handshake_peers) > 16:
+            del self.handshake_peers[next(iter(self.handshake_peers))]
+        peers = dict(self.handshake_peers)
+        peers.update({m.id: m.raft_address for m in core.membership.members if m.id != self.id})
         if self.join_op is not None:
             peers[self.join_op.node_id] = self.join_op.raft_address
-        if not core.membership.members and self.cluster_id is not None:
-            return  # adopted, configuration not received yet: keep the leader's addresses
         self.transport.set_peers(peers)
 
     # ------------------------------------------------------------------ the effect loop

@@ -166,6 +166,7 @@ class ProbeRequest:
     src: NodeId
     dst: NodeId
     nonce: int
+    reply_address: str = ""  # the prober's raft address: the probed node may not know it yet
 
 
 @dataclass(frozen=True, slots=True)

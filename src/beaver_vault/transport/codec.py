@@ -148,7 +148,9 @@ _LAYOUTS: Final[tuple[_Layout, ...]] = (
         strs=_ids("src", "dst"),
     ),
     _Layout(5, TimeoutNow, ints=("term",), strs=_ids("src", "dst")),
-    _Layout(6, ProbeRequest, ints=("nonce",), strs=_ids("src", "dst")),
+    _Layout(
+        6, ProbeRequest, ints=("nonce",), strs=(*_ids("src", "dst"), _Str("reply_address", MAX_ADDRESS_BYTES))
+    ),
     _Layout(
         7,
         ProbeResponse,
