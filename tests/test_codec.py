@@ -266,3 +266,14 @@ def test_non_message_is_an_encode_error() -> None:
 def test_codec_errors_are_value_errors_with_local_and_remote_kinds() -> None:
     assert issubclass(EncodeError, CodecError) and issubclass(DecodeError, CodecError)
     assert not issubclass(EncodeError, DecodeError)
+
+
+def test_entry_lengths_pointing_past_the_frame_are_rejected_without_copying() -> None:
+    head = encode_frame(None, AppendRequest(1, "a", "b", 0, 0, (), 0))[4:-4]
+    count = 1000
+    headers = struct.pack(">QQBI", 1, 1, 0, 2**32 - 1) * count
+    body = head + struct.pack(">I", count) + headers + b"x" * 100
+    # The next frame's bytes sit right behind this body in the decoder's buffer.
+    stream = struct.pack(">I", len(body)) + body + encode_frame(None, ProbeRequest("a", "b", 1)) * 100
+    with pytest.raises(DecodeError, match="truncated entry data"):
+        FrameDecoder().feed(stream)

@@ -13,7 +13,8 @@ Frame layout (all integers big-endian)::
       Q*n  the message's integer fields (u64 each), then u8 with its bool fields as bit flags
       str  its string fields (u16 length + UTF-8; optional ones use the 0xFFFF sentinel)
       blob its bytes fields (u32 length + bytes)
-      [u32 entry count, then per entry: u64 term, u64 index, u8 kind, u32 length, data]
+      [u32 entry count, then per entry a header (u64 term, u64 index, u8 kind, u32 data
+       length), then every entry's data in order: headers unpack in one call]
 
 Every message kind is described by one ``_Layout`` (which fields are ints, bools, strings,
 blobs, entries). At import time each layout is checked against the dataclass's fields, so
@@ -148,9 +149,7 @@ _LAYOUTS: Final[tuple[_Layout, ...]] = (
         strs=_ids("src", "dst"),
     ),
     _Layout(5, TimeoutNow, ints=("term",), strs=_ids("src", "dst")),
-    _Layout(
-        6, ProbeRequest, ints=("nonce",), strs=(*_ids("src", "dst"), _Str("reply_address", MAX_ADDRESS_BYTES))
-    ),
+    _Layout(6, ProbeRequest, ints=("nonce",), strs=(*_ids("src", "dst"), _Str("reply_address", MAX_ADDRESS_BYTES))),
     _Layout(
         7,
         ProbeResponse,
@@ -229,11 +228,10 @@ def encode_frame(
         parts.append(_U32.pack(len(entries)))
         pack = _ENTRY.pack
         try:
-            for e in entries:
-                parts.append(pack(e.term, e.index, e.kind, len(e.data)))
-                parts.append(e.data)
+            parts.extend([pack(e.term, e.index, e.kind, len(e.data)) for e in entries])
         except struct.error as exc:
             raise EncodeError("entry term, index or kind out of range") from exc
+        parts.extend([e.data for e in entries])
     body_len = sum(map(len, parts))
     if body_len + PREFIX_BYTES > max_frame_bytes:
         raise EncodeError(f"frame of {body_len + PREFIX_BYTES} bytes exceeds {max_frame_bytes}")
@@ -312,23 +310,21 @@ def _decode_entries(buf: bytes, off: int, end: int, max_entries: int) -> tuple[t
     # Each entry needs at least its header: reject absurd counts before allocating anything.
     if count * _ENTRY.size > end - off:
         raise DecodeError("truncated entries")
-    unpack = _ENTRY.unpack_from
-    hsize = _ENTRY.size
+    # Headers are contiguous and the data follows them, so one iter_unpack reads them all.
+    data_off = off + count * _ENTRY.size
     kinds = _ENTRY_KINDS
     out: list[Entry] = []
     append = out.append
-    for _ in range(count):
-        if off + hsize > end:
-            raise DecodeError("truncated entry")
-        term, index, kind, n = unpack(buf, off)
-        off += hsize
-        if off + n > end:
-            raise DecodeError("truncated entry data")
-        k = kinds.get(kind)
-        if k is None:
-            raise DecodeError(f"unknown entry kind {kind}")
-        append(Entry(term, index, k, buf[off : off + n]))
-        off += n
+    try:
+        for term, index, kind, n in _ENTRY.iter_unpack(buf[off:data_off]):
+            stop = data_off + n
+            if stop > end:  # checked before slicing: a huge n must not copy anything
+                raise DecodeError("truncated entry data")
+            append(Entry(term, index, kinds[kind], buf[data_off:stop]))
+            data_off = stop
+    except KeyError as exc:
+        raise DecodeError(f"unknown entry kind {exc.args[0]}") from None
+    off = data_off
     return tuple(out), off
 
 
