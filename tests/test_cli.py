@@ -260,3 +260,75 @@ async def test_a_member_does_not_ask_again(autojump_clock: trio.testing.MockCloc
     async with scripted([], seen) as client:
         await cli.join_cluster(join_config(), runtime, stops.append, client=client)  # type: ignore[arg-type]
     assert seen == [] and stops == []
+
+
+# --- one real node: start, answer, stop on SIGTERM -------------------------------------------------
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def start_server(tmp_path: Path, http_port: int, raft_port: int) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEAVER_VAULT_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "beaver_vault", "server", "-node-id", "solo"]
+        + ["-http-port", str(http_port), "-raft-port", str(raft_port), "--data-dir", str(tmp_path / "solo")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.mark.e2e
+def test_server_starts_prints_its_url_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    import signal
+
+    http_port, raft_port = free_ports(2)
+    proc = start_server(tmp_path, http_port, raft_port)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # printed once every service has started
+        assert f"http://127.0.0.1:{http_port}" in line, line
+        status = httpx.get(f"http://127.0.0.1:{http_port}/api/v1/status", timeout=10).json()
+        assert status["node_id"] == "solo"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "received SIGTERM" in err and "storage closed" in err
+    assert "solo" in err  # log lines carry the node id
+    assert (tmp_path / "solo" / "node.db").exists()
+
+
+@pytest.mark.e2e
+def test_server_exits_1_when_its_port_is_taken(tmp_path: Path) -> None:
+    import socket
+
+    http_port, raft_port = free_ports(2)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", http_port))
+        busy.listen()
+        proc = start_server(tmp_path, http_port, raft_port)
+        try:
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 1, err
+    assert "in use" in err
+    assert "Traceback" not in err

@@ -165,6 +165,9 @@ def configure_logging(level: str, tag: str) -> None:
         format=f"%(asctime)s {tag} %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    # httpx logs every request at INFO: too chatty for the join loop and the cluster's polling.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def _cmd_server(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -211,12 +214,19 @@ async def run_node(cfg: Config) -> int:
         try:
             code = await _serve(cfg, storage, signals)
         except* OSError as group:  # a port in use, an unreachable bind address, a full disk, ...
-            for exc in group.exceptions:
+            for exc in _leaves(group):
                 log.error("stopped by an OS error: %s", exc)
         finally:
             storage.close()
             log.info("storage closed")
         return code
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The individual exceptions inside (possibly nested) exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
 
 
 async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> int:
