@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .history import History, JsonValue, Op, parse_events
 from .model import freeze
@@ -165,22 +165,26 @@ def shrink_violation(
 ) -> tuple[list[Op], bool, int]:
     """Make a non-linearizable set of one key's operations small: ``(core, minimal, steps)``.
 
-    Chunks of decreasing size are dropped while the rest stays not linearizable (a light
-    delta debugging). One more rule keeps the result readable: a read keeps at least one of
-    the operations that could have written what it read (if the history had one), so the
-    core shows "the write, the overwrite, the stale read" rather than a lone read. Info
-    operations that write nothing a read saw go first, all at once: dropping one only removes
-    options, so the violation stays. ``minimal`` is true when the last pass, one operation at
-    a time, finished within the budget.
+    First the shortest prefix of the history that is not linearizable is found (binary
+    search); the operation whose completion ends it is where things first go wrong, and it
+    stays in the core. Then chunks of decreasing size are dropped while the rest stays not
+    linearizable (a light delta debugging, ending with single-operation passes until one
+    drops nothing). A read or cas keeps at least one operation that could have written what
+    it saw (if the history had one), so the core shows "the write, the overwrite, the stale
+    read" rather than a lone read. Info operations that write nothing seen go first, all at
+    once: dropping one only removes options, so the violation stays. ``minimal`` is true
+    when shrinking finished within the budget.
     """
+    ops, culprit, spent = _first_violation(ops, step_budget=step_budget, deadline=deadline)
     groups = _support_groups(ops)
     needed = {i for per_read in groups.values() for group in per_read for i in group}
     core = [op for op in ops if op.outcome == "ok" or op.id in needed]
-    spent = 0
 
     def acceptable(candidate: list[Op]) -> bool:
         nonlocal spent
         ids = {op.id for op in candidate}
+        if culprit is not None and culprit not in ids:
+            return False
         for op in candidate:
             for group in groups.get(op.id, ()):
                 if not ids & group:
@@ -194,22 +198,62 @@ def shrink_violation(
     chunk = max(1, len(core) // 2)
     while True:
         i = 0
+        dropped = False
         while i < len(core):
             if spent >= total_budget or (deadline is not None and deadline()):
                 return core, False, spent
             candidate = core[:i] + core[i + chunk :]
             if acceptable(candidate):
                 core = candidate
+                dropped = True
             else:
                 i += chunk
-        if chunk == 1:
-            return core, True, spent
+        if chunk == 1 and not dropped:
+            return core, True, spent  # one whole pass dropped nothing: 1-minimal
         chunk = max(1, chunk // 2)
 
 
+def _truncate(ops: Sequence[Op], end: int) -> list[Op]:
+    """The history as it stood after event ``end``: later invokes vanish, operations that
+    complete later are still open (info)."""
+    out = []
+    for op in ops:
+        if op.invoke_index > end:
+            continue
+        if op.complete_index is not None and op.complete_index > end:
+            op = replace(op, outcome="info", complete_index=None, complete_line=None, complete_time=None)
+        out.append(op)
+    return out
+
+
+def _first_violation(
+    ops: Sequence[Op], *, step_budget: int, deadline: Callable[[], bool] | None
+) -> tuple[list[Op], int | None, int]:
+    """Binary search for the shortest prefix that is not linearizable: ``(prefix ops, id of the
+    op whose completion ends it, steps)``. Its last completion is where things first go wrong,
+    so the explanation is built around it. Gives up (full ops, None) if the budget runs out."""
+    spent = 0
+    ends = sorted(op.complete_index for op in ops if op.outcome == "ok" and op.complete_index is not None)
+    lo, hi = 0, len(ends) - 1  # invariant: the prefix ending at ends[hi] is not linearizable
+    while lo < hi:
+        mid = (lo + hi) // 2
+        outcome = check_key(_truncate(ops, ends[mid]), step_budget=step_budget, deadline=deadline)
+        spent += outcome.steps
+        if outcome.verdict == NOT_LINEARIZABLE:
+            hi = mid
+        elif outcome.verdict == LINEARIZABLE:
+            lo = mid + 1
+        else:
+            return list(ops), None, spent
+    if not ends:
+        return list(ops), None, spent
+    culprit = next(op.id for op in ops if op.complete_index == ends[hi])
+    return _truncate(ops, ends[hi]), culprit, spent
+
+
 def _support_groups(ops: Sequence[Op]) -> dict[int, list[frozenset[int]]]:
-    """For each ok read: groups of op ids; one op of each group could have written (part of)
-    what the read returned. A list read needs, per element, one of the appends of it."""
+    """For each ok read (and ok cas): groups of op ids; one op of each group could have written
+    (part of) what it saw. A list needs, per element, one of the appends of that element."""
     writers: dict[Hashable, set[int]] = {}
     appenders: dict[Hashable, set[int]] = {}
     for op in ops:
@@ -221,15 +265,25 @@ def _support_groups(ops: Sequence[Op]) -> dict[int, list[frozenset[int]]]:
             appenders.setdefault(freeze(op.value), set()).add(op.id)
     groups: dict[int, list[frozenset[int]]] = {}
     for op in ops:
-        if op.f != "read" or op.outcome != "ok" or op.result is None:
+        if op.outcome != "ok":
+            continue
+        seen: JsonValue
+        if op.f == "read":
+            seen = op.result
+        elif op.f == "cas" and isinstance(op.value, list) and len(op.value) == 2:
+            seen = op.value[0]
+        else:
+            continue
+        if seen is None:
             continue
         found: list[frozenset[int]] = []
-        if isinstance(op.result, list):
-            for element in {freeze(e) for e in op.result}:
+        if isinstance(seen, list):
+            for element in {freeze(e) for e in seen}:
                 if element in appenders:
-                    found.append(frozenset(appenders[element]))
-        if not found and freeze(op.result) in writers:
-            found.append(frozenset(writers[freeze(op.result)]))
+                    found.append(frozenset(appenders[element] - {op.id}))
+        if not found and freeze(seen) in writers:
+            found.append(frozenset(writers[freeze(seen)] - {op.id}))
+        found = [group for group in found if group]
         if found:
             groups[op.id] = found
     return groups
