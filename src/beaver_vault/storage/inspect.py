@@ -14,6 +14,15 @@ from urllib.parse import quote
 
 import sqlite_utils
 
+from beaver_vault.raft.messages import EntryKind
+
+
+def _kind(k: int) -> str:
+    try:
+        return EntryKind(k).name.lower()
+    except ValueError:
+        return f"kind {k}"
+
 
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
@@ -29,7 +38,7 @@ def inspect(path: str, *, keys: int = 10, prefix: str = "", width: int = 80) -> 
         hs = next(db["hard_state"].rows_where("id = 0"))
         lo, hi, n = conn.execute("SELECT min(idx), max(idx), count(*) FROM log").fetchone()
         last_term = conn.execute("SELECT term FROM log ORDER BY idx DESC LIMIT 1").fetchone()
-        kinds = dict(conn.execute("SELECT kind, count(*) FROM log GROUP BY kind").fetchall())
+        kinds = {_kind(k): c for k, c in conn.execute("SELECT kind, count(*) FROM log GROUP BY kind")}
         nkeys = db["kv"].count
         lines = [
             f"file:          {path}",
