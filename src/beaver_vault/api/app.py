@@ -56,6 +56,10 @@ CONSISTENCY_HEADER = "X-Beaver-Vault-Consistency"
 CONSISTENCY_LEVELS = ("linearizable", "stale")
 # Extra time granted to the runtime beyond the timeout it was given before the API gives up.
 RUNTIME_GRACE_S = 1.0
+# A 413 leaves (part of) the request body unread. Hypercorn (0.18, h11) then neither answers a
+# next request on that connection nor closes it (the unread body stalls the connection), so a
+# keep-alive client hangs until its read timeout. Telling the client to close it avoids that.
+CLOSE_AFTER_UNREAD_BODY = {"Connection": "close"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +135,12 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Quart
         # its length (or is chunked) is bounded by MAX_CONTENT_LENGTH while it is read.
         length = request.content_length
         if length is not None and length > opts.max_body_bytes:
-            return json_error(413, f"request body is larger than {opts.max_body_bytes} bytes", outcome="not_applied")
+            return json_error(
+                413,
+                f"request body is larger than {opts.max_body_bytes} bytes",
+                outcome="not_applied",
+                headers=dict(CLOSE_AFTER_UNREAD_BODY),
+            )
         return None
 
     # ------------------------------------------------------------------ key-value
@@ -237,6 +246,8 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Quart
             return json_error(500, "internal error", outcome=outcome)
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        if code == 413:
+            headers.update(CLOSE_AFTER_UNREAD_BODY)
         message = {
             404: "no such route",
             405: f"method {request.method} is not allowed here",
