@@ -114,6 +114,7 @@ class Node:
     data_dir: Path | None  # None: the server's default, ./data/<node_id> under cwd
     extra_args: tuple[str, ...] = ()
     seed_style: bool = False  # the seed's single-dash flags, nothing else
+    launcher: tuple[str, ...] = ()  # replaces server_command(), e.g. python -m cProfile -o F -m beaver_vault
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -148,7 +149,7 @@ class Node:
         if join is not None:
             argv += ["--join", join]
         argv += list(self.extra_args)
-        return server_command() + argv
+        return (list(self.launcher) if self.launcher else server_command()) + argv
 
     def start(self, join: str | None = None) -> None:
         if self.alive():
