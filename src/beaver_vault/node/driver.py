@@ -34,6 +34,7 @@ from beaver_vault.raft.core import LEADER, RaftCore
 from beaver_vault.raft.messages import (
     AdoptRequest,
     AdoptResponse,
+    AppendRequest,
     Entry,
     EntryKind,
     HardState,
@@ -128,6 +129,7 @@ class NodeDriver:
         self.handshake_peers: dict[str, str] = {}  # probers we must be able to answer (bounded)
         self._peers_for: tuple[int, str | None] = (-1, None)
         self.applied_index = 0
+        self._durable_term_vote: tuple[int, str | None] = (0, None)
         self.counters: dict[str, int] = {"proposals": 0, "reads": 0, "overloaded": 0, "applied": 0, "readies": 0}
 
     # ------------------------------------------------------------------ lifecycle
@@ -145,6 +147,7 @@ class NodeDriver:
 
     def _load(self, cluster_id: str | None, hs: HardState, entries: tuple[Entry, ...], applied: int) -> None:
         self.cluster_id = cluster_id
+        self._durable_term_vote = (hs.term, hs.vote)
         self.core = RaftCore(self.id, self.raft_config, self.rng, hs, entries, applied)
         self.applied_index = applied
         self.transport.set_cluster_id(cluster_id)
@@ -413,10 +416,24 @@ class NodeDriver:
         self._sync_peers()
 
     def _handle_ready(self, rd: Ready) -> None:
+        # A leader may replicate entries before they are on its own disk (Raft paper, 10.2.1):
+        # it counts itself only after advance(), and its term is already durable. Anything
+        # else (votes, acknowledgements, a new term) leaves only after the sync.
+        early = (
+            self.core.role == LEADER
+            and (rd.hard_state is None or (rd.hard_state.term, rd.hard_state.vote) == self._durable_term_vote)
+            and all(isinstance(m, AppendRequest) for m in rd.messages)
+        )
+        if early:
+            for m in rd.messages:
+                self.transport.send(m)
         if rd.hard_state is not None or rd.entries:
             self.storage.save(rd.hard_state, rd.entries)
-        for m in rd.messages:
-            self.transport.send(m)
+            if rd.hard_state is not None:
+                self._durable_term_vote = (rd.hard_state.term, rd.hard_state.vote)
+        if not early:
+            for m in rd.messages:
+                self.transport.send(m)
         if rd.committed:
             if rd.committed[0].index != self.applied_index + 1:
                 raise InvariantViolation(
