@@ -108,6 +108,7 @@ def test_cluster_defaults_and_spellings() -> None:
         (["--nodes", "0"], "--nodes"),
         (["--base-http-port", "65535"], "within 1-65535"),
         (["--base-http-port", "7000", "--base-raft-port", "7001"], "overlap"),
+        (["--log-level", "chatty"], "--log-level"),
     ],
 )
 def test_cluster_rejects_bad_arguments(argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,7 +33,15 @@ import httpx
 import trio
 
 from beaver_vault import __version__
-from beaver_vault.config import SETTINGS, SETTINGS_BY_NAME, Config, ConfigError, config_file_from, load_config
+from beaver_vault.config import (
+    LOG_LEVELS,
+    SETTINGS,
+    SETTINGS_BY_NAME,
+    Config,
+    ConfigError,
+    config_file_from,
+    load_config,
+)
 
 if TYPE_CHECKING:
     from beaver_vault.node.status import NodeStatus
@@ -365,12 +373,14 @@ async def join_cluster(
                 log.error("join refused by %s: %s", url, outcome.detail)
                 stop(EXIT_JOIN_FAILED)
             return
-        if trio.current_time() + delay_s > deadline:
+        remaining_s = deadline - trio.current_time()
+        if remaining_s <= 0:
             log.error("could not join via %s within %gs (last: %s)", url, cfg.join_timeout_s, outcome.detail)
             stop(EXIT_JOIN_FAILED)
             return
-        log.info("join attempt %d via %s: %s; retrying in %.1fs", attempt, url, outcome.detail, delay_s)
-        await trio.sleep(delay_s * rng.uniform(0.75, 1.25))
+        sleep_s = min(delay_s * rng.uniform(0.75, 1.25), remaining_s)  # the last try lands on the deadline
+        log.info("join attempt %d via %s: %s; retrying in %.1fs", attempt, url, outcome.detail, sleep_s)
+        await trio.sleep(sleep_s)
         delay_s = min(delay_s * 2, 5.0)
 
 
@@ -417,11 +427,11 @@ class _Child:
 
 
 def _cmd_cluster(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    configure_logging((args.log_level or "INFO").upper(), "cluster")
     problem = _check_cluster_args(args)
     if problem:
         print(f"beaver-vault cluster: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    configure_logging((args.log_level or "INFO").upper(), "cluster")
 
     stopping = threading.Event()
 
@@ -478,6 +488,8 @@ def _check_cluster_args(args: argparse.Namespace) -> str | None:
     raft = set(range(args.base_raft_port, args.base_raft_port + args.nodes))
     if http & raft:
         return "the HTTP and raft port ranges overlap"
+    if args.log_level is not None and args.log_level.upper() not in LOG_LEVELS:
+        return f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}"
     if args.stop_timeout_s < 0:
         return "--stop-timeout-s must not be negative"
     return None
