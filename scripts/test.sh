@@ -24,10 +24,15 @@ step mypy .venv/bin/mypy --strict src/beaver_vault
 # pytest's exit 5 (no tests collected) counts as a failure like any other non-zero exit.
 step pytest .venv/bin/pytest -q -m "not slow" "$@"
 
-# --- time-bounded opt-in samples --------------------------------------------------------------
-# >>> Longer checks that still fit in CI go here, each under `timeout`, for example:
-# >>>   step sim timeout 300 .venv/bin/python -m sim --seeds 20
-# >>> Set BEAVER_VAULT_SLOW=1 to also run the tests marked slow.
+# --- time-bounded samples ---------------------------------------------------------------------
+# >>> Longer checks that still fit in CI go here, each under `timeout`.
+# A simulator swarm whose seeds derive from the commit (so every commit explores new worlds, and
+# a failure prints its REPRODUCE line); SIM_SEEDS overrides the count, SIM_SEEDS=0 skips it.
+if [[ -f sim/__main__.py && "${SIM_SEEDS:-200}" != 0 ]]; then
+    base=$((16#$(git rev-parse --short=7 HEAD 2>/dev/null || echo 0)))
+    step sim timeout 300 .venv/bin/python -m sim --seeds "$base..$((base + ${SIM_SEEDS:-200} - 1))" --max-seconds 120
+fi
+# Set BEAVER_VAULT_SLOW=1 to also run the tests marked slow.
 if [[ "${BEAVER_VAULT_SLOW:-0}" == 1 ]]; then
     step slow-tests timeout 1800 .venv/bin/pytest -q -m slow
 fi
