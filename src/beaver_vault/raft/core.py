@@ -94,7 +94,7 @@ class RaftCore:
         node_id: NodeId,
         config: RaftConfig,
         rng: random.Random,
-        hard_state: HardState = HardState(),
+        hard_state: HardState | None = None,
         entries: Sequence[Entry] = (),
         applied: int = 0,
     ) -> None:
@@ -102,6 +102,7 @@ class RaftCore:
         self.cfg = config
         self.rng = rng
         self.log = RaftLog(entries)
+        hard_state = hard_state or HardState()
         self.term = hard_state.term
         self.vote = hard_state.vote
         self.commit = min(hard_state.commit, self.log.last_index)
@@ -464,6 +465,13 @@ class RaftCore:
                 continue
             pr = self.progress[pid]
             pr.probe_sent = False  # a heartbeat round lets a stuck probe be retried
+            if pr.state == REPLICATE and pr.inflight and pr.match == pr.heartbeat_match:
+                # Appends outstanding and nothing acknowledged for a whole heartbeat round: they
+                # (or their answers) were lost. Heartbeats alone never resend them (``next`` is
+                # already past them), so probe again from match + 1.
+                pr.become_probe()
+                pr.next = pr.match + 1
+            pr.heartbeat_match = pr.match
             self._send(
                 AppendRequest(
                     self.term,
