@@ -38,6 +38,13 @@ class Rejected(BeaverVaultError):
         self.status = status
 
 
+class ConfigBusy(Rejected):
+    """Another membership change (a promotion included) is in flight: retry shortly."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, status=409)
+
+
 class Unknown(BeaverVaultError):
     """Timeout, lost leadership or a dropped connection: it may or may not have happened."""
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from beaver_vault.errors import BeaverVaultError, InvariantViolation, NoLeader, NotLeader, Overloaded, Rejected, Unknown
+from beaver_vault.errors import BeaverVaultError, ConfigBusy, InvariantViolation, NoLeader, NotLeader, Overloaded, Rejected, Unknown
 from beaver_vault.kv import state as kv_state
 from beaver_vault.kv.state import KeyRecord, KVStore
 from beaver_vault.node.status import MemberStatus, NodeStatus
@@ -127,9 +127,13 @@ class NodeDriver:
         self.join_op: _Join | None = None
         self.config_waits: dict[int, Waiter] = {}  # config entry index -> waiter
         self.handshake_peers: dict[str, str] = {}  # probers we must be able to answer (bounded)
+        self.promotions: dict[str, Waiter] = {}  # learner id -> join waiting for its promotion
+        self.transfer_wait: tuple[str, Waiter] | None = None
         self._peers_for: tuple[int, str | None] = (-1, None)
         self.applied_index = 0
         self._durable_term_vote: tuple[int, str | None] = (0, None)
+        # Called for every applied entry with the state machine's result (watches listen here).
+        self.on_applied: Callable[[int, dict[str, Any] | None], None] | None = None
         self.counters: dict[str, int] = {"proposals": 0, "reads": 0, "overloaded": 0, "applied": 0, "readies": 0}
 
     # ------------------------------------------------------------------ lifecycle
@@ -249,6 +253,11 @@ class NodeDriver:
         for idx, cw in list(self.config_waits.items()):
             if cw is w:
                 del self.config_waits[idx]
+        for nid, pw in list(self.promotions.items()):
+            if pw is w:
+                del self.promotions[nid]
+        if self.transfer_wait is not None and self.transfer_wait[1] is w:
+            self.transfer_wait = None
         if self.join_op is not None and self.join_op.waiter is w:
             self.join_op = None
             self._peers_for = (-1, None)
@@ -282,7 +291,7 @@ class NodeDriver:
         if why is None and self.join_op is not None:
             why = f"joining {self.join_op.node_id} is in progress"
         if why is not None:
-            raise Rejected(f"cannot change membership now: {why}", status=409)
+            raise ConfigBusy(f"cannot change membership now: {why}")
         if existing is not None:
             # Same id, new address: a configuration update, no handshake needed for the id.
             self._propose_config(membership.with_member(Member(node_id, raft_address, existing.http_address, existing.voter)), w)
@@ -294,7 +303,7 @@ class NodeDriver:
         self._send_handshake(j)
         return w
 
-    def remove(self, node_id: str) -> Waiter:
+    def remove(self, node_id: str, force: bool = False) -> Waiter:
         core = self.core
         if core.role != LEADER:
             raise self._not_leader()
@@ -304,11 +313,112 @@ class NodeDriver:
         if len(membership.voters) == 1 and node_id in membership.voters:
             raise Rejected("cannot remove the last voter", status=409)
         why = core.config_change_blocker()
+        if why is None and self.join_op is not None:
+            why = f"joining {self.join_op.node_id} is in progress"
         if why is not None:
-            raise Rejected(f"cannot change membership now: {why}", status=409)
+            raise ConfigBusy(f"cannot change membership now: {why}")
+        new = membership.without(node_id)
+        reachable = [v for v in new.voters if self._reachable(v)]
+        if not force and len(reachable) < len(new.voters) // 2 + 1:
+            raise Rejected(
+                f"removing {node_id} would leave {len(reachable)} reachable voter(s) of {len(new.voters)}: "
+                "no quorum; send Force: true to remove it anyway",
+                status=409,
+            )
         w = Waiter("config")
-        self._propose_config(membership.without(node_id), w)
+        self._propose_config(new, w)
         return w
+
+    def _reachable(self, node_id: str) -> bool:
+        core = self.core
+        if node_id == self.id:
+            return True
+        pr = core.progress.get(node_id)
+        return pr is not None and pr.last_contact_tick >= 0 and core.ticks - pr.last_contact_tick <= self.raft_config.election_ticks
+
+    # ------------------------------------------------------------------ learners, transfer, nodes
+
+    def _maybe_promote(self) -> None:
+        """A learner that has caught up (matches the commit index and answers) becomes a voter;
+        the join that added it is answered then."""
+        core = self.core
+        if core.role != LEADER or self.join_op is not None or core.config_change_blocker() is not None:
+            return
+        for m in core.membership.members:
+            if m.voter:
+                continue
+            pr = core.progress.get(m.id)
+            if pr is not None and pr.match >= core.commit and self._reachable(m.id):
+                w = self.promotions.pop(m.id, None) or Waiter("config")
+                self._propose_config(core.membership.with_member(Member(m.id, m.raft_address, m.http_address, True)), w)
+                return
+
+    def transfer(self, target: str | None) -> Waiter:
+        core = self.core
+        if core.role != LEADER:
+            raise self._not_leader()
+        others = [v for v in core.membership.voters if v != self.id]
+        if target is None:
+            if not others:
+                raise Rejected("there is no other voter to hand leadership to", status=409)
+            target = max(others, key=lambda v: (core.progress[v].match if v in core.progress else -1, v))
+        if target == self.id:
+            w = Waiter("transfer")
+            w._finish(self.id)
+            return w
+        if self.transfer_wait is not None:
+            raise ConfigBusy("a leadership transfer is already in progress")
+        core.transfer_leadership(target)
+        w = Waiter("transfer")
+        self.transfer_wait = (target, w)
+        return w
+
+    def _check_transfer(self) -> None:
+        if self.transfer_wait is None:
+            return
+        target, w = self.transfer_wait
+        core = self.core
+        if core.role == LEADER and core.lead_transferee is None:
+            self.transfer_wait = None
+            w._finish(error=Rejected(f"{target} did not take over within an election timeout", status=503))
+        elif core.role != LEADER and core.leader_id is not None:
+            self.transfer_wait = None
+            if core.leader_id == target:
+                w._finish(target)
+            else:
+                w._finish(error=Rejected(f"{core.leader_id} became leader instead of {target}", status=409))
+
+    def nodes(self, tick_ms: int) -> list[dict[str, Any]]:
+        core = self.core
+        if core.role != LEADER:
+            raise self._not_leader()
+        out: list[dict[str, Any]] = []
+        last = core.log.last_index
+        for m in core.membership.members:
+            contact: int | None
+            if m.id == self.id:
+                match, contact, reachable = core.log.stable, 0, True
+                role = "leader"
+            else:
+                pr = core.progress.get(m.id)
+                match = pr.match if pr else 0
+                contact = (core.ticks - pr.last_contact_tick) * tick_ms if pr and pr.last_contact_tick >= 0 else None
+                reachable = self._reachable(m.id)
+                role = "follower" if m.voter else "learner"
+            out.append(
+                {
+                    "id": m.id,
+                    "role": role,
+                    "voter": m.voter,
+                    "raft_address": m.raft_address,
+                    "http_address": m.http_address,
+                    "match_index": match,
+                    "lag": max(0, last - match),
+                    "last_contact_ms": contact,
+                    "reachable": reachable,
+                }
+            )
+        return out
 
     def _propose_config(self, membership: Membership, w: Waiter) -> None:
         index, term = self.core.propose_config(membership)
@@ -356,9 +466,13 @@ class NodeDriver:
     def _commit_join(self, j: _Join) -> None:
         j.phase = "commit"
         try:
+            learner = Waiter("config")
             self._propose_config(
-                self.core.membership.with_member(Member(j.node_id, j.raft_address, j.http_address)), j.waiter
+                self.core.membership.with_member(Member(j.node_id, j.raft_address, j.http_address, voter=False)),
+                learner,
             )
+            # The join is answered when the node is a voter (after it caught up as a learner).
+            self.promotions[j.node_id] = j.waiter
         except BeaverVaultError as e:
             self._end_join(error=e)
             return
@@ -413,6 +527,11 @@ class NodeDriver:
             self.counters["readies"] += 1
             self._handle_ready(rd)
             core.advance(rd)
+        self._maybe_promote()
+        self._check_transfer()
+        if core.has_ready():
+            self.process()
+            return
         self._sync_peers()
 
     def _handle_ready(self, rd: Ready) -> None:
@@ -444,6 +563,8 @@ class NodeDriver:
             self.counters["applied"] += len(rd.committed)
             for e, result in zip(rd.committed, results, strict=True):
                 self._resolve_applied(e, result)
+                if self.on_applied is not None:
+                    self.on_applied(e.index, result)
         for rs in rd.read_states:
             w = self.reads.pop(rs.ctx, None)
             if w is not None:

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from beaver_vault.errors import InvariantViolation, NoLeader
+from beaver_vault.errors import ConfigBusy, InvariantViolation, NoLeader, Overloaded, Rejected
 from beaver_vault.kv.state import KeyRecord
 from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
 from beaver_vault.node.status import NodeStatus
+from beaver_vault.node.watch import Event, WatchCompacted, Watcher, WatchHub
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.messages import Membership, Message
 from beaver_vault.storage.base import Storage
@@ -86,6 +88,8 @@ class NodeRuntime:
         )
         self._wake = trio.Event()
         self._started = False
+        self.watch_hub = WatchHub(0)
+        self.driver.on_applied = self._on_applied
 
     def attach_transport(self, transport: Transport) -> None:
         self.driver.transport = transport
@@ -100,6 +104,7 @@ class NodeRuntime:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load state, bootstrap if asked, then tick and process until cancelled."""
         self.driver.start(self.options.bootstrap)
+        self.watch_hub = WatchHub(self.driver.applied_index)
         self.driver.process()
         self._started = True
         log.info("%s: started (cluster %s, term %d)", self.node_id, self.driver.cluster_id, self.driver.core.term)
@@ -173,13 +178,98 @@ class NodeRuntime:
     def status(self) -> NodeStatus:
         return self.driver.status()
 
-    async def join(self, node_id: str, raft_address: str, *, timeout_s: float) -> Membership:
-        """Leader only: probe the node at ``raft_address``, adopt it if pristine, add it."""
-        w = self._call(self.driver.join, node_id, raft_address)
+    async def _when_not_busy(self, fn: Any, *args: Any, busy_wait_s: float) -> Waiter:
+        """One membership change at a time: a change that arrives while another (a promotion
+        included) is in flight waits for it, up to ``busy_wait_s``, then is refused (409)."""
+        with trio.move_on_after(busy_wait_s):
+            while True:
+                try:
+                    return self._call(fn, *args)
+                except ConfigBusy:
+                    await trio.sleep(self.options.tick_ms / 1000)
+        return self._call(fn, *args)
+
+    async def join(self, node_id: str, raft_address: str, *, timeout_s: float, busy_wait_s: float = 30.0) -> Membership:
+        """Leader only: probe the node at ``raft_address``, adopt it if pristine, add it as a
+        learner, and answer once it has caught up and been promoted to voter."""
+        w = await self._when_not_busy(self.driver.join, node_id, raft_address, busy_wait_s=busy_wait_s)
         m: Membership = await self._wait(w, timeout_s, "join")
         return m
 
-    async def remove(self, node_id: str, *, timeout_s: float) -> Membership:
-        w = self._call(self.driver.remove, node_id)
+    async def remove(
+        self, node_id: str, *, timeout_s: float, force: bool = False, busy_wait_s: float = 30.0
+    ) -> Membership:
+        """Leader only. Refused (409) if the remaining voters would not have a reachable quorum,
+        unless ``force``. Removing the leader hands leadership over once it is committed."""
+        w = await self._when_not_busy(self.driver.remove, node_id, force, busy_wait_s=busy_wait_s)
         m: Membership = await self._wait(w, timeout_s, "remove")
         return m
+
+    # ------------------------------------------------------------------ reads beyond one key
+
+    def now_ms(self) -> int:
+        """This node's wall clock in ms. The leader stamps TTL expiries and idempotency times
+        with it at propose time; applying nodes never read their own clock."""
+        return time.time_ns() // 1_000_000
+
+    def applied_index(self) -> int:
+        return self.driver.applied_index
+
+    def scan(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
+        """Locally applied keys with ``prefix`` greater than ``after``, in key order (call
+        ``read_barrier`` first for a linearizable listing)."""
+        return self.storage.scan(prefix, after, limit)
+
+    def count(self, prefix: str, page: int = 1000) -> int:
+        n, after = 0, None
+        while True:
+            rows = self.storage.scan(prefix, after, page)
+            n += len(rows)
+            if len(rows) < page:
+                return n
+            after = rows[-1][0]
+
+    # ------------------------------------------------------------------ watches
+
+    def _on_applied(self, index: int, result: dict[str, Any] | None) -> None:
+        events: list[Event] = []
+        if isinstance(result, dict):
+            raw = result.get("events")
+            if isinstance(raw, list):
+                events = raw
+        self.watch_hub.publish(index, events)
+
+    def watch(self, prefix: str, from_revision: int | None, *, buffer_max: int = 1000) -> Watcher:
+        """Subscribe to applied changes under ``prefix``: events with revision >= from_revision
+        (default: changes after now). Raises Rejected(410) if that history is no longer kept,
+        Overloaded if too many watchers. Read with ``next_events``; ``close()`` when done."""
+        try:
+            return self.watch_hub.subscribe(prefix, from_revision, buffer_max)
+        except WatchCompacted as e:
+            raise Rejected(str(e), status=410) from e
+        except OverflowError as e:
+            raise Overloaded(str(e)) from e
+
+    async def next_events(self, watcher: Watcher) -> list[Event]:
+        """Wait for the next events of ``watcher``; [] with ``watcher.closed_reason`` set once
+        it was closed (fell behind, state replaced)."""
+        while not watcher.buffer and watcher.closed_reason is None:
+            ready = trio.Event()
+            watcher.on_ready = ready.set
+            await ready.wait()
+        return watcher.take()
+
+    # ------------------------------------------------------------------ cluster management (issue 4)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Leader only (raises NotLeader otherwise, so the API forwards): one dict per member
+        with id, role (leader/follower/learner), voter, raft_address, http_address,
+        match_index, lag, last_contact_ms (None if never), reachable."""
+        return self.driver.nodes(self.options.tick_ms)
+
+    async def transfer_leadership(self, node_id: str | None, *, timeout_s: float) -> str:
+        """Leader only: bring ``node_id`` (default: the most up-to-date voter) up to date and
+        hand over; returns the new leader's id once it leads."""
+        w = self._call(self.driver.transfer, node_id)
+        new_leader: str = await self._wait(w, timeout_s, "leadership transfer")
+        return new_leader

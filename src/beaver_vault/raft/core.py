@@ -115,6 +115,7 @@ class RaftCore:
         self.leader_id: NodeId | None = None
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
+        self.ticks = 0  # ticks since this core was created (for last-contact ages)
         self.randomized_timeout = 0
         self._reset_randomized_timeout()
         self.votes: dict[NodeId, bool] = {}
@@ -296,6 +297,7 @@ class RaftCore:
     # ------------------------------------------------------------------ ticks
 
     def tick(self) -> None:
+        self.ticks += 1
         if self.role == LEADER:
             self._tick_leader()
         else:
@@ -491,6 +493,7 @@ class RaftCore:
         if pr is None:
             return
         pr.recent_active = True
+        pr.last_contact_tick = self.ticks
         if m.read_seq > pr.read_ack:
             pr.read_ack = m.read_seq
             self._confirm_reads()
@@ -540,7 +543,15 @@ class RaftCore:
                     self._register_read(ctx)
             # Followers learn the new commit index with the next append or heartbeat.
             if self.id not in self._voters() and self.commit >= self.membership_index:
-                # Our own removal is committed: stop leading (and, as a non-voter, campaigning).
+                # Our own removal is committed: hand over to the most up-to-date voter at once
+                # (TimeoutNow, so nobody waits an election timeout), then stop leading.
+                best = max(
+                    (pid for pid in self._voters() if pid in self.progress),
+                    key=lambda pid: (self.progress[pid].match, pid),
+                    default=None,
+                )
+                if best is not None and self.progress[best].match == self.log.last_index:
+                    self._send(TimeoutNow(self.term, self.id, best))
                 self.become_follower(self.term, None)
 
     def _append_local(self, kind: EntryKind, data: bytes) -> Entry:

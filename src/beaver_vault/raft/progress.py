@@ -23,6 +23,7 @@ class Progress:
     inflight: deque[int] = field(default_factory=deque)  # last index of each request in flight
     recent_active: bool = False  # heard from since the last check-quorum round
     read_ack: int = 0  # highest read_seq echoed back
+    last_contact_tick: int = -1  # core tick count when this follower last answered (-1: never)
     heartbeat_match: int = -1  # ``match`` at the previous heartbeat round (to detect a stalled pipeline)
 
     def become_probe(self) -> None:

@@ -1,0 +1,108 @@
+"""Watches: the ordered stream of applied changes, per prefix, resumable by revision.
+
+Every applied state change yields events (``kv.state.apply`` results carry ``"events"``), in
+log order; a write's revision is its Raft index. The hub keeps the most recent events in a
+bounded history so a watcher can resume from the last revision it saw, with no gap and no
+duplicate. Asking for a revision older than the history kept is refused (the client must
+re-list and watch from the listing's revision). Each watcher has a bounded buffer: a watcher
+that cannot keep up is closed with a reason instead of growing memory.
+
+Pure (no Trio): the runtime wakes waiting tasks through ``Watcher.on_ready``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+Event = dict[str, Any]
+
+
+class WatchCompacted(Exception):
+    def __init__(self, requested: int, first_available: int) -> None:
+        super().__init__(
+            f"revision {requested} is older than the watch history kept here (first available: "
+            f"{first_available}); re-list the keys and watch from the listing's revision"
+        )
+        self.requested = requested
+        self.first_available = first_available
+
+
+class Watcher:
+    def __init__(self, hub: WatchHub, prefix: str, from_revision: int, buffer_max: int) -> None:
+        self.hub = hub
+        self.prefix = prefix
+        self.from_revision = from_revision
+        self.buffer: deque[Event] = deque()
+        self.buffer_max = buffer_max
+        self.closed_reason: str | None = None
+        self.on_ready: Callable[[], None] | None = None
+
+    def _push(self, ev: Event) -> None:
+        if self.closed_reason is not None:
+            return
+        if ev["revision"] < self.from_revision or not str(ev["key"]).startswith(self.prefix):
+            return
+        if len(self.buffer) >= self.buffer_max:
+            self.close("watcher fell behind: its buffer is full; reconnect from the last revision seen")
+            return
+        self.buffer.append(ev)
+        if self.on_ready is not None:
+            self.on_ready()
+
+    def take(self) -> list[Event]:
+        out = list(self.buffer)
+        self.buffer.clear()
+        return out
+
+    def close(self, reason: str = "closed") -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+            self.hub.watchers.discard(self)
+            if self.on_ready is not None:
+                self.on_ready()
+
+
+class WatchHub:
+    def __init__(self, applied_index: int, history_max: int = 10_000, watchers_max: int = 1_000) -> None:
+        self.history: deque[Event] = deque()
+        self.history_max = history_max
+        self.watchers_max = watchers_max
+        # Every event with revision >= first_retained is in ``history`` (nothing before start).
+        self.first_retained = applied_index + 1
+        self.applied_index = applied_index
+        self.watchers: set[Watcher] = set()
+        self.published = 0
+
+    def reset(self, applied_index: int) -> None:
+        """The state was replaced (snapshot install, adoption): history no longer applies."""
+        self.history.clear()
+        self.first_retained = applied_index + 1
+        self.applied_index = applied_index
+        for w in list(self.watchers):
+            w.close("the node's state was replaced by a snapshot; re-list and watch again")
+
+    def publish(self, revision: int, events: Iterable[Event]) -> None:
+        self.applied_index = max(self.applied_index, revision)
+        for ev in events:
+            self.history.append(ev)
+            self.published += 1
+            if len(self.history) > self.history_max:
+                dropped = self.history.popleft()
+                self.first_retained = dropped["revision"] + 1
+            for w in list(self.watchers):
+                w._push(ev)
+
+    def subscribe(self, prefix: str, from_revision: int | None, buffer_max: int = 1_000) -> Watcher:
+        if len(self.watchers) >= self.watchers_max:
+            raise OverflowError("too many watchers on this node")
+        start = self.applied_index + 1 if from_revision is None else max(1, from_revision)
+        if start < self.first_retained:
+            raise WatchCompacted(start, self.first_retained)
+        w = Watcher(self, prefix, start, buffer_max)
+        for ev in self.history:
+            w._push(ev)
+        if w.closed_reason is None:
+            self.watchers.add(w)
+        return w
