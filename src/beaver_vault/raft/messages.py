@@ -153,7 +153,65 @@ class TimeoutNow:
     dst: NodeId
 
 
-RaftMessage = VoteRequest | VoteResponse | AppendRequest | AppendResponse | TimeoutNow
+@dataclass(frozen=True, slots=True)
+class ReadIndexRequest:
+    """Follower -> leader: confirm your leadership and tell me the commit index to read at."""
+
+    term: int
+    src: NodeId
+    dst: NodeId
+    ctx: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndexResponse:
+    term: int
+    src: NodeId
+    dst: NodeId
+    ctx: int
+    index: int
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSnapshot:
+    """Leader -> follower: one chunk of a snapshot of the state machine at ``index``.
+
+    Chunks are numbered from 0 and acknowledged one by one (``SnapshotAck``); the last one
+    has ``done`` set and carries the configuration at ``index``."""
+
+    term: int
+    src: NodeId
+    dst: NodeId
+    index: int
+    snap_term: int
+    seq: int
+    data: bytes
+    done: bool
+    membership: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotAck:
+    term: int
+    src: NodeId
+    dst: NodeId
+    index: int
+    seq: int
+    ok: bool
+
+
+RaftMessage = (
+    VoteRequest
+    | VoteResponse
+    | AppendRequest
+    | AppendResponse
+    | TimeoutNow
+    | ReadIndexRequest
+    | ReadIndexResponse
+    | InstallSnapshot
+    | SnapshotAck
+)
 
 
 # --------------------------------------------------------------------------- join handshake
@@ -203,7 +261,17 @@ class AdoptResponse:
 HandshakeMessage = ProbeRequest | ProbeResponse | AdoptRequest | AdoptResponse
 Message = RaftMessage | HandshakeMessage
 
-RAFT_MESSAGE_TYPES: tuple[type, ...] = (VoteRequest, VoteResponse, AppendRequest, AppendResponse, TimeoutNow)
+RAFT_MESSAGE_TYPES: tuple[type, ...] = (
+    VoteRequest,
+    VoteResponse,
+    AppendRequest,
+    AppendResponse,
+    TimeoutNow,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    InstallSnapshot,
+    SnapshotAck,
+)
 HANDSHAKE_MESSAGE_TYPES: tuple[type, ...] = (ProbeRequest, ProbeResponse, AdoptRequest, AdoptResponse)
 
 
@@ -230,10 +298,17 @@ class Ready:
     messages: tuple[RaftMessage, ...] = ()
     committed: tuple[Entry, ...] = ()
     read_states: tuple[ReadState, ...] = ()
+    snapshots: tuple[NodeId, ...] = ()  # followers that need a snapshot (the driver streams it)
     # Indices of proposals/reads the core has dropped (e.g. stepped down): outcome unknown.
     dropped_reads: tuple[int, ...] = field(default=())
 
     def is_empty(self) -> bool:
         return not (
-            self.hard_state or self.entries or self.messages or self.committed or self.read_states or self.dropped_reads
+            self.hard_state
+            or self.entries
+            or self.messages
+            or self.committed
+            or self.read_states
+            or self.dropped_reads
+            or self.snapshots
         )

@@ -42,9 +42,13 @@ from beaver_vault.raft.messages import (
     AppendResponse,
     Entry,
     EntryKind,
+    InstallSnapshot,
     Message,
     ProbeRequest,
     ProbeResponse,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    SnapshotAck,
     TimeoutNow,
     VoteRequest,
     VoteResponse,
@@ -161,6 +165,17 @@ _LAYOUTS: Final[tuple[_Layout, ...]] = (
     _Layout(
         9, AdoptResponse, ints=("nonce",), bools=("ok",), strs=(*_ids("src", "dst"), _Str("reason", MAX_TEXT_BYTES))
     ),
+    _Layout(10, ReadIndexRequest, ints=("term", "ctx"), strs=_ids("src", "dst")),
+    _Layout(11, ReadIndexResponse, ints=("term", "ctx", "index"), bools=("ok",), strs=_ids("src", "dst")),
+    _Layout(
+        12,
+        InstallSnapshot,
+        ints=("term", "index", "snap_term", "seq"),
+        bools=("done",),
+        strs=_ids("src", "dst"),
+        blobs=("data", "membership"),
+    ),
+    _Layout(13, SnapshotAck, ints=("term", "index", "seq"), bools=("ok",), strs=_ids("src", "dst")),
 )
 _BY_CLASS: Final = {layout.cls: layout for layout in _LAYOUTS}
 _BY_TAG: Final = {layout.tag: layout for layout in _LAYOUTS}
