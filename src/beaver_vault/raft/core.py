@@ -28,7 +28,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from beaver_vault.errors import InvariantViolation, NotLeader, Overloaded, Rejected
+from beaver_vault.errors import InvariantViolation, NoLeader, NotLeader, Overloaded, Rejected
 from beaver_vault.raft import quorum
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.log import RaftLog
@@ -38,16 +38,20 @@ from beaver_vault.raft.messages import (
     Entry,
     EntryKind,
     HardState,
+    InstallSnapshot,
     Membership,
     NodeId,
     RaftMessage,
+    ReadIndexRequest,
+    ReadIndexResponse,
     ReadState,
     Ready,
+    SnapshotAck,
     TimeoutNow,
     VoteRequest,
     VoteResponse,
 )
-from beaver_vault.raft.progress import PROBE, REPLICATE, Progress
+from beaver_vault.raft.progress import PROBE, REPLICATE, SNAPSHOT, Progress
 
 FOLLOWER = "follower"
 PRE_CANDIDATE = "pre-candidate"
@@ -86,6 +90,14 @@ class _PendingRead:
     ctx: int
     index: int
     seq: int
+    origin: NodeId  # this node, or the follower that asked (answered with ReadIndexResponse)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotMeta:
+    index: int
+    term: int
+    membership: Membership
 
 
 class RaftCore:
@@ -97,11 +109,15 @@ class RaftCore:
         hard_state: HardState | None = None,
         entries: Sequence[Entry] = (),
         applied: int = 0,
+        snapshot: SnapshotMeta | None = None,
     ) -> None:
         self.id = node_id
         self.cfg = config
         self.rng = rng
-        self.log = RaftLog(entries)
+        if snapshot is not None:
+            self.log = RaftLog(entries, offset=snapshot.index, offset_term=snapshot.term)
+        else:
+            self.log = RaftLog(entries)
         hard_state = hard_state or HardState()
         self.term = hard_state.term
         self.vote = hard_state.vote
@@ -131,6 +147,13 @@ class RaftCore:
         self.prev_hard_state = HardState(self.term, self.vote, self.commit)
         self.lead_transferee: NodeId | None = None
         self.configs: list[tuple[int, Membership]] = []
+        if snapshot is not None:
+            self.configs.append((snapshot.index, snapshot.membership))
+            self.commit = max(self.commit, snapshot.index)
+            self.applied = max(self.applied, snapshot.index)
+        self.waiting_remote_reads: list[tuple[NodeId, int]] = []
+        self.forwarded_reads: set[int] = set()  # follower: ctxs asked of the leader
+        self.snapshot_requests: list[NodeId] = []
         for e in self.log.entries:
             if e.kind == EntryKind.CONFIG:
                 self.configs.append((e.index, Membership.decode(e.data)))
@@ -195,10 +218,13 @@ class RaftCore:
         self._drop_reads()
 
     def _drop_reads(self) -> None:
-        self.dropped_reads.extend(r.ctx for r in self.pending_reads)
+        self.dropped_reads.extend(r.ctx for r in self.pending_reads if r.origin == self.id)
         self.dropped_reads.extend(self.waiting_reads)
+        self.dropped_reads.extend(sorted(self.forwarded_reads))
         self.pending_reads = []
         self.waiting_reads = []
+        self.waiting_remote_reads = []
+        self.forwarded_reads = set()
 
     def become_follower(self, term: int, leader: NodeId | None) -> None:
         self._reset(term)
@@ -337,7 +363,7 @@ class RaftCore:
                         self.become_follower(msg.term, None)
                 case VoteResponse(pre_vote=True, granted=True):
                     pass  # a granted pre-vote carries the future term; it is not a newer leader
-                case AppendRequest() | TimeoutNow():
+                case AppendRequest() | TimeoutNow() | InstallSnapshot():
                     self.become_follower(msg.term, msg.src)
                 case _:
                     self.become_follower(msg.term, None)
@@ -373,6 +399,25 @@ class RaftCore:
             case TimeoutNow():
                 if self.role != LEADER:
                     self.campaign(transfer=True)
+            case ReadIndexRequest():
+                self._handle_remote_read(msg)
+            case ReadIndexResponse():
+                if msg.ctx in self.forwarded_reads:
+                    self.forwarded_reads.discard(msg.ctx)
+                    if msg.ok:
+                        self.read_states.append(ReadState(msg.ctx, msg.index))
+                    else:
+                        self.dropped_reads.append(msg.ctx)
+            case InstallSnapshot():
+                if self.role == LEADER:
+                    raise InvariantViolation(f"{self.id}: snapshot from another leader in term {self.term}")
+                if self.role != FOLLOWER:
+                    self.become_follower(msg.term, msg.src)
+                self.leader_id = msg.src
+                self.election_elapsed = 0
+                # The data itself is the driver's business (see NodeDriver); it calls restore().
+            case SnapshotAck():
+                pass  # flow control of the driver's snapshot sender
 
     def _handle_vote_request(self, m: VoteRequest) -> None:
         if m.pre_vote:
@@ -440,6 +485,11 @@ class RaftCore:
         if pr.state == REPLICATE and pr.next > last:
             return False
         prev = pr.next - 1
+        if prev < self.log.offset:
+            # The entries it needs were compacted: the driver streams a snapshot instead.
+            pr.become_snapshot(self.log.offset)
+            self.snapshot_requests.append(pid)
+            return False
         entries = self.log.slice(pr.next, last + 1, self.cfg.max_append_entries, self.cfg.max_append_bytes)
         self._send(
             AppendRequest(
@@ -467,6 +517,16 @@ class RaftCore:
                 continue
             pr = self.progress[pid]
             pr.probe_sent = False  # a heartbeat round lets a stuck probe be retried
+            if pr.match < self.log.offset:
+                # It is behind the compacted log: heartbeat at the snapshot position (a
+                # rejection only leads, through probing, to a snapshot).
+                self._send(
+                    AppendRequest(
+                        self.term, self.id, pid, self.log.offset, self.log.offset_term, (), min(self.commit, pr.match),
+                        read_seq=self.read_seq,
+                    )
+                )
+                continue
             if pr.state == REPLICATE and pr.inflight and pr.match == pr.heartbeat_match:
                 # Appends outstanding and nothing acknowledged for a whole heartbeat round: they
                 # (or their answers) were lost. Heartbeats alone never resend them (``next`` is
@@ -501,7 +561,7 @@ class RaftCore:
             if m.match_index > pr.match:
                 pr.match = m.match_index
                 pr.ack(m.match_index)
-                if pr.state == PROBE:
+                if pr.state == PROBE or (pr.state == SNAPSHOT and pr.match >= pr.pending_snapshot):
                     pr.become_replicate()
                 elif pr.next <= pr.match:
                     pr.next = pr.match + 1
@@ -515,13 +575,15 @@ class RaftCore:
             self._fill(m.src, pr)
             return
         # Rejected: ignore stale rejections, otherwise back off using the follower's hint.
+        if pr.state == SNAPSHOT:
+            return
         if pr.state == REPLICATE:
             if m.match_index <= pr.match:
                 return
         elif m.match_index != pr.next - 1:
             return
         probe = m.hint_index
-        if m.hint_term > 0:
+        if m.hint_term > 0 and m.hint_index > self.log.offset:
             probe = self.log.find_conflict_hint(m.hint_index, m.hint_term)
         pr.next = max(pr.match + 1, min(m.match_index, probe + 1))
         pr.become_probe()
@@ -537,10 +599,13 @@ class RaftCore:
         if idx > self.commit and self.log.term(idx) == self.term:
             first_commit_of_term = self.log.term(self.commit) != self.term
             self.commit = idx
-            if first_commit_of_term and self.waiting_reads:
+            if first_commit_of_term and (self.waiting_reads or self.waiting_remote_reads):
                 waiting, self.waiting_reads = self.waiting_reads, []
                 for ctx in waiting:
                     self._register_read(ctx)
+                remote, self.waiting_remote_reads = self.waiting_remote_reads, []
+                for origin, ctx in remote:
+                    self._register_read(ctx, origin)
             # Followers learn the new commit index with the next append or heartbeat.
             if self.id not in self._voters() and self.commit >= self.membership_index:
                 # Our own removal is committed: hand over to the most up-to-date voter at once
@@ -599,19 +664,42 @@ class RaftCore:
 
     def read_index(self, ctx: int) -> None:
         """Ask for a linearizable read point; answered by a ReadState(ctx, index) in a Ready,
-        or by ctx in Ready.dropped_reads if leadership is lost first."""
-        if self.role != LEADER:
-            raise NotLeader(self.leader_id)
-        if len(self.pending_reads) + len(self.waiting_reads) >= self.cfg.max_pending_reads:
+        or by ctx in Ready.dropped_reads if leadership is lost first. On a follower the
+        leader is asked (ReadIndexRequest), so followers serve linearizable reads themselves
+        once they have applied that index."""
+        if self._reads_in_flight() >= self.cfg.max_pending_reads:
             raise Overloaded("too many reads waiting for confirmation")
+        if self.role != LEADER:
+            if self.leader_id is None or self.role != FOLLOWER:
+                raise NoLeader("no leader is known to confirm the read")
+            self.forwarded_reads.add(ctx)
+            self._send(ReadIndexRequest(self.term, self.id, self.leader_id, ctx))
+            return
         if not self._committed_in_term():
             self.waiting_reads.append(ctx)
             return
         self._register_read(ctx)
 
-    def _register_read(self, ctx: int) -> None:
+    def _reads_in_flight(self) -> int:
+        return (
+            len(self.pending_reads)
+            + len(self.waiting_reads)
+            + len(self.waiting_remote_reads)
+            + len(self.forwarded_reads)
+        )
+
+    def _handle_remote_read(self, m: ReadIndexRequest) -> None:
+        if self.role != LEADER or self._reads_in_flight() >= self.cfg.max_pending_reads:
+            self._send(ReadIndexResponse(self.term, self.id, m.src, m.ctx, 0, False))
+            return
+        if not self._committed_in_term():
+            self.waiting_remote_reads.append((m.src, m.ctx))
+            return
+        self._register_read(m.ctx, m.src)
+
+    def _register_read(self, ctx: int, origin: NodeId | None = None) -> None:
         self.read_seq += 1
-        self.pending_reads.append(_PendingRead(ctx, self.commit, self.read_seq))
+        self.pending_reads.append(_PendingRead(ctx, self.commit, self.read_seq, origin or self.id))
         self.progress[self.id].read_ack = self.read_seq
         self._confirm_reads()
         if self.pending_reads:
@@ -628,7 +716,10 @@ class RaftCore:
         keep: list[_PendingRead] = []
         for r in self.pending_reads:
             if r.seq <= confirmed_seq:
-                self.read_states.append(ReadState(r.ctx, r.index))
+                if r.origin == self.id:
+                    self.read_states.append(ReadState(r.ctx, r.index))
+                else:
+                    self._send(ReadIndexResponse(self.term, self.id, r.origin, r.ctx, r.index, True))
             else:
                 keep.append(r)
         self.pending_reads = keep
@@ -662,6 +753,7 @@ class RaftCore:
             or self.applied < min(self.commit, self.log.last_index)
             or self.read_states
             or self.dropped_reads
+            or self.snapshot_requests
             or HardState(self.term, self.vote, self.commit) != self.prev_hard_state
         )
 
@@ -686,7 +778,9 @@ class RaftCore:
             committed=committed,
             read_states=tuple(self.read_states),
             dropped_reads=tuple(self.dropped_reads),
+            snapshots=tuple(self.snapshot_requests),
         )
+        self.snapshot_requests = []
         self.msgs = []
         self.read_states = []
         self.dropped_reads = []
@@ -707,6 +801,50 @@ class RaftCore:
                     self._maybe_commit()
         if rd.committed:
             self.applied = max(self.applied, rd.committed[-1].index)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def membership_at(self, index: int) -> Membership:
+        """The configuration in force at ``index`` (the latest config entry at or before it)."""
+        found = Membership()
+        for idx, m in self.configs:
+            if idx <= index:
+                found = m
+        return found
+
+    def compact(self, index: int) -> None:
+        """The state machine's state at ``index`` is durable in a snapshot: drop the log
+        before it. Only applied (hence committed and stable) entries are compacted."""
+        if index > self.applied:
+            raise InvariantViolation(f"{self.id}: compacting {index} beyond applied {self.applied}")
+        base = self.membership_at(index)
+        self.log.compact(index)
+        self.configs = [(index, base)] + [(i, m) for i, m in self.configs if i > index]
+
+    def snapshot_position(self) -> tuple[int, int]:
+        return self.log.offset, self.log.offset_term
+
+    def restore(self, index: int, term: int, membership: Membership) -> None:
+        """Follower: the driver installed (durably) a snapshot at ``index``; continue from it."""
+        if index <= self.commit:
+            return
+        self.log.reset_to(index, term)
+        self.commit = index
+        self.applied = index
+        self.configs = [(index, membership)]
+        if self.leader_id is not None:
+            self._send(AppendResponse(self.term, self.id, self.leader_id, True, index))
+
+    def snapshot_finished(self, pid: NodeId, ok: bool) -> None:
+        """Leader: the driver stopped streaming a snapshot to ``pid``. On success we wait for
+        the follower's AppendResponse; on failure we probe again (which may ask again)."""
+        pr = self.progress.get(pid)
+        if pr is None or pr.state != SNAPSHOT:
+            return
+        if not ok:
+            pr.become_probe()
+            pr.next = max(pr.match + 1, self.log.offset + 1)
+            self.broadcast_pending = True
 
     # ------------------------------------------------------------------ status
 

@@ -103,3 +103,19 @@ class RaftLog:
         while i > self.offset and self.term(i) > term:
             i -= 1
         return i
+
+    def compact(self, index: int) -> None:
+        """Forget entries up to ``index`` (they are in a snapshot now)."""
+        if index <= self.offset:
+            return
+        if index > self.stable:
+            raise InvariantViolation(f"compacting {index} beyond the stable index {self.stable}")
+        term = self.term(index)
+        del self.entries[: index - self.offset]
+        self.offset, self.offset_term = index, term
+
+    def reset_to(self, index: int, term: int) -> None:
+        """Replace the whole log by a snapshot's position (a follower installing a snapshot)."""
+        self.entries = []
+        self.offset, self.offset_term = index, term
+        self.stable = index

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 PROBE = "probe"
 REPLICATE = "replicate"
+SNAPSHOT = "snapshot"  # behind the compacted log: the driver is streaming a snapshot
 
 
 @dataclass(slots=True)
@@ -23,6 +24,7 @@ class Progress:
     inflight: deque[int] = field(default_factory=deque)  # last index of each request in flight
     recent_active: bool = False  # heard from since the last check-quorum round
     read_ack: int = 0  # highest read_seq echoed back
+    pending_snapshot: int = 0  # SNAPSHOT: the compacted index the follower must reach
     last_contact_tick: int = -1  # core tick count when this follower last answered (-1: never)
     heartbeat_match: int = -1  # ``match`` at the previous heartbeat round (to detect a stalled pipeline)
 
@@ -42,7 +44,15 @@ class Progress:
         while self.inflight and self.inflight[0] <= index:
             self.inflight.popleft()
 
+    def become_snapshot(self, index: int) -> None:
+        self.state = SNAPSHOT
+        self.pending_snapshot = index
+        self.probe_sent = False
+        self.inflight.clear()
+
     def paused(self, max_inflight: int) -> bool:
+        if self.state == SNAPSHOT:
+            return True
         if self.state == PROBE:
             return self.probe_sent
         return len(self.inflight) >= max_inflight
