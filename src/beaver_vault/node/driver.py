@@ -28,22 +28,26 @@ from typing import Any
 from beaver_vault.errors import BeaverVaultError, ConfigBusy, InvariantViolation, NoLeader, NotLeader, Overloaded, Rejected, Unknown
 from beaver_vault.kv import state as kv_state
 from beaver_vault.kv.state import KeyRecord, KVStore
+from beaver_vault.node.snapshots import Installer, SnapshotSender
 from beaver_vault.node.status import MemberStatus, NodeStatus
 from beaver_vault.raft.config import RaftConfig
-from beaver_vault.raft.core import LEADER, RaftCore
+from beaver_vault.raft.core import FOLLOWER, LEADER, RaftCore, SnapshotMeta
 from beaver_vault.raft.messages import (
     AdoptRequest,
     AdoptResponse,
     AppendRequest,
+    AppendResponse,
     Entry,
     EntryKind,
     HardState,
+    InstallSnapshot,
     Member,
     Membership,
     Message,
     ProbeRequest,
     ProbeResponse,
     Ready,
+    SnapshotAck,
 )
 from beaver_vault.storage.base import Storage
 from beaver_vault.transport.base import Transport
@@ -55,6 +59,10 @@ class DriverOptions:
     http_address: str = ""
     max_pending: int = 10_000  # proposals + reads + joins waiting for an outcome
     handshake_retry_ticks: int = 10
+    snapshot_threshold: int = 10_000  # compact when the log holds more entries than this
+    snapshot_chunk_bytes: int = 256 * 1024
+    snapshot_timeout_ticks: int = 100  # a transfer silent for this long is abandoned
+    max_snapshot_senders: int = 2
     # Planted-bug seam for the simulator only; production configuration never sets it.
     unsafe_leader_local_reads: bool = False
 
@@ -127,6 +135,9 @@ class NodeDriver:
         self.join_op: _Join | None = None
         self.config_waits: dict[int, Waiter] = {}  # config entry index -> waiter
         self.handshake_peers: dict[str, str] = {}  # probers we must be able to answer (bounded)
+        self.senders: dict[str, SnapshotSender] = {}
+        self.installer: Installer | None = None
+        self.on_restore: Callable[[int], None] | None = None  # state replaced by a snapshot
         self.promotions: dict[str, Waiter] = {}  # learner id -> join waiting for its promotion
         self.transfer_wait: tuple[str, Waiter] | None = None
         self._peers_for: tuple[int, str | None] = (-1, None)
@@ -147,12 +158,24 @@ class NodeDriver:
             me = Membership((Member(self.id, self.options.raft_address, self.options.http_address),))
             self.storage.save(HardState(1, None, 1), [Entry(1, 1, EntryKind.CONFIG, me.encode())])
             st = self.storage.load()
-        self._load(st.cluster_id, st.hard_state, st.entries, st.applied_index)
+        snap = None
+        if st.snapshot_index:
+            snap = SnapshotMeta(st.snapshot_index, st.snapshot_term, Membership.decode(st.snapshot_membership))
+        self._load(st.cluster_id, st.hard_state, st.entries, st.applied_index, snap)
 
-    def _load(self, cluster_id: str | None, hs: HardState, entries: tuple[Entry, ...], applied: int) -> None:
+    def _load(
+        self,
+        cluster_id: str | None,
+        hs: HardState,
+        entries: tuple[Entry, ...],
+        applied: int,
+        snapshot: SnapshotMeta | None = None,
+    ) -> None:
         self.cluster_id = cluster_id
         self._durable_term_vote = (hs.term, hs.vote)
-        self.core = RaftCore(self.id, self.raft_config, self.rng, hs, entries, applied)
+        self.senders = {}
+        self.installer = None
+        self.core = RaftCore(self.id, self.raft_config, self.rng, hs, entries, applied, snapshot)
         self.applied_index = applied
         self.transport.set_cluster_id(cluster_id)
         self._peers_for = (-1, None)
@@ -164,6 +187,10 @@ class NodeDriver:
 
     def tick(self) -> None:
         self.core.tick()
+        for pid, snd in list(self.senders.items()):
+            snd.idle_ticks += 1
+            if snd.idle_ticks > self.options.snapshot_timeout_ticks:
+                self._stop_sender(pid, ok=False)
         j = self.join_op
         if j is not None and j.phase in ("probe", "adopt"):
             j.ticks += 1
@@ -193,6 +220,14 @@ class NodeDriver:
                 self._handle_adopt(msg)
             case ProbeResponse() | AdoptResponse():
                 self._handle_handshake_reply(msg)
+            case InstallSnapshot():
+                if self.cluster_id is not None:
+                    self.core.step(msg)
+                    self._receive_snapshot_chunk(msg)
+            case SnapshotAck():
+                if self.cluster_id is not None:
+                    self.core.step(msg)
+                    self._receive_snapshot_ack(msg)
             case _:
                 if self.cluster_id is not None:
                     self.core.step(msg)
@@ -527,6 +562,11 @@ class NodeDriver:
             self.counters["readies"] += 1
             self._handle_ready(rd)
             core.advance(rd)
+            if self.applied_index - core.log.offset > self.options.snapshot_threshold:
+                self._compact()
+        if self.senders and core.role != LEADER:
+            for pid in list(self.senders):
+                self._stop_sender(pid, ok=False)
         self._maybe_promote()
         self._check_transfer()
         if core.has_ready():
@@ -565,6 +605,8 @@ class NodeDriver:
                 self._resolve_applied(e, result)
                 if self.on_applied is not None:
                     self.on_applied(e.index, result)
+        for pid in rd.snapshots:
+            self._start_sender(pid)
         for rs in rd.read_states:
             w = self.reads.pop(rs.ctx, None)
             if w is not None:
@@ -595,6 +637,100 @@ class NodeDriver:
                 cw._finish(self.core.membership if e.kind != EntryKind.CONFIG else Membership.decode(e.data))
             else:
                 cw._finish(error=Rejected("membership change superseded by another leader", status=503))
+        if e.kind == EntryKind.CONFIG and self.promotions:
+            # A join waits for its learner's promotion. Another leader may have proposed it (we
+            # lost leadership meanwhile): answer the join when ANY applied configuration makes
+            # the node a voter, or it would hang until the caller's timeout.
+            applied = Membership.decode(e.data)
+            for nid in [n for n in self.promotions if (m := applied.get(n)) is not None and m.voter]:
+                self.promotions.pop(nid)._finish(applied)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _compact(self) -> None:
+        """Keep the log bounded: compact up to the applied index, less a margin (a tenth of
+        the threshold) so a briefly slow follower still catches up from the log."""
+        core = self.core
+        index = self.applied_index - self.options.snapshot_threshold // 10
+        if index <= core.log.offset or index > core.log.stable:
+            return
+        self.storage.compact(index, core.log.term(index), core.membership_at(index).encode())
+        core.compact(index)
+        self.counters["compactions"] = self.counters.get("compactions", 0) + 1
+
+    def _start_sender(self, pid: str) -> None:
+        core = self.core
+        if core.role != LEADER or pid in self.senders:
+            return
+        if len(self.senders) >= self.options.max_snapshot_senders:
+            core.snapshot_finished(pid, ok=False)  # try again later
+            return
+        index, chunks = self.storage.snapshot_reader(self.options.snapshot_chunk_bytes)
+        snd = SnapshotSender(pid, index, core.log.term(index), core.membership_at(index).encode(), chunks)
+        self.senders[pid] = snd
+        self.counters["snapshots_sent"] = self.counters.get("snapshots_sent", 0) + 1
+        self.transport.send(snd.first(core.term, self.id))
+
+    def _stop_sender(self, pid: str, ok: bool) -> None:
+        snd = self.senders.pop(pid, None)
+        if snd is not None:
+            close = getattr(snd.chunks, "close", None)
+            if close is not None:
+                close()
+            self.core.snapshot_finished(pid, ok)
+
+    def _receive_snapshot_ack(self, ack: SnapshotAck) -> None:
+        snd = self.senders.get(ack.src)
+        core = self.core
+        if snd is None or ack.index != snd.index or ack.seq != snd.seq:
+            return
+        if core.role != LEADER or ack.term != core.term or not ack.ok:
+            self._stop_sender(ack.src, ok=False)
+            return
+        nxt = snd.on_ack(ack, core.term, self.id)
+        if nxt is None:
+            self._stop_sender(ack.src, ok=True)
+        else:
+            self.transport.send(nxt)
+
+    def _receive_snapshot_chunk(self, m: InstallSnapshot) -> None:
+        core = self.core
+
+        def ack(ok: bool) -> None:
+            self.transport.send(SnapshotAck(core.term, self.id, m.src, m.index, m.seq, ok))
+
+        if m.term != core.term or core.role != FOLLOWER:
+            ack(False)
+            return
+        if m.seq == 0:
+            if core.log.matches(m.index, m.snap_term) or m.index <= core.commit:
+                # We hold that entry already (Log Matching: and all before it): no transfer needed.
+                self.installer = None
+                ack(False)
+                if core.log.matches(m.index, m.snap_term):
+                    core.msgs.append(AppendResponse(core.term, self.id, m.src, True, m.index))
+                return
+            self.storage.install_begin(m.index)
+            self.installer = Installer(m.src, m.term, m.index, m.snap_term)
+        else:
+            ins = self.installer
+            if ins is None or (ins.leader, ins.term, ins.index, ins.next_seq) != (m.src, m.term, m.index, m.seq):
+                ack(False)
+                return
+            ins.next_seq += 1
+        self.storage.install_chunk(m.seq, m.data)
+        if m.done:
+            # One durable step replaces state, applied index and log; then the core follows.
+            self.storage.install_finish(m.index, m.snap_term, m.membership)
+            self.installer = None
+            membership = Membership.decode(m.membership)
+            core.restore(m.index, m.snap_term, membership)
+            self.applied_index = m.index
+            self._peers_for = (-1, None)
+            self.counters["snapshots_installed"] = self.counters.get("snapshots_installed", 0) + 1
+            if self.on_restore is not None:
+                self.on_restore(m.index)
+        ack(True)
 
     # ------------------------------------------------------------------ status
 
@@ -612,6 +748,8 @@ class NodeDriver:
             applied_index=self.applied_index,
             last_log_index=st.last_index,
             cluster_id=self.cluster_id,
+            snapshot_index=self.core.log.offset,
+            log_first_index=self.core.log.first_index,
             members=tuple(MemberStatus(m.id, m.raft_address, m.http_address, m.voter) for m in st.membership.members),
             http_address=self.options.http_address,
             raft_address=self.options.raft_address,

@@ -43,6 +43,7 @@ class RuntimeOptions:
     election_ticks: int = 10  # election timeout is randomised in [election_ticks, 2*election_ticks)
     heartbeat_ticks: int = 2
     max_pending: int = 10_000  # proposals + reads waiting for an outcome; beyond: Overloaded
+    snapshot_threshold: int = 10_000  # log entries kept before compacting into a snapshot
     seed: int | None = None  # randomness for election timeouts; None: from the OS
 
 
@@ -84,12 +85,14 @@ class NodeRuntime:
                 raft_address=options.raft_address,
                 http_address=options.http_address,
                 max_pending=options.max_pending,
+                snapshot_threshold=options.snapshot_threshold,
             ),
         )
         self._wake = trio.Event()
         self._started = False
         self.watch_hub = WatchHub(0)
         self.driver.on_applied = self._on_applied
+        self.driver.on_restore = lambda index: self.watch_hub.reset(index)
 
     def attach_transport(self, transport: Transport) -> None:
         self.driver.transport = transport

@@ -27,6 +27,8 @@ class NodeStatus:
     members: tuple[MemberStatus, ...]
     http_address: str
     raft_address: str
+    snapshot_index: int = 0  # the log was compacted up to here (0: never)
+    log_first_index: int = 1  # first index still in the log
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

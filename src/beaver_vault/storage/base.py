@@ -19,7 +19,7 @@ raise ``beaver_vault.errors.InvariantViolation`` before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -34,8 +34,11 @@ R = TypeVar("R")
 class PersistentState:
     cluster_id: str | None
     hard_state: HardState
-    entries: tuple[Entry, ...]  # the whole stored log, consecutive indices, from index 1
+    entries: tuple[Entry, ...]  # the stored log, consecutive, from snapshot_index + 1
     applied_index: int
+    snapshot_index: int = 0  # the log was compacted up to here (0: never)
+    snapshot_term: int = 0
+    snapshot_membership: bytes = b""  # Membership.encode() in force at snapshot_index
 
 
 class Storage(Protocol):
@@ -66,6 +69,29 @@ class Storage(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    # -- snapshots and compaction ------------------------------------------------------------
+
+    def compact(self, index: int, term: int, membership: bytes) -> None:
+        """Durably forget log entries up to ``index`` (<= applied index), recording the
+        snapshot position (index, term, configuration) that replaces them."""
+        ...
+
+    def snapshot_reader(self, chunk_bytes: int) -> tuple[int, Iterator[bytes]]:
+        """A consistent copy of the state machine at the current applied index: (that index,
+        chunks of at most about ``chunk_bytes``). Writes may go on while it is read."""
+        ...
+
+    def install_begin(self, index: int) -> None:
+        """Start staging a snapshot at ``index`` (discarding any half-staged one)."""
+        ...
+
+    def install_chunk(self, seq: int, data: bytes) -> None: ...
+
+    def install_finish(self, index: int, term: int, membership: bytes) -> None:
+        """Atomically and durably: replace the state machine by the staged snapshot, set the
+        applied index to ``index``, drop the whole log, record the snapshot position."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
