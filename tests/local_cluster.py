@@ -44,8 +44,9 @@ class LocalTransport:
 
 
 class LocalCluster:
-    def __init__(self, nursery: trio.Nursery) -> None:
+    def __init__(self, nursery: trio.Nursery, **options: object) -> None:
         self.nursery = nursery
+        self.options = options
         self.hub = Hub()
         self.storages: dict[str, MemoryStorage] = {}
         self.scopes: dict[str, trio.CancelScope] = {}
@@ -56,7 +57,13 @@ class LocalCluster:
         rt = NodeRuntime(
             node_id=node_id,
             storage=storage,
-            options=RuntimeOptions(raft_address=addr, http_address=f"http://{node_id}:8000", bootstrap=bootstrap, seed=hash(node_id) % 1000),
+            options=RuntimeOptions(
+                raft_address=addr,
+                http_address=f"http://{node_id}:8000",
+                bootstrap=bootstrap,
+                seed=sum(node_id.encode()),
+                **self.options,  # type: ignore[arg-type]
+            ),
         )
         rt.attach_transport(LocalTransport(self.hub, node_id))
         self.hub.nodes[node_id] = rt
@@ -93,9 +100,9 @@ class LocalCluster:
 
 
 @asynccontextmanager
-async def local_cluster(n: int) -> AsyncIterator[LocalCluster]:
+async def local_cluster(n: int, **options: object) -> AsyncIterator[LocalCluster]:
     async with trio.open_nursery() as nursery:
-        c = LocalCluster(nursery)
+        c = LocalCluster(nursery, **options)
         first = await c.start("n1", bootstrap=True)
         await c.wait_leader()
         for i in range(2, n + 1):
