@@ -141,6 +141,7 @@ def test_every_setting_can_come_from_every_source(tmp_path: Path) -> None:
         "election_ticks": "20",
         "heartbeat_ticks": "3",
         "max_pending": "99",
+        "snapshot_threshold": "500",
         "peer_queue_max": "64",
         "max_key_bytes": "10",
         "max_body_bytes": "2048",

@@ -255,6 +255,7 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
             election_ticks=cfg.election_ticks,
             heartbeat_ticks=cfg.heartbeat_ticks,
             max_pending=cfg.max_pending,
+            snapshot_threshold=cfg.snapshot_threshold,
             seed=cfg.seed,
         ),
     )

@@ -54,6 +54,7 @@ class Config:
     election_ticks: int = 10
     heartbeat_ticks: int = 2
     max_pending: int = 10_000
+    snapshot_threshold: int = 10_000
     peer_queue_max: int = 1024  # outbound raft frames queued per peer before dropping
     max_key_bytes: int = 1024
     max_body_bytes: int = 1024 * 1024
@@ -256,6 +257,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("heartbeat_ticks", _int_in(1, 10_000), "leader heartbeat interval in ticks (default: 2)"),
     Setting("max_pending", _int_in(1), "writes and reads waiting for an outcome before Overloaded (default: 10000)"),
+    Setting(
+        "snapshot_threshold",
+        _int_in(10, 10_000_000),
+        "log entries kept before the log is compacted into a snapshot (default: 10000)",
+    ),
     Setting("peer_queue_max", _int_in(1), "raft frames queued per peer before dropping (default: 1024)"),
     Setting("max_key_bytes", _int_in(1), "longest key in UTF-8 bytes (default: 1024)"),
     Setting("max_body_bytes", _int_in(1), "largest request body in bytes (default: 1048576)"),
