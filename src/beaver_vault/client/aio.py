@@ -1,0 +1,288 @@
+"""The async client: :class:`AsyncClient` over ``httpx.AsyncClient``, for Trio and asyncio.
+
+Theory of operation: the mirror image of ``sync.py``. Methods build the same
+:class:`~beaver_vault.client._core.Call` objects and :meth:`AsyncClient._execute` drives the same
+retry plan; only the I/O differs (``await http.request``, ``anyio.sleep``). httpx runs on anyio,
+which detects the running event loop, so one class serves Trio and asyncio alike.
+:class:`AsyncWatch` is an explicit state machine rather than an async generator, so that
+closing it (``async with`` / :meth:`AsyncWatch.aclose`) releases the connection at once under
+either event loop, with no generator left for the garbage collector to finalise.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+
+from beaver_vault.client import _core
+from beaver_vault.client._core import (
+    Call,
+    DeletePrefixResult,
+    DeleteResult,
+    Endpoints,
+    KeyValue,
+    NodeList,
+    Outcome,
+    Page,
+    PutResult,
+    RetryPolicy,
+    Sleep,
+    StreamEnded,
+    TxnResult,
+    WatchCursor,
+    WatchEvent,
+    WatchSession,
+)
+from beaver_vault.client.errors import BadRequest
+
+T = TypeVar("T")
+
+WATCH_PATH = f"{_core.API}/watch"
+
+
+class AsyncClient:
+    """The async twin of :class:`~beaver_vault.client.Client` (same methods, awaited).
+
+    ``async with AsyncClient([...]) as client: await client.put("k", 1)``.
+    """
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        *,
+        policy: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.endpoints = Endpoints(endpoints)
+        self.policy = policy if policy is not None else RetryPolicy()
+        self._rng = rng if rng is not None else random.Random()
+        self._own_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient(timeout=self.policy.httpx_timeout())
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # --- the I/O loop -------------------------------------------------------------------------
+
+    async def _execute(self, call: Call[T]) -> T:
+        plan = _core.run_call(call, self.endpoints, self.policy, self._rng)
+        outcome: Outcome | None = None
+        while True:
+            try:
+                action = plan.send(outcome)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            if isinstance(action, Sleep):
+                await anyio.sleep(action.seconds)
+                outcome = None
+            else:
+                outcome = await self._send(action.endpoint, call)
+
+    async def _send(self, endpoint: str, call: Call[Any]) -> Outcome:
+        try:
+            response = await self._http.request(
+                call.method, endpoint + call.path, params=call.params, content=call.body, headers=call.all_headers()
+            )
+        except httpx.TransportError as exc:
+            return _core.failed_from(exc)
+        return _core.reply_from(response, endpoint)
+
+    # --- key-value (see Client for the semantics) ---------------------------------------------
+
+    async def get(self, key: str) -> Any:
+        return await self._execute(_core.get_call(key))
+
+    async def get_meta(self, key: str) -> KeyValue:
+        return await self._execute(_core.get_meta_call(key))
+
+    async def put(
+        self,
+        key: str,
+        value: Any,
+        *,
+        if_revision: int | None = None,
+        if_absent: bool = False,
+        ttl: int | float | str | None = None,
+    ) -> PutResult:
+        return await self._execute(_core.put_call(key, value, if_revision=if_revision, if_absent=if_absent, ttl=ttl))
+
+    async def delete(self, key: str, *, if_revision: int | None = None) -> DeleteResult:
+        return await self._execute(_core.delete_call(key, if_revision=if_revision))
+
+    async def list(
+        self, prefix: str = "", *, limit: int | None = None, after: str | None = None, keys_only: bool = False
+    ) -> Page:
+        return await self._execute(_core.list_call(prefix, limit=limit, after=after, keys_only=keys_only))
+
+    async def pages(self, prefix: str = "", *, page_size: int = 100, keys_only: bool = False) -> AsyncIterator[Page]:
+        after: str | None = None
+        while True:
+            page = await self.list(prefix, limit=page_size, after=after, keys_only=keys_only)
+            yield page
+            if not page.more or page.next_after is None:
+                return
+            after = page.next_after
+
+    async def items(self, prefix: str = "", *, page_size: int = 100) -> AsyncIterator[KeyValue]:
+        async for page in self.pages(prefix, page_size=page_size):
+            for item in page.items:
+                yield item
+
+    async def keys(self, prefix: str = "", *, page_size: int = 100) -> AsyncIterator[str]:
+        async for page in self.pages(prefix, page_size=page_size, keys_only=True):
+            for key in page.keys:
+                yield key
+
+    async def delete_prefix(self, prefix: str) -> DeletePrefixResult:
+        return await self._execute(_core.delete_prefix_call(prefix))
+
+    async def txn(
+        self,
+        compare: Sequence[Mapping[str, Any]],
+        success: Sequence[Mapping[str, Any]] = (),
+        failure: Sequence[Mapping[str, Any]] = (),
+    ) -> TxnResult:
+        return await self._execute(_core.txn_call(compare, success, failure))
+
+    def watch(
+        self, prefix: str = "", *, from_revision: int | None = None, idle_timeout_s: float | None = 60.0
+    ) -> AsyncWatch:
+        """``async with client.watch("users/") as events: async for event in events: ...``"""
+        return AsyncWatch(self, prefix, from_revision, idle_timeout_s)
+
+    # --- cluster ------------------------------------------------------------------------------
+
+    async def status(self, endpoint: str | None = None) -> dict[str, Any]:
+        return await self._execute(_core.status_call(endpoint))
+
+    async def members(self) -> NodeList:
+        return await self._execute(_core.members_call())
+
+    async def join(self, node_id: str, raft_address: str) -> NodeList:
+        return await self._execute(_core.join_call(node_id, raft_address))
+
+    async def remove(self, node_id: str, *, force: bool = False) -> NodeList:
+        return await self._execute(_core.remove_call(node_id, force=force))
+
+    async def transfer_leadership(self, node_id: str | None = None) -> dict[str, Any]:
+        return await self._execute(_core.transfer_leadership_call(node_id))
+
+
+class AsyncWatch:
+    """The async twin of :class:`~beaver_vault.client.sync.Watch` (same reconnection rules)."""
+
+    def __init__(
+        self, client: AsyncClient, prefix: str, from_revision: int | None, idle_timeout_s: float | None
+    ) -> None:
+        self._client = client
+        self._session = WatchSession(prefix, WatchCursor(from_revision), client.endpoints, client.policy, client._rng)
+        self._resolve_start = from_revision is None
+        policy = client.policy
+        self._timeout = httpx.Timeout(policy.timeout_s, connect=policy.connect_timeout_s, read=idle_timeout_s)
+        self._pending: deque[WatchEvent] = deque()
+        self._response: httpx.Response | None = None
+        self._lines: AsyncIterator[str] | None = None
+        self._closed = False
+
+    @property
+    def last_revision(self) -> int | None:
+        return self._session.cursor.last_revision
+
+    def __aiter__(self) -> AsyncWatch:
+        return self
+
+    async def __aenter__(self) -> AsyncWatch:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await self._drop()
+
+    async def __anext__(self) -> WatchEvent:
+        while not self._pending:
+            if self._closed:
+                raise StopAsyncIteration
+            if self._lines is None:
+                await self._open()
+                continue
+            try:
+                line = await self._lines.__anext__()
+                self._pending.extend(self._session.feed(line))
+            except StopAsyncIteration:
+                await self._reconnect_after(None)
+            except StreamEnded:
+                await self._reconnect_after(None)
+            except httpx.TransportError as exc:
+                await self._reconnect_after(exc)
+        return self._pending.popleft()
+
+    async def _reconnect_after(self, error: BaseException | None) -> None:
+        await self._drop()
+        await anyio.sleep(self._session.broken(error))
+
+    async def _drop(self) -> None:
+        response, lines = self._response, self._lines
+        self._response, self._lines = None, None
+        closer = getattr(lines, "aclose", None)
+        if closer is not None:
+            await closer()
+        if response is not None:
+            await response.aclose()
+
+    async def _open(self) -> None:
+        if self._resolve_start:
+            self._session.cursor.next_revision = await _start_revision(self._client, self._session.prefix)
+            self._resolve_start = False
+        endpoint, params = self._session.connect()
+        http = self._client._http
+        request = http.build_request(
+            "GET", endpoint + WATCH_PATH, params=params, headers={"Accept": "text/event-stream"}, timeout=self._timeout
+        )
+        try:
+            response = await http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            await anyio.sleep(self._session.broken(exc))
+            return
+        if response.status_code != 200:
+            try:
+                await response.aread()
+            except httpx.TransportError as exc:
+                await anyio.sleep(self._session.broken(exc))
+                return
+            finally:
+                await response.aclose()
+            if not self._session.opened(_core.reply_from(response, endpoint)):
+                await anyio.sleep(self._session.broken(None))
+            return
+        self._session.opened(None)
+        self._response = response
+        self._lines = response.aiter_lines()
+
+
+async def _start_revision(client: AsyncClient, prefix: str) -> int | None:
+    try:
+        return (await client.list(prefix, limit=1, keys_only=True)).revision + 1
+    except BadRequest:
+        return None
