@@ -10,6 +10,11 @@ raft transport, the node runtime and the HTTP server; SIGINT/SIGTERM stop it cle
 
 Exit codes: 0 clean stop, 1 failure at run time (a port in use, a crash), 2 bad command line
 or configuration, 3 the join was refused or never succeeded.
+
+The client subcommands (``put``, ``get``, ``del``, ``list``, ``watch``, ``txn``, ``status``,
+``members``, ``join``, ``remove``, ``transfer-leadership``) live in
+``beaver_vault.client.commands`` and are registered here; their exit codes are 0 ok, 1 not
+found / precondition failed, 2 usage, 3 unavailable / unknown outcome.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import httpx
 import trio
 
 from beaver_vault import __version__
+from beaver_vault.client.commands import add_client_commands
 from beaver_vault.config import (
     LOG_LEVELS,
     SETTINGS,
@@ -146,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait after SIGTERM before SIGKILL (default: 10)",
     )
     cluster.set_defaults(handler=_cmd_cluster)
+    add_client_commands(sub)
     return parser
 
 
