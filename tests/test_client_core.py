@@ -191,7 +191,7 @@ def test_conditional_put_headers_query_and_body() -> None:
 
 
 def test_every_write_gets_a_fresh_key_and_reads_none() -> None:
-    writes = [
+    writes: list[_core.Call[Any]] = [
         _core.put_call("k", 1),
         _core.put_call("k", 1),
         _core.delete_call("k"),
