@@ -1,0 +1,168 @@
+"""One simulated run, start to verdict: formation, safety phase, liveness phase, history check.
+
+``run(params)`` returns an ``Outcome``; it never prints except through ``out`` (the trace with
+``verbose``), so the swarm can run thousands of seeds in one process. Any exception that is not
+a ``SimFailure`` is reported as a crash of kind ``crash`` (a bug in the code under test or here).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from beaver_vault.checker import check_history
+from beaver_vault.node.driver import Waiter
+from sim.failures import SimFailure
+from sim.faults import Faults
+from sim.params import Params
+from sim.workload import Workload
+from sim.world import World
+
+FORMATION_MS = 10_000
+CHECK_EVERY_MS = 50
+MAX_EVENTS = 200_000
+CHECKER_STEP_BUDGET = 300_000  # per key; past it the verdict is "unknown", never "linearizable"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: str  # ok, crash, safety, linearizability, liveness
+    detail: str
+    verdict: str  # linearizable / not-linearizable / unknown / - (not checked)
+    summary: str
+
+
+class _Formation:
+    """Grow the cluster from n1 by joining the others one at a time (the production handshake)."""
+
+    def __init__(self, world: World) -> None:
+        self.w = world
+        self.next = 1
+        self.done = len(world.nodes) == 1
+
+    def step(self) -> None:
+        w = self.w
+        if self.next >= len(w.nodes):
+            self.done = True
+            return
+        node = w.nodes[self.next]
+        leader = w.leader()
+        if leader is None or w.busy(leader, self.step):
+            if leader is None:
+                w.queue.after(20, self.step)
+            return
+        res = w.call(leader, lambda d: d.join(node.id, node.addr))
+        if not isinstance(res, Waiter):
+            w.queue.after(50, self.step)
+            return
+        w.log(f"JOIN {node.id} via {leader.id}")
+        waiter = res
+        if waiter.done:
+            self._done(waiter)
+        else:
+            waiter.on_done = lambda: w.queue.after(0, self._done, waiter)
+
+    def _done(self, waiter: Waiter) -> None:
+        if waiter.error is None:
+            self.w.log(f"JOINED {self.w.nodes[self.next].id}")
+            self.next += 1
+            self.w.queue.after(0, self.step)
+        else:
+            self.w.queue.after(50, self.step)
+
+
+def _run_until(w: World, until: int, stop: Callable[[], bool] | None = None) -> None:
+    """Run events up to ``until``, checking ``stop`` every CHECK_EVERY_MS of virtual time."""
+    q = w.queue
+    while q.now < until:
+        step_end = min(until, q.now + CHECK_EVERY_MS)
+        while q.run_next(step_end):
+            pass
+        q.now = step_end
+        if q.popped > MAX_EVENTS:
+            # Typical runs take ~10k events; a storm (two nodes bouncing a message forever)
+            # is a liveness failure, and must not stall a swarm.
+            raise SimFailure("liveness", f"event storm: more than {MAX_EVENTS} events by {q.now} ms")
+        if stop is not None and stop():
+            return
+
+
+def run(params: Params, out: TextIO | None = None, verbose: bool = False, history_path: str | None = None) -> Outcome:
+    w = World(params, out, verbose)
+    wl = Workload(w)
+    faults = Faults(w)
+    verdict = "-"
+    try:
+        try:
+            _phases(w, wl, faults)
+            w.log("CHECK history")
+            result = check_history(wl.history, step_budget=CHECKER_STEP_BUDGET)
+            verdict = result.verdict
+            if verdict == "not-linearizable":
+                detail = result.detail + ("\n" + result.explanation if result.explanation else "")
+                raise SimFailure("linearizability", detail)
+        finally:
+            if history_path is not None:
+                wl.write_history(history_path)
+    except SimFailure as f:
+        return Outcome(f.kind, f.detail, verdict, _summary(w, wl, verdict))
+    except Exception as e:  # the code under test (or the simulator) blew up
+        tb = traceback.format_exception(type(e), e, e.__traceback__)
+        detail = f"{type(e).__name__}: {e}\n" + "".join(tb[-6:]).rstrip()
+        return Outcome("crash", detail, verdict, _summary(w, wl, verdict))
+    return Outcome("ok", "", verdict, _summary(w, wl, verdict))
+
+
+def _phases(w: World, wl: Workload, faults: Faults) -> None:
+    p = w.params
+    # Formation: no faults, n1 bootstraps, the rest start pristine and are joined one by one.
+    w.boot(w.nodes[0], bootstrap=True)
+    for n in w.nodes[1:]:
+        w.boot(n, bootstrap=False)
+    form = _Formation(w)
+    w.queue.after(0, form.step)
+    _run_until(w, FORMATION_MS, lambda: form.done)
+    if not form.done:
+        raise SimFailure(
+            "liveness", f"the cluster did not form within {FORMATION_MS} ms ({form.next} of {p.nodes} nodes)"
+        )
+    # Safety: faults and clients.
+    w.phase = "safety"
+    w.log("PHASE safety")
+    faults.start()
+    wl.start()
+    _run_until(w, w.queue.now + p.safety_ms)
+    # Liveness: heal everything and demand progress within a bounded number of ticks.
+    w.phase = "liveness"
+    w.log("PHASE liveness")
+    wl.stop()
+    faults.stop()
+    w.network.calm()
+    w.slow_sync_p = 0.0
+    for n in w.nodes:
+        if n.driver is None:
+            w.restart(n)
+    start = w.queue.now
+    deadline = start + p.liveness_ticks * p.tick_ms
+    wl.liveness_write(deadline)
+    _run_until(w, deadline, lambda: wl.liveness_done and w.converged() is None)
+    why = w.converged()
+    if not wl.liveness_done:
+        raise SimFailure("liveness", f"a fresh write did not commit within {p.liveness_ticks} ticks after healing")
+    if why is not None:
+        raise SimFailure("liveness", f"no convergence within {p.liveness_ticks} ticks after healing: {why}")
+    w.log(f"CONVERGED after {w.queue.now - start} ms")
+
+
+def _summary(w: World, wl: Workload, verdict: str) -> str:
+    s = w.stats
+    net = w.network.stats
+    return (
+        f"time={w.queue.now}ms events={w.queue.popped} ops={wl.invoked} ok={wl.counts['ok']} "
+        f"fail={wl.counts['fail']} info={wl.counts['info']} elections={s['elections']} "
+        f"crashes={s['crashes']} partitions={s['partitions']} pauses={s['pauses']} "
+        f"msgs={net['sent']} lost={net['lost']} dup={net['duplicated']} committed={w.last_committed} "
+        f"history={verdict}"
+    )

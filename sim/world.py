@@ -1,0 +1,416 @@
+"""The simulated world: nodes (production ``NodeDriver`` each), network, faults, invariants, phases.
+
+Theory of operation
+-------------------
+Every node is the production ``NodeDriver`` with the production Raft core and key-value state
+machine, over a ``SimDisk`` and a ``SimTransport``. The world feeds it exactly what the Trio
+runtime feeds it in production -- ``tick()`` from a per-node ticker (each node's period is
+skewed), ``receive(msg)`` from the network, client calls -- and calls ``process()`` after every
+input, as the runtime's processing task does. Nothing else about the node is simulated.
+
+Time: a node whose ``process()`` synced (or that is paused) is *busy* until the syncs are
+done; inputs that arrive meanwhile wait (events are re-queued at ``busy_until``), and the
+messages it sent after a sync leave only when that sync is done.
+
+Crashes: ``crash()`` drops the driver object (all volatile state: role, progress, pending
+waiters, unsent messages) and tells the disk to lose what was not durable; ``restart()`` builds
+a new driver from the disk, as the process would after a reboot. A crash can be *armed* to fire
+from inside ``process()`` at a given point: before or after a save, after the n-th send (of a
+given message kind), before or after an apply -- the disk and transport raise ``SimCrash``.
+
+Phases: formation (node n1 bootstraps, the others join one by one through the production join
+handshake), safety (faults on, clients on), liveness (heal everything, restart every node,
+require convergence and a fresh committed write within ``liveness_ticks`` ticks).
+
+Invariants, checked after every step of every node: at most one leader per term; an entry
+that any node considered committed never changes (compared with the first one seen at that
+index); a new leader holds every entry committed so far; entries applied match the committed
+ones, and two nodes at the same applied index hold the same key-value state (fingerprint).
+A broken one raises ``SimFailure("safety", ...)``; so does ``InvariantViolation`` from the core.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from beaver_vault.errors import BeaverVaultError, InvariantViolation
+from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
+from beaver_vault.raft.config import RaftConfig
+from beaver_vault.raft.core import LEADER
+from beaver_vault.raft.messages import (
+    AppendRequest,
+    AppendResponse,
+    Entry,
+    Message,
+    VoteRequest,
+    VoteResponse,
+    is_handshake,
+)
+from beaver_vault.storage.memory import MemoryStorage
+from sim.disk import SimDisk
+from sim.events import EventQueue
+from sim.failures import SimCrash, SimFailure
+from sim.network import Network, SimTransport
+from sim.params import Params, derive
+
+CRASH_MODES = ("now", "before-save", "after-save", "after-send", "before-apply", "after-apply")
+SEND_KINDS = ("", "VoteGranted", "VoteResponse", "AppendResponse", "AppendRequest", "VoteRequest")
+
+
+def _fingerprint(storage: MemoryStorage) -> bytes:
+    # repr of frozen dataclasses and str keys: stable across processes (no hash randomisation).
+    return hashlib.blake2b(repr(storage.items()).encode(), digest_size=16).digest()
+
+
+class SimNode:
+    """One machine: its disk survives crashes, its driver does not."""
+
+    def __init__(self, world: World, node_id: str, tick_ms: int) -> None:
+        self.world = world
+        self.id = node_id
+        self.addr = f"{node_id}:7000"
+        self.tick_ms = tick_ms
+        p = world.params
+        self.disk = SimDisk(self, lying=p.bug == "ack-before-fsync", forget_vote=p.bug == "forget-vote")
+        self.driver: NodeDriver | None = None
+        self.incarnation = 0
+        self.busy_until = 0
+        self.sync_delay_ms = 0  # syncs done so far in the current process() call
+        self.arm: tuple[str, int, str] | None = None  # (where, countdown, message kind filter)
+        self.checked_commit = 0
+        self.flush_pending = False
+
+    # ---------------------------------------------------------------- disk hooks
+
+    def crash_point(self, where: str) -> None:
+        arm = self.arm
+        if arm is not None and arm[0] == where:
+            if arm[1] <= 1:
+                raise SimCrash(where)
+            self.arm = (where, arm[1] - 1, arm[2])
+
+    def after_send(self, msg: Message) -> None:
+        granted_vote = False
+        if isinstance(msg, VoteResponse) and msg.granted and not msg.pre_vote:
+            granted_vote = True
+            self.world.check_vote(msg.src, msg.term, msg.dst)
+        arm = self.arm
+        if arm is not None and arm[0] == "after-send":
+            kind = arm[2]
+            if not kind or type(msg).__name__ == kind or (kind == "VoteGranted" and granted_vote):
+                self.crash_point("after-send")
+
+    def sync(self) -> None:
+        self.sync_delay_ms += self.world.sync_latency()
+
+    def saved(self, entries: Sequence[Entry]) -> None:
+        pass  # see World._check_node: a lagging follower may legitimately store a stale entry
+
+    def applied(self, entries: Sequence[Entry], storage: MemoryStorage) -> None:
+        self.world.check_applied(self, entries, storage)
+
+    def installed(self, storage: MemoryStorage) -> None:
+        self.world.check_state(self, storage)
+
+    def want_flush(self) -> None:
+        if not self.flush_pending:
+            self.flush_pending = True
+            w = self.world
+            w.queue.after(w.disk_rng.randint(1, w.params.lazy_flush_max_ms), self._flush)
+
+    def _flush(self) -> None:
+        self.flush_pending = False
+        self.disk.flush()
+
+    def departure(self) -> int:
+        return self.world.queue.now + self.sync_delay_ms
+
+
+class World:
+    def __init__(self, params: Params, out: TextIO | None = None, verbose: bool = False) -> None:
+        self.params = params
+        self.out = out
+        self.verbose = verbose and out is not None
+        self.queue = EventQueue()
+        self.net_rng = derive(params.seed, "net")
+        self.fault_rng = derive(params.seed, "faults")
+        self.disk_rng = derive(params.seed, "disk")
+        self.network = Network(self.queue, params, self.net_rng)
+        self.network.deliver = self.deliver
+        self.raft_config = RaftConfig(election_ticks=params.election_ticks, heartbeat_ticks=params.heartbeat_ticks)
+        self.nodes = [SimNode(self, f"n{i + 1}", params.tick_ms_by_node[i]) for i in range(params.nodes)]
+        self.by_id = {n.id: n for n in self.nodes}
+        self.phase = "formation"
+        self.faults_on = False
+        self.slow_sync_p = params.slow_sync_p
+        # invariant state
+        self.leaders: dict[int, str] = {}
+        # index -> (entry, term in which its commitment was first seen); a dict, not a list:
+        # a node restarted from a snapshot reports commitment from past its snapshot only.
+        self.committed: dict[int, tuple[Entry, int]] = {}
+        self.last_committed = 0
+        self.votes: dict[tuple[str, int], str] = {}
+        self.states: dict[int, bytes] = {}
+        self.stats: dict[str, int] = {"crashes": 0, "restarts": 0, "partitions": 0, "pauses": 0, "elections": 0}
+        self.crash_listeners: list[Callable[[SimNode], None]] = []
+
+    # ---------------------------------------------------------------- tracing
+
+    def log(self, text: str) -> None:
+        if self.verbose and self.out is not None:
+            self.out.write(f"{self.queue.now:>7} {text}\n")
+
+    # ---------------------------------------------------------------- node lifecycle
+
+    def boot(self, node: SimNode, bootstrap: bool) -> None:
+        node.incarnation += 1
+        node.busy_until = self.queue.now
+        node.checked_commit = 0
+        transport = SimTransport(self.network, node.departure, node.after_send)
+        node.driver = NodeDriver(
+            node.id,
+            node.disk,
+            transport,
+            raft_config=self.raft_config,
+            rng=derive(self.params.seed, f"node:{node.id}:{node.incarnation}"),
+            options=DriverOptions(
+                raft_address=node.addr,
+                http_address=f"http://{node.id}",
+                unsafe_leader_local_reads=self.params.bug == "stale-read",
+                snapshot_threshold=self.params.snapshot_threshold,
+            ),
+        )
+        self.log(f"{node.id} start #{node.incarnation} (bootstrap={bootstrap})")
+        self.run_on(node, lambda d: d.start(bootstrap))
+        self.queue.after(node.tick_ms, self._tick, node, node.incarnation)
+
+    def crash(self, node: SimNode, why: str) -> None:
+        if node.driver is None:
+            return
+        self.stats["crashes"] += 1
+        node.driver = None
+        node.arm = None
+        node.busy_until = 0
+        node.disk.crash()
+        self.log(f"{node.id} CRASH ({why})")
+        if self.phase != "formation":
+            self._check_durable_majority(node)
+        for listener in self.crash_listeners:
+            listener(node)
+        if self.phase == "safety":
+            self.queue.after(self.fault_rng.randint(1, max(1, self.params.downtime_max_ms)), self.restart, node)
+
+    def restart(self, node: SimNode) -> None:
+        if node.driver is not None:
+            return
+        self.stats["restarts"] += 1
+        self.boot(node, bootstrap=False)
+
+    def sync_latency(self) -> int:
+        p = self.params
+        if self.slow_sync_p and self.disk_rng.random() < self.slow_sync_p:
+            return self.disk_rng.randint(1, p.slow_sync_max_ms)
+        return self.disk_rng.randint(0, p.sync_max_ms) if p.sync_max_ms else 0
+
+    # ---------------------------------------------------------------- driving a node
+
+    def busy(self, node: SimNode, fn: Callable[..., None], *args: object) -> bool:
+        """If the node is still inside a sync or a pause, run ``fn`` again when it is free."""
+        if self.queue.now < node.busy_until:
+            self.queue.at(node.busy_until, fn, *args)
+            return True
+        return False
+
+    def run_on(self, node: SimNode, action: Callable[[NodeDriver], object]) -> bool:
+        """One input then ``process()``, as the runtime does. False if the node is down or
+        crashed on the way. A ``BeaverVaultError`` from ``action`` propagates to the caller
+        (nothing was done), after the node processed nothing."""
+        d = node.driver
+        if d is None:
+            return False
+        node.sync_delay_ms = 0
+        try:
+            try:
+                action(d)
+            finally:
+                d.process()
+        except SimCrash as c:
+            self.crash(node, f"armed, {c}")
+            return False
+        except InvariantViolation as e:
+            raise SimFailure("safety", f"{node.id}: the core detected: {e}") from None
+        if node.sync_delay_ms:
+            node.busy_until = max(node.busy_until, self.queue.now + node.sync_delay_ms)
+        self._check_node(node, d)
+        return True
+
+    def _tick(self, node: SimNode, incarnation: int) -> None:
+        if node.driver is None or node.incarnation != incarnation:
+            return
+        if self.busy(node, self._tick, node, incarnation):
+            return
+        self.run_on(node, lambda d: d.tick())
+        if node.driver is not None and node.incarnation == incarnation:
+            self.queue.after(node.tick_ms, self._tick, node, incarnation)
+
+    def deliver(self, msg: Message, cluster_id: str | None) -> None:
+        node = self.by_id.get(msg.dst)
+        if node is None or node.driver is None or (msg.src, msg.dst) in self.network.blocked:
+            return
+        if self.busy(node, self.deliver, msg, cluster_id):
+            return
+        if not is_handshake(msg):
+            own = node.driver.cluster_id
+            if own is None or own != cluster_id:
+                return  # like the TCP transport: Raft frames of another (or no) cluster
+        if self.verbose:
+            self.log(f"{msg.src}->{msg.dst} {_show(msg)}")
+        self.run_on(node, lambda d: d.receive(msg))
+
+    def call(self, node: SimNode, fn: Callable[[NodeDriver], Waiter]) -> Waiter | BeaverVaultError | None:
+        """A client call on a node: its Waiter, its typed error, or None if the node is down."""
+        box: list[Waiter | BeaverVaultError] = []
+
+        def action(d: NodeDriver) -> None:
+            try:
+                box.append(fn(d))
+            except BeaverVaultError as e:
+                box.append(e)
+
+        if not self.run_on(node, action):
+            return None
+        return box[0] if box else None
+
+    # ---------------------------------------------------------------- invariants
+
+    def _fail(self, detail: str) -> None:
+        raise SimFailure("safety", detail)
+
+    def _check_node(self, node: SimNode, d: NodeDriver) -> None:
+        core = d.core
+        if core.vote is not None:
+            self.check_vote(node.id, core.term, core.vote)
+        if core.role == LEADER:
+            holder = self.leaders.get(core.term)
+            if holder is None:
+                self.leaders[core.term] = node.id
+                self.stats["elections"] += 1
+                self.log(f"{node.id} LEADER term {core.term}")
+                log = core.log
+                # Leader completeness: an entry committed in term X is in the log of every leader
+                # of a term > X. (A leader of an older term, elected late, may lack it.)
+                for e, seen_in in self.committed.values():
+                    if e.index <= log.offset:
+                        continue  # compacted: covered by the snapshot (state checked on install)
+                    if seen_in < core.term and (e.index > log.last_index or log.entry(e.index) != e):
+                        self._fail(
+                            f"leader completeness: {node.id} leads term {core.term} without entry {e.index} "
+                            f"(term {e.term}) committed by term {seen_in}"
+                        )
+            elif holder != node.id:
+                self._fail(f"two leaders in term {core.term}: {holder} and {node.id}")
+        c = min(core.commit, core.log.last_index)
+        if c > node.checked_commit:
+            committed = self.committed
+            # Entries folded into a snapshot are gone from the log; the state check covers them.
+            for i in range(max(node.checked_commit, core.log.offset) + 1, c + 1):
+                e = core.log.entry(i)
+                seen = committed.get(i)
+                if seen is None:
+                    # The term in which commitment was first seen: at least the term in which
+                    # the entry really became committed, so the completeness check stays sound.
+                    committed[i] = (e, core.term)
+                    self.last_committed = max(self.last_committed, i)
+                elif seen[0] != e:
+                    self._fail(f"committed entry {i} changed on {node.id}: was term {seen[0].term}, now term {e.term}")
+            node.checked_commit = c
+
+    def check_vote(self, voter: str, term: int, candidate: str) -> None:
+        """One vote per term per node (a candidate's own vote included): what the durable vote
+        in the hard state exists to guarantee, across crashes."""
+        holder = self.votes.setdefault((voter, term), candidate)
+        if holder != candidate:
+            self._fail(f"{voter} voted twice in term {term}: for {holder} and for {candidate}")
+
+    def _check_durable_majority(self, crashed: SimNode) -> None:
+        """After a crash: the last committed entry (hence, by log matching, every committed
+        entry) is still held by a majority of nodes -- a committed entry never disappears."""
+        if not self.committed:
+            return
+        last = self.committed[self.last_committed][0]
+        holders = 0
+        for n in self.nodes:
+            st = n.disk.live
+            if st.snapshot_index >= last.index:
+                holders += 1  # folded into a snapshot of applied (hence committed) state
+                continue
+            k = last.index - st.snapshot_index - 1
+            if len(st.log) > k and st.log[k] == last:
+                holders += 1
+        if holders * 2 <= len(self.nodes):
+            self._fail(
+                f"committed entry {last.index} (term {last.term}) disappeared: after {crashed.id} crashed "
+                f"only {holders} of {len(self.nodes)} nodes hold it"
+            )
+
+    def check_applied(self, node: SimNode, entries: Sequence[Entry], storage: MemoryStorage) -> None:
+        committed = self.committed
+        for e in entries:
+            seen = committed.get(e.index)
+            if seen is not None and seen[0] != e:
+                self._fail(f"{node.id} applied entry {e.index} (term {e.term}) that differs from the committed one")
+        self.check_state(node, storage)
+
+    def check_state(self, node: SimNode, storage: MemoryStorage) -> None:
+        fp = _fingerprint(storage)
+        seen = self.states.setdefault(storage.applied_index, fp)
+        if seen != fp:
+            self._fail(f"{node.id}: different key-value state at applied index {storage.applied_index}")
+
+    def converged(self) -> str | None:
+        """None when every node is up, caught up and identical; else what is missing."""
+        views = []
+        for n in self.nodes:
+            d = n.driver
+            if d is None:
+                return f"{n.id} is down"
+            core = d.core
+            if d.applied_index != core.commit or core.commit != core.log.last_index:
+                return f"{n.id} not caught up (applied {d.applied_index}, commit {core.commit}, last {core.log.last_index})"
+            views.append((d.applied_index, core.log.last_term, _fingerprint(n.disk.live)))
+        if any(v != views[0] for v in views):
+            return "nodes differ: " + ", ".join(f"{n.id}@{v[0]}" for n, v in zip(self.nodes, views, strict=True))
+        return None
+
+    def leader(self) -> SimNode | None:
+        best: SimNode | None = None
+        for n in self.nodes:
+            d = n.driver
+            if (
+                d is not None
+                and d.core.role == LEADER
+                and (best is None or best.driver is None or d.core.term > best.driver.core.term)
+            ):
+                best = n
+        return best
+
+
+def _show(msg: Message) -> str:
+    match msg:
+        case AppendRequest():
+            return (
+                f"AppendRequest t{msg.term} prev={msg.prev_index}/{msg.prev_term} "
+                f"n={len(msg.entries)} commit={msg.commit}"
+            )
+        case AppendResponse():
+            return f"AppendResponse t{msg.term} ok={msg.success} match={msg.match_index}"
+        case VoteRequest():
+            pre = " pre" if msg.pre_vote else ""
+            return f"VoteRequest{pre} t{msg.term} last={msg.last_log_index}/{msg.last_log_term}"
+        case VoteResponse():
+            pre = " pre" if msg.pre_vote else ""
+            return f"VoteResponse{pre} t{msg.term} granted={msg.granted}"
+        case _:
+            return type(msg).__name__
