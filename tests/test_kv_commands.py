@@ -10,8 +10,25 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from beaver_vault.kv import commands
-from beaver_vault.kv.commands import MAX_DEPTH, Append, Cas, CommandError, Delete, Put, canonical_json, decode, encode
+from beaver_vault.kv.commands import (
+    MAX_DEPTH,
+    Append,
+    Cas,
+    CommandError,
+    Delete,
+    DeletePrefix,
+    Expire,
+    Put,
+    Request,
+    Txn,
+    canonical_json,
+    decode,
+    encode,
+    parse_ttl_ms,
+    validate_txn,
+)
 from beaver_vault.kv.state import json_equal
+from beaver_vault.kv.txn import MAX_TXN_OPS, Compare, TxnDelete, TxnGet, TxnPut
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
@@ -19,12 +36,52 @@ json_values = st.recursive(
     max_leaves=12,
 )
 keys = st.text(min_size=1, max_size=20)  # hypothesis text() never contains surrogates
+revs = st.none() | st.integers(0, 2**63 - 1)
+requests = st.none() | st.builds(
+    Request, st.text(min_size=1, max_size=8), st.text(min_size=1, max_size=8), st.integers(0, 2**63 - 1)
+)
+compares = st.builds(Compare, keys, st.just("value"), st.sampled_from(["==", "!=", "<", ">"]), json_values) | st.builds(
+    Compare,
+    keys,
+    st.sampled_from(["version", "mod_revision", "create_revision"]),
+    st.sampled_from(["<", "=="]),
+    st.integers(0, 99),
+)
+txn_ops = st.one_of(st.builds(TxnPut, keys, json_values, revs), st.builds(TxnDelete, keys), st.builds(TxnGet, keys))
+
+
+def _distinct_writes(ops: list[Any]) -> tuple[Any, ...]:
+    seen: set[str] = set()
+    out = []
+    for op in ops:
+        if not isinstance(op, TxnGet) and op.key in seen:
+            continue
+        seen.add(op.key) if not isinstance(op, TxnGet) else None
+        out.append(op)
+    return tuple(out)
+
+
+branches = st.lists(txn_ops, max_size=4).map(_distinct_writes)
 command_st = st.one_of(
     st.builds(Put, keys, json_values),
+    st.builds(Put, keys, json_values, revs, st.booleans(), revs, requests),
     st.builds(Delete, keys),
-    st.builds(Cas, keys, st.none() | json_values.filter(lambda v: v is not None), json_values),
-    st.builds(Append, keys, json_values),
+    st.builds(Delete, keys, revs, requests),
+    st.builds(Cas, keys, st.none() | json_values.filter(lambda v: v is not None), json_values, requests),
+    st.builds(Append, keys, json_values, requests),
+    st.builds(DeletePrefix, st.text(max_size=10), requests),
+    st.builds(Expire, st.lists(keys, min_size=1, max_size=5).map(tuple), st.integers(0, 2**63 - 1)),
+    st.builds(Txn, st.lists(compares, max_size=3).map(tuple), branches, branches, requests),
 )
+OP_NAMES = {
+    Put: "put",
+    Delete: "delete",
+    Cas: "cas",
+    Append: "append",
+    DeletePrefix: "delete_prefix",
+    Expire: "expire",
+    Txn: "txn",
+}
 
 
 @given(command_st)
@@ -33,7 +90,7 @@ def test_round_trip(cmd: Any) -> None:
     assert decode(data) == cmd
     assert encode(decode(data)) == data  # one encoding per command
     obj = json.loads(data)
-    assert obj["v"] == 1 and obj["op"] == type(cmd).__name__.lower()
+    assert obj["v"] == 1 and obj["op"] == OP_NAMES[type(cmd)]
     assert data == canonical_json(obj).encode()  # compact, not ASCII-escaped
 
 
@@ -131,3 +188,132 @@ def test_json_equal() -> None:
     assert not json_equal(True, 1) and not json_equal(0, False) and not json_equal(None, False)
     assert not json_equal([1, 2], [2, 1]) and not json_equal({"a": 1}, {"a": 1, "b": 2})
     assert not json_equal("1", 1) and not json_equal([], {})
+
+
+# --------------------------------------------------------------------------- new commands
+
+REQ = {"client": "c", "id": "k1", "now_ms": 5}
+
+
+def test_new_wire_format_transcript() -> None:
+    assert commands.put("k", 1, if_mod_revision=3, if_absent=True, expires_at_ms=9, request=REQ) == (
+        b'{"v":1,"op":"put","key":"k","value":1,"if_mod_revision":3,"if_absent":true,"expires_at_ms":9,'
+        b'"request":{"client":"c","id":"k1","now_ms":5}}'
+    )
+    assert commands.put("k", 1) == b'{"v":1,"op":"put","key":"k","value":1}'  # old form unchanged
+    assert commands.delete("k", if_mod_revision=0) == b'{"v":1,"op":"delete","key":"k","if_mod_revision":0}'
+    assert commands.delete_prefix("") == b'{"v":1,"op":"delete_prefix","prefix":""}'
+    assert commands.expire(["a", "b"], 7) == b'{"v":1,"op":"expire","keys":["a","b"],"now_ms":7}'
+    assert commands.txn(
+        [{"key": "cas", "target": "value", "op": "==", "value": "b"}],
+        [{"op": "put", "key": "t1", "value": 1, "ttl": "2s"}],
+        [{"op": "get", "key": "t1"}],
+        now_ms=1000,
+    ) == (
+        b'{"v":1,"op":"txn","compare":[{"key":"cas","target":"value","op":"==","value":"b"}],'
+        b'"success":[{"op":"put","key":"t1","value":1,"expires_at_ms":3000}],"failure":[{"op":"get","key":"t1"}]}'
+    )
+
+
+def test_validate_txn_normalises() -> None:
+    body = {
+        "compare": [{"key": "k", "target": "exists", "op": "!=", "value": False}],
+        "success": [{"op": "put", "key": "k", "value": {"a": [1]}, "ttl": 1.5}, {"op": "get", "key": "k"}],
+    }
+    assert validate_txn(body) == {
+        "compare": [{"key": "k", "target": "exists", "op": "!=", "value": False}],
+        "success": [{"op": "put", "key": "k", "value": {"a": [1]}, "ttl_ms": 1500}, {"op": "get", "key": "k"}],
+        "failure": [],
+    }
+    norm = validate_txn(body)
+    data = commands.txn(**norm, now_ms=10)
+    assert json.loads(data)["success"][0]["expires_at_ms"] == 1510
+    assert validate_txn(norm) == norm  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "must be an object"),
+        ({"compare": [], "sucess": []}, "unknown fields"),
+        ({"compare": {}}, "must be a list"),
+        ({"compare": [{"key": "k", "target": "size", "op": "==", "value": 1}]}, "target must be one of"),
+        ({"compare": [{"key": "k", "target": "value", "op": "<=", "value": 1}]}, "op must be one of"),
+        ({"compare": [{"key": "k", "target": "exists", "op": "<", "value": True}]}, "exists compares"),
+        ({"compare": [{"key": "k", "target": "version", "op": "==", "value": True}]}, "must be an integer"),
+        ({"compare": [{"key": "k", "target": "version", "op": "==", "value": -1}]}, "between 0"),
+        ({"compare": [{"key": "k", "target": "value", "op": "=="}]}, "missing fields"),
+        ({"success": [{"op": "put", "key": "k"}]}, "missing fields"),
+        ({"success": [{"op": "frob", "key": "k"}]}, "op must be put, delete or get"),
+        ({"success": [{"op": "get", "key": ""}]}, "must not be empty"),
+        ({"success": [{"op": "put", "key": "k", "value": 1}, {"op": "delete", "key": "k"}]}, "written twice"),
+        ({"success": [{"op": "put", "key": "k", "value": 1, "ttl": "5x"}]}, "not a duration"),
+        ({"success": [{"op": "put", "key": "k", "value": 1, "ttl": 0}]}, "positive"),
+        ({"success": [{"op": "put", "key": "k", "value": 1, "ttl": 1, "expires_at_ms": 5}]}, "at most one"),
+        ({"success": [{"op": "put", "key": "k", "value": float("nan")}]}, "not a JSON document"),
+        ({"success": [{"op": "get", "key": f"k{i}"} for i in range(MAX_TXN_OPS + 1)]}, "at most 128"),
+        ({"success": [{"op": "put", "key": "k", "value": "x" * (1024 * 1024)}]}, "larger than"),
+        ({"success": [{"op": "put", "key": "k", "value": json.loads("[" * 300 + "]" * 300)}]}, "nested"),
+    ],
+)
+def test_validate_txn_rejects(body: Any, message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        validate_txn(body)
+
+
+def test_txn_ttl_needs_now_and_depth_limit_matches_decode() -> None:
+    with pytest.raises(CommandError, match="no now_ms"):
+        commands.txn([], [{"op": "put", "key": "k", "value": 1, "ttl": 5}], [])
+    deep = json.loads("[" * MAX_DEPTH + "]" * MAX_DEPTH)
+    data = commands.txn(
+        [{"key": "k", "target": "value", "op": "==", "value": deep}], [{"op": "put", "key": "k", "value": deep}], []
+    )
+    assert isinstance(decode(data), Txn)
+    with pytest.raises(CommandError):
+        commands.put("k", [deep])  # encoders refuse what decode would refuse
+
+
+def test_parse_ttl_ms() -> None:
+    assert [parse_ttl_ms(t) for t in (30, 0.5, "30s", "30", "250ms", "1.5m", "2h", "1d", 0.0001)] == [
+        30_000,
+        500,
+        30_000,
+        30_000,
+        250,
+        90_000,
+        7_200_000,
+        86_400_000,
+        1,
+    ]
+    for bad in (True, -1, 0, "", "1y", "-5s", float("inf"), None, "999999d", [1]):
+        with pytest.raises(CommandError):
+            parse_ttl_ms(bad)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"v":1,"op":"put","key":"k","value":1,"if_absent":false}',  # false is spelled by omission
+        b'{"v":1,"op":"put","key":"k","value":1,"if_mod_revision":null}',
+        b'{"v":1,"op":"put","key":"k","value":1,"expires_at_ms":1.5}',
+        b'{"v":1,"op":"put","key":"k","value":1,"expires_at_ms":9223372036854775808}',  # beyond SQLite INTEGER
+        b'{"v":1,"op":"put","key":"k","value":1,"request":null}',
+        b'{"v":1,"op":"put","key":"k","value":1,"request":{"client":"","id":"i","now_ms":1}}',
+        b'{"v":1,"op":"put","key":"k","value":1,"request":{"client":"c","id":"i","now_ms":1,"x":0}}',
+        b'{"v":1,"op":"delete","key":"k","if_absent":true}',
+        b'{"v":1,"op":"delete_prefix"}',
+        b'{"v":1,"op":"delete_prefix","prefix":1}',
+        b'{"v":1,"op":"expire","keys":"k","now_ms":1}',
+        b'{"v":1,"op":"expire","keys":["k"]}',
+        b'{"v":1,"op":"expire","keys":["k"],"now_ms":1,"request":{"client":"c","id":"i","now_ms":1}}',
+        b'{"v":1,"op":"txn","compare":[],"success":[]}',
+        b'{"v":1,"op":"txn","compare":[],"success":[{"op":"put","key":"k","value":1,"ttl_ms":5}],"failure":[]}',
+        b'{"v":1,"op":"txn","compare":[],"success":[],"failure":[],"extra":1}',
+        b'{"v":1,"op":"txn","compare":[],"success":[{"op":"get","key":"k","value":1}],"failure":[]}',
+        b'{"v":1,"op":"txn","compare":[],"success":[],"failure":' + b"[" * 300 + b"]" * 300 + b"}",
+        b'{"v":1,"op":"put","key":"k","value":' + b"[" * (MAX_DEPTH + 2) + b"]" * (MAX_DEPTH + 2) + b"}",
+    ],
+)
+def test_decode_rejects_new_forms(data: bytes) -> None:
+    with pytest.raises(CommandError):
+        decode(data)

@@ -183,7 +183,13 @@ def test_apply_sees_its_own_writes_and_get_sees_committed(make: Callable[[], Any
     data = [commands.put("a", [1]), commands.append("a", 2), commands.cas("a", [1, 2], "done"), commands.delete("zz")]
     s.save(HardState(1), [E(i, 1, d) for i, d in enumerate(data, 1)])
     results = s.apply(s.load().entries, kv_apply)
-    assert results[1] == {"op": "append", "key": "a", "revision": 2, "value": [1, 2]}
+    assert results[1] == {
+        "op": "append",
+        "key": "a",
+        "revision": 2,
+        "value": [1, 2],
+        "events": [{"type": "put", "key": "a", "value": [1, 2], "revision": 2}],
+    }
     assert results[2]["succeeded"] is True
     assert s.get("a") == KeyRecord('"done"', 1, 3, 3)
 
@@ -384,3 +390,186 @@ def test_sqlite_reopen_after_sigkill_during_saves(tmp_path: Path, round_: int) -
         lines = _run_child(path, "loop", 0.4 + 0.07 * round_ + 0.05 * attempt)
         _check_recovered(path, lines)
         assert any(line.startswith("applied") for line in lines), "the child never got far enough"
+
+
+# --------------------------------------------------------------------------- expiry, requests, schema
+
+
+def _apply_all(s: Any, data: list[bytes], fn: Callable[[KVStore, Entry], Any] = kv_apply) -> list[Any]:
+    start = s.load().applied_index + 1
+    entries = [E(i, 1, d) for i, d in enumerate(data, start)]
+    s.save(HardState(1), entries)
+    results: list[Any] = s.apply(entries, fn)
+    return results
+
+
+def test_expiry_is_stored_and_expired_keys_are_ordered(make: Callable[[], Any]) -> None:
+    s = make()
+    _apply_all(
+        s,
+        [
+            commands.put("late", 1, expires_at_ms=500),
+            commands.put("b", 2, expires_at_ms=100),
+            commands.put("a", 3, expires_at_ms=100),
+            commands.put("never", 4),
+            commands.put("gone", 5, expires_at_ms=50),
+            commands.delete("gone"),
+            commands.put("reput", 6, expires_at_ms=10),
+            commands.put("reput", 7),  # a put without expiry clears it
+        ],
+    )
+    assert s.get("late") == KeyRecord("1", 1, 1, 1, 500)
+    assert s.get("never") == KeyRecord("4", 4, 4, 1, None)
+    assert s.get("reput") == KeyRecord("7", 7, 8, 2, None)
+    assert s.expired_keys(99, 10) == []
+    assert s.expired_keys(100, 10) == ["a", "b"]  # soonest first, ties by key
+    assert s.expired_keys(10**12, 10) == ["a", "b", "late"]
+    assert s.expired_keys(10**12, 2) == ["a", "b"] and s.expired_keys(10**12, 0) == []
+    assert [k for k, r in s.scan("", None, 10) if r.expires_at_ms] == ["a", "b", "late"]
+    r = _apply_all(s, [commands.put("b", 9, expires_at_ms=1000), commands.expire(["a", "b", "late", "never"], 600)])
+    assert r[1]["deleted"] == 2 and [e["key"] for e in r[1]["events"]] == ["a", "late"]  # b was re-put later
+    assert s.expired_keys(10**12, 10) == ["b"]
+    before = s.items()
+    again = make()  # SQLite: reopen the file; memory: the same object
+    assert again.items() == before and again.expired_keys(1000, 10) == ["b"]
+
+
+def test_requests_are_remembered_and_survive_reopen(make: Callable[[], Any]) -> None:
+    s = make()
+    req = {"client": "c", "id": "1", "now_ms": 1000}
+    first = _apply_all(s, [commands.put("k", "a", request=req)])[0]
+    assert first["events"] and "duplicate" not in first
+    retry = _apply_all(s, [commands.put("k", "OTHER", request={**req, "now_ms": 2000})])[0]
+    assert retry == {k: v for k, v in first.items() if k != "events"} | {"duplicate": True}
+    assert s.get("k") == KeyRecord('"a"', 1, 1, 1)
+    again = make()
+    assert _apply_all(again, [commands.delete("k", request=req)])[0]["duplicate"] is True
+    if isinstance(again, MemoryStorage):
+        assert again.clone().kv.requests() == again.kv.requests() != []
+    # after the expiry (leader time), the same id is a new request
+    later = {**req, "now_ms": 1000 + 10 * 60 * 1000 + 1}
+    assert "duplicate" not in _apply_all(again, [commands.delete("k", request=later)])[0]
+    assert again.get("k") is None
+
+
+def test_requests_roll_back_with_a_failed_batch(make: Callable[[], Any]) -> None:
+    s = make()
+    req = {"client": "c", "id": "1", "now_ms": 5}
+    _apply_all(s, [commands.put("old", 1, request={**req, "id": "0"})])
+    data = [commands.put("k", 1, request=req), commands.put("x", 2, request={**req, "now_ms": 10**9})]
+
+    def boom(store: KVStore, e: Entry) -> Any:
+        r = apply(store, e.index, e.data)
+        if e.data == data[-1]:  # the second one also purged "0" by age
+            raise OSError("disk on fire")
+        return r
+
+    entries = [E(i, 1, d) for i, d in enumerate(data, 2)]
+    s.save(HardState(1), entries)
+    with pytest.raises(OSError):
+        s.apply(entries, boom)
+    results = s.apply(entries[:1], kv_apply)  # same request again: not a duplicate
+    assert "duplicate" not in results[0] and results[0]["created"] is True
+    again = _apply_all(s, [commands.put("old", 1, request={**req, "id": "0"})])[0]
+    assert again["duplicate"] is True  # the purge was rolled back too
+
+
+def test_memory_and_sqlite_agree_on_random_commands(tmp_path: Path) -> None:
+    import random
+
+    from beaver_vault.kv.state import RequestPolicy
+
+    policy = RequestPolicy(expiry_ms=700, per_client=3, result_bytes_max=120)
+    rng = random.Random(20240611)
+    keys = ["a", "b", "p/1", "p/2", "p/3", "q"]
+    now = 0
+
+    def one() -> bytes:
+        nonlocal now
+        now += rng.randrange(0, 300)
+        req = None if rng.random() < 0.3 else {"client": rng.choice("xy"), "id": str(rng.randrange(6)), "now_ms": now}
+        k = rng.choice(keys)
+        ttl = rng.choice([None, None, 100, 1000])
+        exp = None if ttl is None else now + ttl
+        match rng.randrange(7):
+            case 0:
+                return commands.put(k, [k, now], expires_at_ms=exp, request=req)
+            case 1:
+                return commands.put(k, now, if_mod_revision=rng.randrange(4), request=req)
+            case 2:
+                return commands.delete(k, request=req)
+            case 3:
+                return commands.delete_prefix(rng.choice(["p/", "", "a", "z"]), request=req)
+            case 4:
+                return commands.expire(rng.sample(keys, 3), now)
+            case 5:
+                return commands.append(k, now, request=req)
+            case _:
+                cmp = [{"key": k, "target": "version", "op": "<", "value": rng.randrange(4)}]
+                ops = [{"op": "get", "key": x} for x in keys] + [{"op": "put", "key": k, "value": 1, "ttl_ms": 50}]
+                return commands.txn(cmp, ops, [{"op": "delete", "key": k}], now_ms=now, request=req)
+
+    data = [one() for _ in range(600)]
+    stores: list[Any] = [MemoryStorage(), SQLiteStorage(tmp_path / "n.db")]
+    try:
+        outs = []
+        for s in stores:
+            results = []
+            for i in range(0, len(data), 37):
+                results += _apply_all(
+                    s, data[i : i + 37], lambda store, e: apply(store, e.index, e.data, policy=policy)
+                )
+            outs.append((results, s.items(), s.expired_keys(now, 100), s.expired_keys(now // 2, 3)))
+        assert outs[0] == outs[1]
+        assert any(r.get("duplicate") for r in outs[0][0]) and any(r.get("result_omitted") for r in outs[0][0])
+    finally:
+        stores[1].close()
+
+
+V1_SCHEMA = """
+CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 0), cluster_id TEXT, applied_index INTEGER NOT NULL);
+CREATE TABLE hard_state (id INTEGER PRIMARY KEY CHECK (id = 0), term INTEGER NOT NULL, vote TEXT,
+    commit_index INTEGER NOT NULL);
+CREATE TABLE log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, kind INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, create_revision INTEGER NOT NULL,
+    mod_revision INTEGER NOT NULL, version INTEGER NOT NULL);
+INSERT INTO meta VALUES (0, 'cid', 2);
+INSERT INTO hard_state VALUES (0, 3, 'n1', 2);
+PRAGMA user_version = 1;
+"""
+
+
+def test_sqlite_migrates_a_version_1_file(tmp_path: Path) -> None:
+    """A database written by the schema-1 code (no expiry, no requests) opens and keeps working."""
+    import sqlite3
+
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path)
+    db.executescript(V1_SCHEMA)
+    db.executemany(
+        "INSERT INTO log VALUES (?, ?, ?, ?)",
+        [
+            (1, 3, int(EntryKind.NORMAL), commands.put("a", {"x": 1})),
+            (2, 3, int(EntryKind.NORMAL), commands.put("b", 2)),
+        ],
+    )
+    db.executemany("INSERT INTO kv VALUES (?, ?, ?, ?, ?)", [("a", '{"x":1}', 1, 1, 1), ("b", "2", 2, 2, 1)])
+    db.commit()
+    db.close()
+    s = SQLiteStorage(path)
+    try:
+        st = s.load()
+        assert (st.cluster_id, st.hard_state, st.applied_index, len(st.entries)) == ("cid", HardState(3, "n1", 2), 2, 2)
+        assert s.items() == [("a", KeyRecord('{"x":1}', 1, 1, 1)), ("b", KeyRecord("2", 2, 2, 1))]
+        assert s.expired_keys(10**12, 10) == []
+        req = {"client": "c", "id": "i", "now_ms": 7}
+        r = _apply_all(s, [commands.put("a", 5, expires_at_ms=9, request=req), commands.put("a", 6, request=req)])
+        assert r[1]["duplicate"] is True and s.get("a") == KeyRecord("5", 1, 3, 2, 9)
+    finally:
+        s.close()
+    s = SQLiteStorage(path)  # reopening a migrated file migrates nothing more
+    try:
+        assert s._db.execute("PRAGMA user_version").fetchone()[0] >= 2
+        assert s.expired_keys(9, 10) == ["a"]
+    finally:
+        s.close()

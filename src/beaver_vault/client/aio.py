@@ -44,6 +44,7 @@ from beaver_vault.client.errors import BadRequest
 T = TypeVar("T")
 
 WATCH_PATH = f"{_core.API}/watch"
+DRAIN_MAX_LINES = 100_000  # lines already buffered when a stream is closed (bounded by what httpx holds)
 
 
 class AsyncClient:
@@ -243,13 +244,22 @@ class AsyncWatch:
         await anyio.sleep(self._session.broken(error))
 
     async def _drop(self) -> None:
+        """Close the stream. httpx reads it through a chain of async generators, and one left
+        suspended at a ``yield`` would be finalised by the garbage collector (a ResourceWarning
+        under Trio). So the connection is closed first, then the chain is pulled until it fails
+        (or ends) on the closed connection, which unwinds every generator in it. Shielded: this
+        also runs when the watch is being cancelled."""
         response, lines = self._response, self._lines
         self._response, self._lines = None, None
-        closer = getattr(lines, "aclose", None)
-        if closer is not None:
-            await closer()
-        if response is not None:
-            await response.aclose()
+        with anyio.CancelScope(shield=True):
+            if response is not None:
+                await response.aclose()
+            if lines is not None:
+                for _ in range(DRAIN_MAX_LINES):
+                    try:
+                        await lines.__anext__()
+                    except (StopAsyncIteration, Exception):
+                        break
 
     async def _open(self) -> None:
         if self._resolve_start:

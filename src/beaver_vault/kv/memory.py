@@ -1,30 +1,60 @@
-"""``MemoryKV``: a dict-backed ``KVStore`` with a sorted key index (pure; tests, simulator)."""
+"""``MemoryKV``: a dict-backed ``KVStore`` (pure; tests, the simulator, ``MemoryStorage``).
+
+Indices kept beside the rows so every query is ordered and cheap: a sorted key list (scans),
+a sorted ``(expires_at_ms, key)`` list (``expired_keys``), and for remembered requests a
+sorted ``(time_ms, index, client, id)`` list (purge by age) plus per-client id sets (trim).
+
+``UndoKV`` is a ``KVStore`` view over a ``MemoryKV`` that journals the inverse of every change,
+so a failed apply batch can be undone exactly: the memory analogue of a rolled-back
+transaction (``MemoryStorage.apply`` uses it).
+"""
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 
-from beaver_vault.kv.state import KeyRecord
+from beaver_vault.kv.records import KeyRecord, RequestRecord
+
+_Req = tuple[str, str]  # (client, request id)
 
 
 class MemoryKV:
-    __slots__ = ("_rows", "_keys")
+    __slots__ = ("_rows", "_keys", "_expiry", "_requests", "_by_time", "_by_client")
 
     def __init__(self, rows: dict[str, KeyRecord] | None = None) -> None:
         self._rows: dict[str, KeyRecord] = dict(rows or {})
         self._keys: list[str] = sorted(self._rows)
+        self._expiry: list[tuple[int, str]] = sorted(
+            (r.expires_at_ms, k) for k, r in self._rows.items() if r.expires_at_ms is not None
+        )
+        self._requests: dict[_Req, RequestRecord] = {}
+        self._by_time: list[tuple[int, int, str, str]] = []
+        self._by_client: dict[str, set[str]] = {}
+
+    # ------------------------------------------------------------------ key rows
 
     def get(self, key: str) -> KeyRecord | None:
         return self._rows.get(key)
 
     def put(self, key: str, record: KeyRecord) -> None:
-        if key not in self._rows:
+        old = self._rows.get(key)
+        if old is None:
             insort(self._keys, key)
+        else:
+            self._unindex_expiry(key, old)
         self._rows[key] = record
+        if record.expires_at_ms is not None:
+            insort(self._expiry, (record.expires_at_ms, key))
 
     def delete(self, key: str) -> None:
-        if self._rows.pop(key, None) is not None:
+        old = self._rows.pop(key, None)
+        if old is not None:
             del self._keys[bisect_left(self._keys, key)]
+            self._unindex_expiry(key, old)
+
+    def _unindex_expiry(self, key: str, old: KeyRecord) -> None:
+        if old.expires_at_ms is not None:
+            del self._expiry[bisect_left(self._expiry, (old.expires_at_ms, key))]
 
     def scan(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
         if limit < 0:
@@ -39,12 +69,136 @@ class MemoryKV:
             i += 1
         return out
 
+    def expired_keys(self, now_ms: int, limit: int) -> list[str]:
+        """Keys whose ``expires_at_ms <= now_ms``, soonest first (ties by key), at most ``limit``."""
+        if limit < 0:
+            raise ValueError("limit must be >= 0")
+        end = bisect_left(self._expiry, (now_ms + 1,))  # (t,) sorts before every (t, key)
+        return [k for _, k in self._expiry[: min(end, limit)]]
+
     def items(self) -> list[tuple[str, KeyRecord]]:
         """Every row in key order."""
         return [(k, self._rows[k]) for k in self._keys]
 
+    # ------------------------------------------------------------------ remembered requests
+
+    def get_request(self, client: str, request_id: str) -> RequestRecord | None:
+        return self._requests.get((client, request_id))
+
+    def put_request(self, client: str, request_id: str, record: RequestRecord) -> None:
+        self.delete_request(client, request_id)
+        self._requests[(client, request_id)] = record
+        insort(self._by_time, (record.time_ms, record.index, client, request_id))
+        self._by_client.setdefault(client, set()).add(request_id)
+
+    def delete_request(self, client: str, request_id: str) -> RequestRecord | None:
+        old = self._requests.pop((client, request_id), None)
+        if old is not None:
+            del self._by_time[bisect_left(self._by_time, (old.time_ms, old.index, client, request_id))]
+            ids = self._by_client[client]
+            ids.discard(request_id)
+            if not ids:
+                del self._by_client[client]
+        return old
+
+    def purge_requests(self, before_ms: int) -> int:
+        return len(self.purge_request_records(before_ms))
+
+    def purge_request_records(self, before_ms: int) -> list[tuple[str, str, RequestRecord]]:
+        """Like ``purge_requests``, returning what was forgotten (for undo)."""
+        end = bisect_left(self._by_time, (before_ms,))
+        victims = [(c, i) for _, _, c, i in self._by_time[:end]]
+        return self._forget(victims)
+
+    def trim_requests(self, client: str, keep: int) -> int:
+        return len(self.trim_request_records(client, keep))
+
+    def trim_request_records(self, client: str, keep: int) -> list[tuple[str, str, RequestRecord]]:
+        """Like ``trim_requests``, returning what was forgotten (for undo)."""
+        ids = self._by_client.get(client, set())
+        if len(ids) <= keep:
+            return []
+        oldest = sorted(ids, key=lambda i: (self._requests[(client, i)].index, i))
+        return self._forget([(client, i) for i in oldest[: len(ids) - keep]])
+
+    def _forget(self, victims: list[_Req]) -> list[tuple[str, str, RequestRecord]]:
+        out = []
+        for c, i in victims:
+            old = self.delete_request(c, i)
+            if old is not None:
+                out.append((c, i, old))
+        return out
+
+    def requests(self) -> list[tuple[str, str, RequestRecord]]:
+        """Every remembered request, ordered by (client, id)."""
+        return [(c, i, r) for (c, i), r in sorted(self._requests.items())]
+
+    # ------------------------------------------------------------------ whole store
+
     def copy(self) -> MemoryKV:
-        return MemoryKV(self._rows)
+        other = MemoryKV(self._rows)
+        for c, i, r in self.requests():
+            other.put_request(c, i, r)
+        return other
 
     def __len__(self) -> int:
         return len(self._rows)
+
+
+class UndoKV:
+    """A ``KVStore`` view over ``kv`` that journals the inverse of each change; ``rollback()``
+    restores ``kv`` exactly as it was when the view was made."""
+
+    __slots__ = ("_kv", "_undo", "_undo_requests")
+
+    def __init__(self, kv: MemoryKV) -> None:
+        self._kv = kv
+        self._undo: dict[str, KeyRecord | None] = {}  # each key's first prior record
+        self._undo_requests: list[tuple[str, str, RequestRecord | None]] = []  # prior states, in order
+
+    def get(self, key: str) -> KeyRecord | None:
+        return self._kv.get(key)
+
+    def put(self, key: str, record: KeyRecord) -> None:
+        if key not in self._undo:
+            self._undo[key] = self._kv.get(key)
+        self._kv.put(key, record)
+
+    def delete(self, key: str) -> None:
+        if key not in self._undo:
+            self._undo[key] = self._kv.get(key)
+        self._kv.delete(key)
+
+    def scan(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
+        return self._kv.scan(prefix, after, limit)
+
+    def get_request(self, client: str, request_id: str) -> RequestRecord | None:
+        return self._kv.get_request(client, request_id)
+
+    def put_request(self, client: str, request_id: str, record: RequestRecord) -> None:
+        self._undo_requests.append((client, request_id, self._kv.get_request(client, request_id)))
+        self._kv.put_request(client, request_id, record)
+
+    def purge_requests(self, before_ms: int) -> int:
+        gone = self._kv.purge_request_records(before_ms)
+        self._undo_requests.extend(gone)
+        return len(gone)
+
+    def trim_requests(self, client: str, keep: int) -> int:
+        gone = self._kv.trim_request_records(client, keep)
+        self._undo_requests.extend(gone)
+        return len(gone)
+
+    def rollback(self) -> None:
+        for key, old in self._undo.items():
+            if old is None:
+                self._kv.delete(key)
+            else:
+                self._kv.put(key, old)
+        self._undo.clear()
+        for client, request_id, prior in reversed(self._undo_requests):
+            if prior is None:
+                self._kv.delete_request(client, request_id)
+            else:
+                self._kv.put_request(client, request_id, prior)
+        self._undo_requests.clear()

@@ -68,6 +68,12 @@ class Storage(Protocol):
         greater than ``after`` if given, in key order, at most ``limit`` (>= 0) of them."""
         ...
 
+    def expired_keys(self, now_ms: int, limit: int) -> list[str]:
+        """Read the applied state (outside any apply): keys whose ``expires_at_ms <= now_ms``,
+        soonest expiry first (ties by key), at most ``limit`` (>= 0). The leader proposes
+        ``kv.commands.expire(keys, now_ms)`` for them."""
+        ...
+
     def close(self) -> None: ...
 
     # -- snapshots and compaction ------------------------------------------------------------

@@ -11,47 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from beaver_vault.kv.memory import MemoryKV
+from beaver_vault.kv.memory import MemoryKV, UndoKV
 from beaver_vault.kv.state import KeyRecord, KVStore
 from beaver_vault.raft.messages import Entry, HardState
 from beaver_vault.storage.base import PersistentState, Storage, StorageStatus, check_apply, check_save
 
 R = TypeVar("R")
-
-
-class _UndoKV:
-    """A ``KVStore`` view that remembers each key's first prior value, so a failed apply batch
-    can be undone exactly (the memory analogue of a rolled-back transaction)."""
-
-    __slots__ = ("_kv", "_undo")
-
-    def __init__(self, kv: MemoryKV) -> None:
-        self._kv = kv
-        self._undo: dict[str, KeyRecord | None] = {}
-
-    def get(self, key: str) -> KeyRecord | None:
-        return self._kv.get(key)
-
-    def put(self, key: str, record: KeyRecord) -> None:
-        if key not in self._undo:
-            self._undo[key] = self._kv.get(key)
-        self._kv.put(key, record)
-
-    def delete(self, key: str) -> None:
-        if key not in self._undo:
-            self._undo[key] = self._kv.get(key)
-        self._kv.delete(key)
-
-    def scan(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
-        return self._kv.scan(prefix, after, limit)
-
-    def rollback(self) -> None:
-        for key, old in self._undo.items():
-            if old is None:
-                self._kv.delete(key)
-            else:
-                self._kv.put(key, old)
-        self._undo.clear()
 
 
 class MemoryStorage:
@@ -88,7 +53,7 @@ class MemoryStorage:
 
     def apply(self, entries: Sequence[Entry], fn: Callable[[KVStore, Entry], R]) -> list[R]:
         check_apply(self.applied_index, len(self.log), entries)
-        view = _UndoKV(self.kv)
+        view = UndoKV(self.kv)  # journals requests too
         try:
             results = [fn(view, e) for e in entries]
         except BaseException:
@@ -105,6 +70,9 @@ class MemoryStorage:
 
     def scan(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
         return self.kv.scan(prefix, after, limit)
+
+    def expired_keys(self, now_ms: int, limit: int) -> list[str]:
+        return self.kv.expired_keys(now_ms, limit)
 
     def close(self) -> None:
         self.closed = True

@@ -12,7 +12,9 @@ here, and the driver groups a whole Ready into one ``save`` (group commit).
 
 Tables: ``meta`` (one row: cluster_id, applied_index), ``hard_state`` (one row: term, vote,
 commit_index), ``log`` (idx, term, kind, data), ``kv`` (key, value, create_revision,
-mod_revision, version). ``PRAGMA user_version`` holds the schema version.
+mod_revision, version, expires_at), ``requests`` (remembered idempotent writes: client, id, idx,
+time_ms, result). ``PRAGMA user_version`` holds the schema version; ``_MIGRATIONS`` upgrades an
+older file in place, in one transaction, when it is opened.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from beaver_vault.errors import InvariantViolation
+from beaver_vault.kv.records import RequestRecord
 from beaver_vault.kv.state import KeyRecord, KVStore
 from beaver_vault.raft.messages import Entry, EntryKind, HardState
 from beaver_vault.storage.base import PersistentState, Storage, StorageStatus, check_apply, check_save
 
 R = TypeVar("R")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -61,10 +64,30 @@ INSERT OR IGNORE INTO meta (id, cluster_id, applied_index) VALUES (0, NULL, 0);
 INSERT OR IGNORE INTO hard_state (id, term, vote, commit_index) VALUES (0, 0, NULL, 0);
 """
 
+# Schema version N-1 -> N. Version 2: per-key expiry (indexed for the leader's expiry sweep)
+# and the table of remembered idempotent requests (indexed for purge by age and trim by client).
+_MIGRATIONS: dict[int, str] = {
+    2: """
+ALTER TABLE kv ADD COLUMN expires_at INTEGER;
+CREATE INDEX kv_expires_at ON kv (expires_at, key) WHERE expires_at IS NOT NULL;
+CREATE TABLE requests (
+    client TEXT NOT NULL,
+    id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (client, id)
+);
+CREATE INDEX requests_time ON requests (time_ms);
+CREATE INDEX requests_client_idx ON requests (client, idx);
+""",
+}
+
+_KV_COLUMNS = "value, create_revision, mod_revision, version, expires_at"
 _UPSERT_KV = (
-    "INSERT INTO kv (key, value, create_revision, mod_revision, version) VALUES (?, ?, ?, ?, ?) "
+    "INSERT INTO kv (key, value, create_revision, mod_revision, version, expires_at) VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value, create_revision = excluded.create_revision, "
-    "mod_revision = excluded.mod_revision, version = excluded.version"
+    "mod_revision = excluded.mod_revision, version = excluded.version, expires_at = excluded.expires_at"
 )
 _UPSERT_HARD_STATE = (
     "INSERT INTO hard_state (id, term, vote, commit_index) VALUES (0, ?, ?, ?) "
@@ -90,7 +113,7 @@ def prefix_end(prefix: str) -> str | None:
 def _scan(db: sqlite3.Connection, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
     if limit < 0:
         raise ValueError("limit must be >= 0")
-    sql = "SELECT key, value, create_revision, mod_revision, version FROM kv WHERE key >= ?"
+    sql = f"SELECT key, {_KV_COLUMNS} FROM kv WHERE key >= ?"
     args: list[object] = [prefix]
     end = prefix_end(prefix)
     if end is not None:
@@ -101,11 +124,11 @@ def _scan(db: sqlite3.Connection, prefix: str, after: str | None, limit: int) ->
         args.append(after)
     sql += " ORDER BY key LIMIT ?"
     args.append(limit)
-    return [(k, KeyRecord(v, c, m, n)) for k, v, c, m, n in db.execute(sql, args)]
+    return [(k, KeyRecord(v, c, m, n, x)) for k, v, c, m, n, x in db.execute(sql, args)]
 
 
 def _get(db: sqlite3.Connection, key: str) -> KeyRecord | None:
-    row = db.execute("SELECT value, create_revision, mod_revision, version FROM kv WHERE key = ?", (key,)).fetchone()
+    row = db.execute(f"SELECT {_KV_COLUMNS} FROM kv WHERE key = ?", (key,)).fetchone()
     return None if row is None else KeyRecord(*row)
 
 
@@ -122,13 +145,46 @@ class _TxnKV:
 
     def put(self, key: str, record: KeyRecord) -> None:
         r = record
-        self._db.execute(_UPSERT_KV, (key, r.value, r.create_revision, r.mod_revision, r.version))
+        self._db.execute(_UPSERT_KV, (key, r.value, r.create_revision, r.mod_revision, r.version, r.expires_at_ms))
 
     def delete(self, key: str) -> None:
         self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
 
     def scan(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
         return _scan(self._db, prefix, after, limit)
+
+    def get_request(self, client: str, request_id: str) -> RequestRecord | None:
+        row = self._db.execute(
+            "SELECT idx, time_ms, result FROM requests WHERE client = ? AND id = ?", (client, request_id)
+        ).fetchone()
+        return None if row is None else RequestRecord(*row)
+
+    def put_request(self, client: str, request_id: str, record: RequestRecord) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO requests (client, id, idx, time_ms, result) VALUES (?, ?, ?, ?, ?)",
+            (client, request_id, record.index, record.time_ms, record.result),
+        )
+
+    def purge_requests(self, before_ms: int) -> int:
+        return self._db.execute("DELETE FROM requests WHERE time_ms < ?", (before_ms,)).rowcount
+
+    def trim_requests(self, client: str, keep: int) -> int:
+        # The (keep+1)-th newest idx of the client, if any, and everything older (index walk).
+        return self._db.execute(
+            "DELETE FROM requests WHERE client = ? AND idx <= "
+            "(SELECT idx FROM requests WHERE client = ? ORDER BY idx DESC LIMIT 1 OFFSET ?)",
+            (client, client, keep),
+        ).rowcount
+
+
+def _expired_keys(db: sqlite3.Connection, now_ms: int, limit: int) -> list[str]:
+    if limit < 0:
+        raise ValueError("limit must be >= 0")
+    rows = db.execute(
+        "SELECT key FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at, key LIMIT ?",
+        (now_ms, limit),
+    )
+    return [k for (k,) in rows]
 
 
 class SQLiteStorage:
@@ -166,9 +222,12 @@ class SQLiteStorage:
         if version == SCHEMA_VERSION:
             return
         with self._transaction():
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    self._db.execute(stmt)
+            steps = [_SCHEMA] if version == 0 else []  # 0: a new file; _SCHEMA is version 1
+            steps += [_MIGRATIONS[v] for v in range(max(version, 1) + 1, SCHEMA_VERSION + 1)]
+            for script in steps:
+                for stmt in script.split(";"):
+                    if stmt.strip():
+                        self._db.execute(stmt)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
@@ -224,6 +283,7 @@ class SQLiteStorage:
         with self._transaction():
             db.execute("DELETE FROM log")
             db.execute("DELETE FROM kv")
+            db.execute("DELETE FROM requests")
             db.execute("UPDATE meta SET cluster_id = ?, applied_index = 0 WHERE id = 0", (cluster_id,))
             db.execute(_UPSERT_HARD_STATE, (0, None, 0))
         self._cluster_id, self._applied, self._last_index = cluster_id, 0, 0
@@ -255,6 +315,9 @@ class SQLiteStorage:
     def scan(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
         return _scan(self._db, prefix, after, limit)
 
+    def expired_keys(self, now_ms: int, limit: int) -> list[str]:
+        return _expired_keys(self._db, now_ms, limit)
+
     def close(self) -> None:
         self._db.close()
 
@@ -273,8 +336,8 @@ class SQLiteStorage:
 
     def items(self) -> list[tuple[str, KeyRecord]]:
         """The whole applied key-value state, in key order (to compare nodes; tests)."""
-        rows = self._db.execute("SELECT key, value, create_revision, mod_revision, version FROM kv ORDER BY key")
-        return [(k, KeyRecord(v, c, m, n)) for k, v, c, m, n in rows]
+        rows = self._db.execute(f"SELECT key, {_KV_COLUMNS} FROM kv ORDER BY key")
+        return [(k, KeyRecord(v, c, m, n, x)) for k, v, c, m, n, x in rows]
 
 
 def _fsync_dir(path: str) -> None:
