@@ -332,3 +332,21 @@ async def test_async_client_fails_over_and_retries_a_write_with_one_key() -> Non
     await http.aclose()
     puts = [r for r in seen if r.method == "PUT"]
     assert len(puts) == 4 and len({r.headers[_core.IDEMPOTENCY_HEADER] for r in puts}) == 1
+
+
+async def test_async_pages_follow_next_after_and_may_be_left_early() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        after = request.url.params.get("after")
+        keys = ["k1", "k2"] if after is None else ["k3"]
+        more = after is None
+        body = {"keys": keys, "count": 3, "revision": 5, "more": more, "next_after": keys[-1] if more else None}
+        return httpx.Response(200, json=body)
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    async with AsyncClient(A, policy=POLICY, http=http) as client:
+        assert [k async for k in client.keys("k", page_size=2)] == ["k1", "k2", "k3"]
+        assert [p.keys async for p in client.pages("k", page_size=2, keys_only=True)] == [("k1", "k2"), ("k3",)]
+        async for key in client.keys("k"):
+            assert key == "k1"
+            break  # nothing left for the garbage collector (filterwarnings = error would say so)
+    await http.aclose()

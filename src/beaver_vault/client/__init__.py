@@ -45,7 +45,7 @@ from beaver_vault.client._core import (
     TxnResult,
     WatchEvent,
 )
-from beaver_vault.client.aio import AsyncClient, AsyncWatch
+from beaver_vault.client.aio import AsyncClient, AsyncPager, AsyncWatch
 from beaver_vault.client.errors import (
     BadRequest,
     ClusterError,
@@ -60,6 +60,7 @@ from beaver_vault.client.sync import Client, Watch
 
 __all__ = [
     "AsyncClient",
+    "AsyncPager",
     "AsyncWatch",
     "BadRequest",
     "Client",

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import httpx
@@ -132,24 +132,15 @@ class AsyncClient:
     ) -> Page:
         return await self._execute(_core.list_call(prefix, limit=limit, after=after, keys_only=keys_only))
 
-    async def pages(self, prefix: str = "", *, page_size: int = 100, keys_only: bool = False) -> AsyncIterator[Page]:
-        after: str | None = None
-        while True:
-            page = await self.list(prefix, limit=page_size, after=after, keys_only=keys_only)
-            yield page
-            if not page.more or page.next_after is None:
-                return
-            after = page.next_after
+    def pages(self, prefix: str = "", *, page_size: int = 100, keys_only: bool = False) -> AsyncPager[Page]:
+        """``async for page in client.pages("users/")``: every page (see ``Client.pages``)."""
+        return AsyncPager(self, prefix, page_size, keys_only, lambda page: (page,))
 
-    async def items(self, prefix: str = "", *, page_size: int = 100) -> AsyncIterator[KeyValue]:
-        async for page in self.pages(prefix, page_size=page_size):
-            for item in page.items:
-                yield item
+    def items(self, prefix: str = "", *, page_size: int = 100) -> AsyncPager[KeyValue]:
+        return AsyncPager(self, prefix, page_size, False, lambda page: page.items)
 
-    async def keys(self, prefix: str = "", *, page_size: int = 100) -> AsyncIterator[str]:
-        async for page in self.pages(prefix, page_size=page_size, keys_only=True):
-            for key in page.keys:
-                yield key
+    def keys(self, prefix: str = "", *, page_size: int = 100) -> AsyncPager[str]:
+        return AsyncPager(self, prefix, page_size, True, lambda page: page.keys)
 
     async def delete_prefix(self, prefix: str) -> DeletePrefixResult:
         return await self._execute(_core.delete_prefix_call(prefix))
@@ -184,6 +175,43 @@ class AsyncClient:
 
     async def transfer_leadership(self, node_id: str | None = None) -> dict[str, Any]:
         return await self._execute(_core.transfer_leadership_call(node_id))
+
+
+class AsyncPager(Generic[T]):
+    """An async iterator over a listing, page by page. A class rather than an async generator:
+    leaving the loop early leaves nothing for the garbage collector to finalise."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        prefix: str,
+        page_size: int,
+        keys_only: bool,
+        unpack: Callable[[Page], Iterable[T]],
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._page_size = page_size
+        self._keys_only = keys_only
+        self._unpack = unpack
+        self._buffer: deque[T] = deque()
+        self._after: str | None = None
+        self._done = False
+
+    def __aiter__(self) -> AsyncPager[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        while not self._buffer:
+            if self._done:
+                raise StopAsyncIteration
+            page = await self._client.list(
+                self._prefix, limit=self._page_size, after=self._after, keys_only=self._keys_only
+            )
+            self._buffer.extend(self._unpack(page))
+            self._after = page.next_after
+            self._done = not page.more or page.next_after is None
+        return self._buffer.popleft()
 
 
 class AsyncWatch:
