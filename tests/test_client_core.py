@@ -350,3 +350,40 @@ async def test_async_pages_follow_next_after_and_may_be_left_early() -> None:
             assert key == "k1"
             break  # nothing left for the garbage collector (filterwarnings = error would say so)
     await http.aclose()
+
+
+def sse_handler(request: httpx.Request) -> httpx.Response:
+    if request.url.path.endswith("/watch"):
+        start = int(request.url.params["from_revision"])
+        lines = [": watching", ""]
+        for rev in range(start, start + 3):
+            lines += [f"id: {rev}", f'data: {{"type":"put","key":"w/{rev}","value":{rev},"revision":{rev}}}', ""]
+        return httpx.Response(200, content="\n".join(lines).encode(), headers={"Content-Type": "text/event-stream"})
+    return httpx.Response(200, json={"key": "w/x", "revision": 1, "created": True})
+
+
+def test_async_client_runs_under_asyncio_too() -> None:
+    import asyncio
+
+    async def main() -> list[int]:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(sse_handler))
+        async with AsyncClient(A, policy=POLICY, http=http) as client:
+            assert (await client.put("w/x", 1)).revision == 1
+            seen: list[int] = []
+            async with client.watch("w/", from_revision=4) as watch:
+                async for event in watch:
+                    seen.append(event.revision)
+                    if len(seen) == 5:  # 3 from the first stream, then a reconnection from revision 6
+                        break
+        await http.aclose()
+        return seen
+
+    assert asyncio.run(main()) == [4, 5, 6, 7, 8]
+
+
+def test_sync_watch_resumes_after_the_stream_ends() -> None:
+    http = httpx.Client(transport=httpx.MockTransport(sse_handler))
+    with Client(A, policy=POLICY, http=http) as client, client.watch("w/", from_revision=10) as watch:
+        assert [e.revision for _, e in zip(range(5), watch, strict=False)] == [10, 11, 12, 13, 14]
+        assert watch.last_revision == 14
+    http.close()
