@@ -114,13 +114,14 @@ class StorageStatus:
     entries_applied: int = 0
 
 
-def check_save(last_index: int, entries: Sequence[Entry]) -> None:
-    """The log stays consecutive from index 1: a batch is consecutive and starts at most one
-    past the current end (at or before it: a conflicting suffix is replaced)."""
+def check_save(last_index: int, entries: Sequence[Entry], min_first: int = 1) -> None:
+    """The log stays consecutive (from index 1, or from just after the snapshot): a batch is
+    consecutive and starts at most one past the current end (at or before it: a conflicting
+    suffix is replaced), never inside the compacted prefix."""
     if not entries:
         return
     first = entries[0].index
-    if not 1 <= first <= last_index + 1:
+    if not min_first <= first <= last_index + 1:
         raise InvariantViolation(f"save: entries start at {first}, log ends at {last_index}")
     for prev, e in zip(entries, entries[1:], strict=False):
         if e.index != prev.index + 1:
@@ -136,3 +137,8 @@ def check_apply(applied_index: int, last_index: int, entries: Sequence[Entry]) -
         expected += 1
     if entries and entries[-1].index > last_index:
         raise InvariantViolation(f"apply: entry {entries[-1].index} is beyond the stored log ({last_index})")
+
+
+# Tables that make up the state machine are every table but these (SQLite) — so a snapshot
+# carries whatever the state machine keeps (key-value rows, request ids, ...).
+RAFT_TABLES = frozenset({"meta", "hard_state", "log", "snapshot_meta", "snapshot_staging"})

@@ -8,9 +8,11 @@ No trio, sqlite3, time or os here: the simulator must stay deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import pickle
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
+from beaver_vault.errors import InvariantViolation
 from beaver_vault.kv.memory import MemoryKV, UndoKV
 from beaver_vault.kv.state import KeyRecord, KVStore
 from beaver_vault.raft.messages import Entry, HardState
@@ -23,7 +25,11 @@ class MemoryStorage:
     def __init__(self, cluster_id: str | None = None) -> None:
         self.cluster_id = cluster_id
         self.hard_state = HardState()
-        self.log: list[Entry] = []  # log[i].index == i + 1
+        self.log: list[Entry] = []  # log[i].index == snapshot_index + i + 1
+        self.snapshot_index = 0
+        self.snapshot_term = 0
+        self.snapshot_membership = b""
+        self.staged: list[bytes] = []  # a snapshot being installed (not durable until finished)
         self.kv = MemoryKV()
         self.applied_index = 0
         self.closed = False
@@ -32,12 +38,24 @@ class MemoryStorage:
     # ------------------------------------------------------------------ the Storage protocol
 
     def load(self) -> PersistentState:
-        return PersistentState(self.cluster_id, self.hard_state, tuple(self.log), self.applied_index)
+        return PersistentState(
+            self.cluster_id,
+            self.hard_state,
+            tuple(self.log),
+            self.applied_index,
+            self.snapshot_index,
+            self.snapshot_term,
+            self.snapshot_membership,
+        )
+
+    @property
+    def last_index(self) -> int:
+        return self.snapshot_index + len(self.log)
 
     def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
-        check_save(len(self.log), entries)
+        check_save(self.last_index, entries, self.snapshot_index + 1)
         if entries:
-            del self.log[entries[0].index - 1 :]
+            del self.log[entries[0].index - 1 - self.snapshot_index :]
             self.log.extend(entries)
         if hard_state is not None:
             self.hard_state = hard_state
@@ -50,9 +68,12 @@ class MemoryStorage:
         self.log = []
         self.kv = MemoryKV()
         self.applied_index = 0
+        self.snapshot_index = self.snapshot_term = 0
+        self.snapshot_membership = b""
+        self.staged = []
 
     def apply(self, entries: Sequence[Entry], fn: Callable[[KVStore, Entry], R]) -> list[R]:
-        check_apply(self.applied_index, len(self.log), entries)
+        check_apply(self.applied_index, self.last_index, entries)
         view = UndoKV(self.kv)  # journals requests too
         try:
             results = [fn(view, e) for e in entries]
@@ -77,12 +98,47 @@ class MemoryStorage:
     def close(self) -> None:
         self.closed = True
 
+    # ------------------------------------------------------------------ snapshots and compaction
+
+    def compact(self, index: int, term: int, membership: bytes) -> None:
+        if index <= self.snapshot_index:
+            return
+        if index > self.applied_index:
+            raise InvariantViolation(f"compact at {index} beyond the applied index {self.applied_index}")
+        del self.log[: index - self.snapshot_index]
+        self.snapshot_index, self.snapshot_term, self.snapshot_membership = index, term, membership
+
+    def snapshot_reader(self, chunk_bytes: int) -> tuple[int, Iterator[bytes]]:
+        # The state machine copied now (records are immutable: copying containers suffices),
+        # serialised with pickle (in-process only: simulator and tests), cut into chunks.
+        data = pickle.dumps(self.kv.copy(), protocol=pickle.HIGHEST_PROTOCOL)
+        step = max(1, chunk_bytes)
+        return self.applied_index, iter([data[i : i + step] for i in range(0, len(data), step)] or [b""])
+
+    def install_begin(self, index: int) -> None:
+        self.staged = []
+
+    def install_chunk(self, seq: int, data: bytes) -> None:
+        if seq != len(self.staged):
+            raise InvariantViolation(f"snapshot chunk {seq} out of order (have {len(self.staged)})")
+        self.staged.append(data)
+
+    def install_finish(self, index: int, term: int, membership: bytes) -> None:
+        kv = pickle.loads(b"".join(self.staged))
+        if not isinstance(kv, MemoryKV):
+            raise InvariantViolation("snapshot does not hold a key-value state")
+        self.kv = kv
+        self.applied_index = index
+        self.log = []
+        self.snapshot_index, self.snapshot_term, self.snapshot_membership = index, term, membership
+        self.staged = []
+
     # ------------------------------------------------------------------ extras
 
     def status(self) -> StorageStatus:
         return StorageStatus(
             self.cluster_id,
-            len(self.log),
+            self.last_index,
             self.applied_index,
             self._saves,
             self._entries_saved,
@@ -102,6 +158,8 @@ class MemoryStorage:
         other.log = list(self.log)
         other.kv = self.kv.copy()
         other.applied_index = self.applied_index
+        other.snapshot_index, other.snapshot_term = self.snapshot_index, self.snapshot_term
+        other.snapshot_membership = self.snapshot_membership
         return other
 
 

@@ -19,6 +19,7 @@ older file in place, in one transaction, when it is opened.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -29,7 +30,14 @@ from beaver_vault.errors import InvariantViolation
 from beaver_vault.kv.records import RequestRecord
 from beaver_vault.kv.state import KeyRecord, KVStore
 from beaver_vault.raft.messages import Entry, EntryKind, HardState
-from beaver_vault.storage.base import PersistentState, Storage, StorageStatus, check_apply, check_save
+from beaver_vault.storage.base import (
+    RAFT_TABLES,
+    PersistentState,
+    Storage,
+    StorageStatus,
+    check_apply,
+    check_save,
+)
 
 R = TypeVar("R")
 
@@ -197,10 +205,13 @@ class SQLiteStorage:
             self._create_schema()
             if created:
                 _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+            self._db.executescript(_SNAPSHOT_SCHEMA)
             cluster_id, applied = self._db.execute("SELECT cluster_id, applied_index FROM meta WHERE id = 0").fetchone()
             self._cluster_id: str | None = cluster_id
             self._applied: int = applied
-            self._last_index: int = self._db.execute("SELECT coalesce(max(idx), 0) FROM log").fetchone()[0]
+            self._snap_index: int = self._db.execute("SELECT idx FROM snapshot_meta WHERE id = 0").fetchone()[0]
+            last = self._db.execute("SELECT coalesce(max(idx), 0) FROM log").fetchone()[0]
+            self._last_index: int = max(last, self._snap_index)
         except BaseException:
             self._db.close()
             raise
@@ -252,13 +263,18 @@ class SQLiteStorage:
             Entry(term=t, index=i, kind=EntryKind(k), data=bytes(d))
             for i, t, k, d in db.execute("SELECT idx, term, kind, data FROM log ORDER BY idx")
         )
-        for n, e in enumerate(entries, start=1):
+        snap_index, snap_term, snap_members = db.execute(
+            "SELECT idx, term, membership FROM snapshot_meta WHERE id = 0"
+        ).fetchone()
+        for n, e in enumerate(entries, start=snap_index + 1):
             if e.index != n:
-                raise InvariantViolation(f"{self.path}: log is not consecutive from 1 (found {e.index} at {n})")
-        return PersistentState(cluster_id, HardState(term, vote, commit), entries, applied)
+                raise InvariantViolation(f"{self.path}: log is not consecutive from {snap_index + 1} (found {e.index} at {n})")
+        return PersistentState(
+            cluster_id, HardState(term, vote, commit), entries, applied, snap_index, snap_term, bytes(snap_members)
+        )
 
     def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
-        check_save(self._last_index, entries)
+        check_save(self._last_index, entries, self._snap_index + 1)
         if hard_state is None and not entries:
             return
         db = self._db
@@ -282,11 +298,13 @@ class SQLiteStorage:
         db = self._db
         with self._transaction():
             db.execute("DELETE FROM log")
-            db.execute("DELETE FROM kv")
-            db.execute("DELETE FROM requests")
+            for table in self._state_tables():
+                db.execute(f'DELETE FROM "{table}"')
             db.execute("UPDATE meta SET cluster_id = ?, applied_index = 0 WHERE id = 0", (cluster_id,))
             db.execute(_UPSERT_HARD_STATE, (0, None, 0))
-        self._cluster_id, self._applied, self._last_index = cluster_id, 0, 0
+            db.execute("UPDATE snapshot_meta SET idx = 0, term = 0, membership = x'' WHERE id = 0")
+            db.execute("DELETE FROM snapshot_staging")
+        self._cluster_id, self._applied, self._last_index, self._snap_index = cluster_id, 0, 0, 0
 
     def apply(self, entries: Sequence[Entry], fn: Callable[[KVStore, Entry], R]) -> list[R]:
         check_apply(self._applied, self._last_index, entries)
@@ -321,6 +339,78 @@ class SQLiteStorage:
     def close(self) -> None:
         self._db.close()
 
+    # ------------------------------------------------------------------ snapshots and compaction
+
+    def _state_tables(self) -> list[str]:
+        rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        return [n for (n,) in rows if n not in RAFT_TABLES and not n.startswith("sqlite_")]
+
+    def compact(self, index: int, term: int, membership: bytes) -> None:
+        if index <= self._snap_index:
+            return
+        if index > self._applied:
+            raise InvariantViolation(f"compact at {index} beyond the applied index {self._applied}")
+        with self._transaction():
+            self._db.execute("DELETE FROM log WHERE idx <= ?", (index,))
+            self._db.execute(
+                "UPDATE snapshot_meta SET idx = ?, term = ?, membership = ? WHERE id = 0", (index, term, membership)
+            )
+        self._snap_index = index
+
+    def snapshot_reader(self, chunk_bytes: int) -> tuple[int, Iterator[bytes]]:
+        # A second connection in one read transaction: WAL gives it a consistent view of the
+        # applied state while the main connection keeps committing.
+        reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+        try:
+            reader.execute("BEGIN")
+            (index,) = reader.execute("SELECT applied_index FROM meta WHERE id = 0").fetchone()
+        except BaseException:
+            reader.close()
+            raise
+        return index, _snapshot_chunks(reader, self._state_tables(), chunk_bytes)
+
+    def install_begin(self, index: int) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM snapshot_staging")
+
+    def install_chunk(self, seq: int, data: bytes) -> None:
+        # Staged chunks need not be durable: a crash before install_finish discards them.
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        try:
+            with self._transaction():
+                self._db.execute("INSERT OR REPLACE INTO snapshot_staging (seq, data) VALUES (?, ?)", (seq, data))
+        finally:
+            self._db.execute("PRAGMA synchronous = FULL")
+
+    def install_finish(self, index: int, term: int, membership: bytes) -> None:
+        db = self._db
+        tables = set(self._state_tables())
+        with self._transaction():
+            for table in sorted(tables):
+                db.execute(f'DELETE FROM "{table}"')
+            current: tuple[str, str] | None = None
+            chunks = db.execute("SELECT data FROM snapshot_staging ORDER BY seq").fetchall()
+            for (data,) in chunks:
+                for line in bytes(data).splitlines():
+                    row = json.loads(line)
+                    if isinstance(row, dict):
+                        name, cols = str(row["table"]), [str(c) for c in row["columns"]]
+                        if name not in tables:
+                            raise InvariantViolation(f"snapshot has unknown table {name!r}")
+                        quoted = ", ".join(f'"{c}"' for c in cols)
+                        current = (f'INSERT INTO "{name}" ({quoted}) VALUES ({", ".join("?" * len(cols))})', name)
+                    elif current is not None:
+                        db.execute(current[0], row)
+                    else:
+                        raise InvariantViolation("snapshot row before any table header")
+            db.execute("UPDATE meta SET applied_index = ? WHERE id = 0", (index,))
+            db.execute("DELETE FROM log")
+            db.execute(
+                "UPDATE snapshot_meta SET idx = ?, term = ?, membership = ? WHERE id = 0", (index, term, membership)
+            )
+            db.execute("DELETE FROM snapshot_staging")
+        self._applied = self._snap_index = self._last_index = index
+
     # ------------------------------------------------------------------ extras
 
     def status(self) -> StorageStatus:
@@ -338,6 +428,44 @@ class SQLiteStorage:
         """The whole applied key-value state, in key order (to compare nodes; tests)."""
         rows = self._db.execute(f"SELECT key, {_KV_COLUMNS} FROM kv ORDER BY key")
         return [(k, KeyRecord(v, c, m, n, x)) for k, v, c, m, n, x in rows]
+
+
+_SNAPSHOT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS snapshot_meta (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    idx INTEGER NOT NULL,
+    term INTEGER NOT NULL,
+    membership BLOB NOT NULL
+);
+INSERT OR IGNORE INTO snapshot_meta (id, idx, term, membership) VALUES (0, 0, 0, x'');
+CREATE TABLE IF NOT EXISTS snapshot_staging (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
+"""
+
+
+def _snapshot_chunks(reader: sqlite3.Connection, tables: list[str], chunk_bytes: int) -> Iterator[bytes]:
+    """JSON lines: a header {"table", "columns"} per table, then one array per row; chunks
+    end on line boundaries. Holds the read transaction until exhausted or closed."""
+
+    def lines() -> Iterator[bytes]:
+        for table in tables:
+            cur = reader.execute(f'SELECT * FROM "{table}"')
+            yield json.dumps({"table": table, "columns": [d[0] for d in cur.description]}).encode()
+            for row in cur:
+                yield json.dumps(list(row), ensure_ascii=False, separators=(",", ":")).encode()
+
+    try:
+        buf: list[bytes] = []
+        size = 0
+        for line in lines():
+            buf.append(line)
+            size += len(line) + 1
+            if size >= chunk_bytes:
+                yield b"\n".join(buf)
+                buf, size = [], 0
+        if buf:
+            yield b"\n".join(buf)
+    finally:
+        reader.close()
 
 
 def _fsync_dir(path: str) -> None:
