@@ -56,6 +56,7 @@ class LocalCluster:
         addr = f"{node_id}:7000"
         rt = NodeRuntime(
             node_id=node_id,
+            wall_clock_ms=lambda: 1_700_000_000_000 + int(trio.current_time() * 1000),
             storage=storage,
             options=RuntimeOptions(
                 raft_address=addr,

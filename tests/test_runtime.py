@@ -66,3 +66,24 @@ async def test_a_write_without_a_quorum_times_out_as_unknown(autojump_clock: tri
                 c.stop(nid)
         with pytest.raises(Unknown):
             await ld.write(commands.put("lost?", 1), timeout_s=0.3)
+
+
+async def test_ttl_keys_are_deleted_through_the_log_by_the_leader(autojump_clock: trio.testing.MockClock) -> None:
+    async with local_cluster(3) as c:
+        ld = await c.wait_leader()
+        now = ld.now_ms()
+        await ld.write(commands.put("short", 1, expires_at_ms=now + 1000), timeout_s=5)
+        await ld.write(commands.put("forever", 2), timeout_s=5)
+        watcher = ld.watch("", None)
+        assert ld.get_local("short") is not None
+        with trio.fail_after(30):
+            while ld.get_local("short") is not None:
+                await trio.sleep(0.1)
+        events = await ld.next_events(watcher)
+        assert [(e["type"], e["key"]) for e in events] == [("delete", "short")]
+        assert ld.get_local("forever") is not None
+        # every node agrees (the delete went through the log)
+        for rt in c.hub.nodes.values():
+            with trio.fail_after(30):
+                while rt.get_local("short") is not None:
+                    await trio.sleep(0.1)

@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from beaver_vault.errors import ConfigBusy, InvariantViolation, NoLeader, Overloaded, Rejected
+from beaver_vault.errors import BeaverVaultError, ConfigBusy, InvariantViolation, NoLeader, Overloaded, Rejected
+from beaver_vault.kv import commands
 from beaver_vault.kv.state import KeyRecord
 from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
 from beaver_vault.node.status import NodeStatus
@@ -44,6 +46,7 @@ class RuntimeOptions:
     heartbeat_ticks: int = 2
     max_pending: int = 10_000  # proposals + reads waiting for an outcome; beyond: Overloaded
     snapshot_threshold: int = 10_000  # log entries kept before compacting into a snapshot
+    expire_interval_ms: int = 250  # how often the leader looks for keys past their TTL
     seed: int | None = None  # randomness for election timeouts; None: from the OS
 
 
@@ -70,8 +73,17 @@ class NodeRuntime:
             ... hypercorn.trio.serve(create_app(runtime, api_options), ...)
     """
 
-    def __init__(self, *, node_id: str, storage: Storage, options: RuntimeOptions) -> None:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        storage: Storage,
+        options: RuntimeOptions,
+        wall_clock_ms: Callable[[], int] | None = None,
+    ) -> None:
         self.node_id = node_id
+        # Wall-clock milliseconds (injectable for tests on virtual time).
+        self._wall_clock_ms = wall_clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.options = options
         self.storage = storage
         rng = random.Random(options.seed) if options.seed is not None else random.Random()
@@ -113,6 +125,7 @@ class NodeRuntime:
         log.info("%s: started (cluster %s, term %d)", self.node_id, self.driver.cluster_id, self.driver.core.term)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._ticker)
+            nursery.start_soon(self._expirer)
             task_status.started()
             await self._processor()
 
@@ -122,6 +135,24 @@ class NodeRuntime:
             await trio.sleep(period)
             self.driver.tick()
             self._wake.set()
+
+    async def _expirer(self) -> None:
+        """The leader deletes keys whose TTL has passed, through the log (so every node and
+        every watcher sees the delete). The expiry time was stamped by the leader that
+        accepted the put; "now" here is this leader's clock, stamped into the expire command,
+        and the state machine deletes a key only if its stored expiry is not later than that."""
+        while True:
+            await trio.sleep(self.options.expire_interval_ms / 1000)
+            if self.driver.core.role != "leader":
+                continue
+            now = self.now_ms()
+            keys = self.storage.expired_keys(now, 500)
+            if not keys:
+                continue
+            try:
+                await self.write(commands.expire(keys, now), timeout_s=5)
+            except BeaverVaultError as e:
+                log.info("%s: expiring %d keys: %s (will retry)", self.node_id, len(keys), e)
 
     async def _processor(self) -> None:
         last_role = ""
@@ -213,7 +244,7 @@ class NodeRuntime:
     def now_ms(self) -> int:
         """This node's wall clock in ms. The leader stamps TTL expiries and idempotency times
         with it at propose time; applying nodes never read their own clock."""
-        return time.time_ns() // 1_000_000
+        return self._wall_clock_ms()
 
     def applied_index(self) -> int:
         return self.driver.applied_index
