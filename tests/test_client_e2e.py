@@ -157,9 +157,6 @@ def test_txn_runs_one_branch_atomically(client: Client) -> None:
     assert client.get("t1") == 1 and client.get("cas") == "c"
 
 
-@pytest.mark.xfail(
-    strict=False, reason="the server accepts ?ttl= but its leader-driven expiry is not implemented yet (issue 5)"
-)
 def test_ttl_key_disappears(client: Client) -> None:
     client.put("ttl/k", 1, ttl=1)
     assert client.get("ttl/k") == 1
