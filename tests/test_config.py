@@ -355,3 +355,8 @@ def test_heartbeat_must_be_shorter_than_election_timeout() -> None:
 def test_wildcard_advertise_host_is_refused() -> None:
     msg = error_of(flags={"node_id": "n", "advertise_host": "0.0.0.0"})
     assert "advertise_host" in msg and "wildcard" in msg
+
+
+def test_client_variables_in_the_environment_are_not_server_settings() -> None:
+    cfg = load_config(flags={"node_id": "n1"}, env={"BEAVER_VAULT_ENDPOINTS": "http://127.0.0.1:8000"})
+    assert cfg.node_id == "n1"

@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 import yaml
 
 ENV_PREFIX = "BEAVER_VAULT_"
+# Variables of the client commands (``beaver-vault get``, ...): not server settings, never an error.
+CLIENT_ENV = ("BEAVER_VAULT_ENDPOINTS",)
 # Not a setting, but an accepted variable: where to find the YAML file.
 CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG"
 
@@ -358,7 +360,7 @@ def load_config(
             raw[name] = (value, f"config file {str(config_file)!r}")
 
     for var, value in sorted(env.items()):
-        if not var.startswith(ENV_PREFIX) or var == CONFIG_FILE_ENV:
+        if not var.startswith(ENV_PREFIX) or var in (CONFIG_FILE_ENV, *CLIENT_ENV):
             continue
         name = var[len(ENV_PREFIX) :].lower()
         if var[len(ENV_PREFIX) :] != name.upper() or name not in SETTINGS_BY_NAME:
