@@ -720,6 +720,13 @@ class NodeDriver:
                 ack(False)
                 return
             ins.next_seq += 1
+            if m.done and (core.log.matches(m.index, m.snap_term) or m.index <= core.commit):
+                # Appends overtook the transfer: the log now holds (or committed past) the
+                # snapshot's index. Installing would roll storage back behind the core (log
+                # truncated to m.index while the core's log goes on). Drop the staged copy.
+                self.installer = None
+                ack(False)
+                return
         self.storage.install_chunk(m.seq, m.data)
         if m.done:
             # One durable step replaces state, applied index and log; then the core follows.
