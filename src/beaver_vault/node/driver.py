@@ -662,8 +662,18 @@ class NodeDriver:
 
     def _start_sender(self, pid: str) -> None:
         core = self.core
-        if core.role != LEADER or pid in self.senders:
+        if core.role != LEADER:
             return
+        old = self.senders.pop(pid, None)
+        if old is not None:
+            # The core asks again only once it left SNAPSHOT state for pid: the follower answered
+            # from the snapshot still being streamed while the log was compacted past that
+            # snapshot. The old transfer is obsolete; ignoring the request would leave the core
+            # in SNAPSHOT state waiting for a transfer that never comes. No snapshot_finished for
+            # the old one: the core has moved on (a late ack for it no longer matches).
+            close = getattr(old.chunks, "close", None)
+            if close is not None:
+                close()
         if len(self.senders) >= self.options.max_snapshot_senders:
             core.snapshot_finished(pid, ok=False)  # try again later
             return
