@@ -257,8 +257,11 @@ class NodeDriver:
 
     def read(self) -> Waiter:
         """A linearizable read point: resolves with the applied index at which local state may
-        be read, once leadership was confirmed by a quorum and that index is applied here."""
-        if self.core.role != LEADER:
+        be read, once leadership was confirmed by a quorum and that index is applied here.
+        A follower that knows the leader asks it for the read index (ReadIndexRequest) and
+        serves the read itself once applied there; a candidate or leaderless node refuses."""
+        core = self.core
+        if core.role != LEADER and (core.role != FOLLOWER or core.leader_id is None or self.cluster_id is None):
             raise self._not_leader()
         self._check_capacity()
         w = Waiter("read")
