@@ -16,22 +16,35 @@ production gets from the outside world:
 * randomness: every generator is ``random.Random(f"{seed}:{name}")`` (``params.derive``), so a
   consumer added later never shifts the draws of the others.
 
+Per seed the world also draws (``params``): membership churn (``churn``: spare machines join,
+members are removed -- the leader too, sometimes forced -- removed machines re-join with a
+wiped disk, leadership is transferred; one change at a time through the production driver),
+snapshot threshold and chunk size (small in many seeds, so compaction and catch-up by snapshot
+are common; crashes are armed between two chunks of an install and right after it), follower
+reads (clients read from random nodes; a follower asks the leader for a read index) and
+exactly-once retries (a write whose outcome is unknown is retried with the SAME request id
+against whoever leads now; the planted ``dup-retry`` retries with a fresh id).
+
 A run (``run``) has three phases: formation (n1 bootstraps, the others join one by one through
 the production probe/adopt/config handshake), safety (faults from ``faults`` and clients from
 ``workload``), liveness (heal, restart everyone, then require convergence and a fresh write
-within ``liveness_ticks`` ticks). Invariants are checked after every step of every node
-(``world``): one leader per term, one vote per node per term, a committed entry never changes,
-is held by every leader of a later term and never disappears from a majority, equal applied
-index means equal key-value state. At the end the client history goes to the project's
+within ``liveness_ticks`` ticks; the members of the committed configuration must converge,
+removed machines are restarted but excluded). Invariants are checked after every step of every
+node (``world``): one leader per term, one vote per node (per disk) per term, a committed entry
+never changes, is held by every leader of a later term and never disappears from a majority of
+its configuration, equal applied index means equal key-value state (also for a node restarted
+from snapshot + log), a leader is a voter of its own configuration and never one whose removal
+was committed (unless a newer configuration re-added it). At the end the client history goes to the project's
 linearizability checker (``beaver_vault.checker``).
 
 Planted bugs (``--bug``) enter through seams the world injects, never through a branch in
 production code: ``ack-before-fsync`` (a lying disk), ``forget-vote`` (a disk that drops the
-vote) and ``stale-read`` (``DriverOptions(unsafe_leader_local_reads=True)``).
+vote), ``stale-read`` (``DriverOptions(unsafe_leader_local_reads=True)``) and ``dup-retry`` (the
+simulated client retries a write with a fresh request id).
 
 Command line
 ------------
-``python -m sim --seed S [--nodes N] [--faults all|none|net,partition,crash,pause,skew,disk]
+``python -m sim --seed S [--nodes N] [--faults all|none|net,partition,crash,pause,skew,disk,churn]
 [--bug NAME] [-v] [--history FILE]`` runs one world: a header (seed, commit, every parameter),
 with ``-v`` one line per event, a summary, and on failure exactly one ``REPRODUCE:`` line.
 

@@ -36,6 +36,7 @@ class DiskHooks(Protocol):
     def applied(self, entries: Sequence[Entry], storage: MemoryStorage) -> None: ...
     def want_flush(self) -> None: ...
     def installed(self, storage: MemoryStorage) -> None: ...
+    def count(self, name: str) -> None: ...
 
 
 class SimDisk:
@@ -91,25 +92,36 @@ class SimDisk:
 
     def compact(self, index: int, term: int, membership: bytes) -> None:
         self.hooks.crash_point("before-save")
+        if index > self.live.snapshot_index:
+            self.hooks.count("compactions")
         self.live.compact(index, term, membership)
         self._written()
         self.hooks.crash_point("after-save")
 
     def snapshot_reader(self, chunk_bytes: int) -> tuple[int, Iterator[bytes]]:
+        self.hooks.count("snapshots_sent")
         return self.live.snapshot_reader(chunk_bytes)
 
     def install_begin(self, index: int) -> None:
         self.live.install_begin(index)
 
     def install_chunk(self, seq: int, data: bytes) -> None:
+        # Between two chunks of an install: the staged part is not durable state, so a crash
+        # here must leave the node restartable from its old snapshot + log.
+        self.hooks.crash_point("install-chunk")
         self.live.install_chunk(seq, data)
 
     def install_finish(self, index: int, term: int, membership: bytes) -> None:
         self.hooks.crash_point("before-save")
+        self.hooks.crash_point("install-chunk")
         self.live.install_finish(index, term, membership)
         self._written()
+        self.hooks.count("snapshots_installed")
         self.hooks.installed(self.live)
         self.hooks.crash_point("after-save")
+        # Installed and durable, but the core has not restored from it yet (the driver's next
+        # step): a restart must pick the snapshot up from the disk alone.
+        self.hooks.crash_point("after-install")
 
     def close(self) -> None:
         pass  # a simulated crash must not mark the data closed: the next incarnation reopens it

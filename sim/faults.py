@@ -9,8 +9,9 @@ nowhere else, so a failure can always be read as "this happened, within this mod
   outbound or inbound links;
 * crashes of any node (the leader more often): immediate, or armed to strike inside
   ``process()`` at a crash point (before/after save, after the n-th send of some message kind,
-  before/after apply); restarted after a random downtime; at most ceil(n/2) nodes down or armed,
-  so a majority is sometimes lost but the run keeps moving;
+  before/after apply, between two chunks of a snapshot install, right after an install);
+  restarted after a random downtime; at most ceil(n/2) voters of the committed configuration
+  down or armed, so a majority is sometimes lost but the run keeps moving;
 * pauses (GC, SIGSTOP, a stalled VM): the node is frozen, inputs wait, then all arrive;
 * skew and slow syncs are not events: they are properties of the node and the disk.
 """
@@ -22,7 +23,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sim.world import SimNode, World
 
-from sim.world import CRASH_MODES, SEND_KINDS
+from sim.world import CRASH_MODES, INSTALL_CRASH_MODES, SEND_KINDS
+
+INSTALL_ARM_MS = 3000  # an install arm that has not struck by then is dropped
 
 
 class Faults:
@@ -30,6 +33,7 @@ class Faults:
         self.w = world
         self.rng = world.fault_rng
         self.partitioned = False
+        world.snapshot_listeners.append(self.snapshot_started)
 
     def start(self) -> None:
         p = self.w.params
@@ -54,7 +58,11 @@ class Faults:
         leader = self.w.leader()
         if leader is not None and self.rng.random() < leader_bias:
             return leader
-        return self.rng.choice(self.w.nodes)
+        return self.rng.choice(self._machines())
+
+    def _machines(self) -> list[SimNode]:
+        """Every machine that has ever run (spares that never joined stay out of the picture)."""
+        return [n for n in self.w.nodes if n.incarnation > 0]
 
     # ---------------------------------------------------------------- partitions
 
@@ -64,7 +72,7 @@ class Faults:
         self._later(p.partition_every_ms, self._partition)
         if self.partitioned:
             return
-        ids = [n.id for n in w.nodes]
+        ids = [n.id for n in self._machines()]
         leader = w.leader()
         kind = self.rng.choice(("split", "isolate-leader", "one-way", "leader-outbound", "leader-inbound"))
         blocked: set[tuple[str, str]] = set()
@@ -104,8 +112,10 @@ class Faults:
     def _crash(self) -> None:
         w = self.w
         self._later(w.params.crash_every_ms, self._crash)
-        out = sum(1 for n in w.nodes if n.driver is None or n.arm is not None)
-        if out >= (len(w.nodes) + 1) // 2:
+        for n in w.nodes:
+            if n.arm is not None and n.arm[0] in INSTALL_CRASH_MODES and w.queue.now > n.arm_until:
+                n.arm = None
+        if self._too_many_out():
             return
         node = self._pick(0.2 if w.params.vote_crash_p > 0.5 else 0.4)
         if node.driver is None or node.arm is not None:
@@ -122,6 +132,28 @@ class Faults:
             count = self.rng.randint(1, 3)
         node.arm = (mode, count, kind)
         w.log(f"{node.id} ARM crash {mode} #{count} {kind}".rstrip())
+
+    def _too_many_out(self) -> bool:
+        w = self.w
+        voters = [w.by_id[v] for v in w.config.voters if v in w.by_id] or w.nodes[: w.params.nodes]
+        out = sum(1 for n in voters if n.driver is None or n.arm is not None)
+        return out >= (len(voters) + 1) // 2
+
+    def snapshot_started(self, node: SimNode) -> None:
+        """A leader began streaming a snapshot to ``node``: sometimes arm a crash inside the
+        install, between two chunks or right after the durable install (before the core
+        restored from it). Called by the world, outside any node's ``process()``."""
+        w = self.w
+        p = w.params
+        if w.phase != "safety" or not p.install_crash_p or node.driver is None or node.arm is not None:
+            return
+        if self.rng.random() >= p.install_crash_p or self._too_many_out():
+            return
+        mode = self.rng.choice(INSTALL_CRASH_MODES)
+        count = self.rng.randint(1, 4) if mode == "install-chunk" else 1
+        node.arm = (mode, count, "")
+        node.arm_until = w.queue.now + INSTALL_ARM_MS
+        w.log(f"{node.id} ARM crash {mode} #{count}")
 
     # ---------------------------------------------------------------- pauses
 

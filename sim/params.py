@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, fields
 
-FAULT_CLASSES = ("net", "partition", "crash", "pause", "skew", "disk")
-BUGS = ("ack-before-fsync", "stale-read", "forget-vote")
+FAULT_CLASSES = ("net", "partition", "crash", "pause", "skew", "disk", "churn")
+BUGS = ("ack-before-fsync", "stale-read", "forget-vote", "dup-retry")
 
 
 def derive(seed: int, name: str) -> random.Random:
@@ -73,11 +73,21 @@ class Params:
     slow_sync_max_ms: int
     lazy_flush_max_ms: int  # ack-before-fsync: how long written data stays volatile
     snapshot_threshold: int  # the driver compacts past this many log entries (small: snapshots happen)
+    snapshot_chunk_bytes: int  # small: a snapshot travels in many chunks (crashes land between them)
+    snapshot_timeout_ticks: int
+    install_crash_p: float  # chance a crash is armed inside a snapshot install (between chunks, after it)
+    # membership churn (the "churn" fault class): joins, removals, re-joins, transfers
+    spares: int  # extra machines, never in the first configuration, that may join later
+    churn_every_ms: int
+    force_remove_p: float
+    wipe_rejoin_p: float  # a removed node re-joins with a wiped disk (else with its old data)
     # workload and phases
     clients: int
     ops: int
     keys: int
     op_timeout_ms: int
+    write_retries: int  # a write whose outcome is unknown is retried this often, with the same request id
+    follower_read_p: float  # chance a read goes to a random node (a follower serves it via ReadIndex)
     safety_ms: int
     liveness_ticks: int
 
@@ -120,7 +130,15 @@ def draw(seed: int, nodes: int | None, faults: tuple[str, ...], bug: str | None)
     lazy_flush = 0
     if bug == "ack-before-fsync":
         lazy_flush = r.choice((300, 1000, 3000))
-    snapshot_threshold = r.choice((10_000, 100, 30))
+    # Small thresholds in many seeds: compaction and catch-up by snapshot happen often.
+    snapshot_threshold = r.choice((10_000, 100, 50, 30, 20))
+    op_timeout_ms = r.choice((500, 1000, 2000))
+    churn = "churn" in on
+    write_retries = r.choice((0, 1, 3, 3))
+    follower_read_p = r.choice((0.0, 0.3, 0.7))
+    if bug == "dup-retry":
+        # The planted client bug shows when retries happen: retries on, appends frequent.
+        write_retries, op_timeout_ms = 3, r.choice((300, 500))
     return Params(
         seed=seed,
         nodes=n,
@@ -148,10 +166,19 @@ def draw(seed: int, nodes: int | None, faults: tuple[str, ...], bug: str | None)
         slow_sync_max_ms=r.choice((50, 300)) if disk else 0,
         lazy_flush_max_ms=lazy_flush,
         snapshot_threshold=snapshot_threshold,
+        snapshot_chunk_bytes=r.choice((512, 2048, 256 * 1024)),
+        snapshot_timeout_ticks=r.choice((20, 100)),
+        install_crash_p=r.choice((0.0, 0.2, 0.5)) if crash else 0.0,
+        spares=r.choice((1, 2)) if churn else 0,
+        churn_every_ms=r.choice((300, 800, 2000)) if churn else 0,
+        force_remove_p=r.choice((0.0, 0.1, 0.3)) if churn else 0.0,
+        wipe_rejoin_p=r.choice((0.5, 0.9)) if churn else 0.0,
         clients=r.randint(3, 8),
         ops=r.randint(200, 400),
         keys=r.randint(3, 8),
-        op_timeout_ms=r.choice((500, 1000, 2000)),
+        op_timeout_ms=op_timeout_ms,
+        write_retries=write_retries,
+        follower_read_p=follower_read_p,
         safety_ms=r.choice((6000, 8000, 10000)),
         liveness_ticks=400,
     )

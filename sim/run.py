@@ -14,6 +14,7 @@ from typing import TextIO
 
 from beaver_vault.checker import check_history
 from beaver_vault.node.driver import Waiter
+from sim.churn import Churn
 from sim.failures import SimFailure
 from sim.faults import Faults
 from sim.params import Params
@@ -40,11 +41,12 @@ class _Formation:
     def __init__(self, world: World) -> None:
         self.w = world
         self.next = 1
-        self.done = len(world.nodes) == 1
+        self.size = world.params.nodes  # the spares past it join later, through churn
+        self.done = self.size == 1
 
     def step(self) -> None:
         w = self.w
-        if self.next >= len(w.nodes):
+        if self.next >= self.size:
             self.done = True
             return
         node = w.nodes[self.next]
@@ -93,10 +95,11 @@ def run(params: Params, out: TextIO | None = None, verbose: bool = False, histor
     w = World(params, out, verbose)
     wl = Workload(w)
     faults = Faults(w)
+    churn = Churn(w)
     verdict = "-"
     try:
         try:
-            _phases(w, wl, faults)
+            _phases(w, wl, faults, churn)
             w.log("CHECK history")
             result = check_history(wl.history, step_budget=CHECKER_STEP_BUDGET)
             verdict = result.verdict
@@ -115,11 +118,12 @@ def run(params: Params, out: TextIO | None = None, verbose: bool = False, histor
     return Outcome("ok", "", verdict, _summary(w, wl, verdict))
 
 
-def _phases(w: World, wl: Workload, faults: Faults) -> None:
+def _phases(w: World, wl: Workload, faults: Faults, churn: Churn) -> None:
     p = w.params
     # Formation: no faults, n1 bootstraps, the rest start pristine and are joined one by one.
+    # Spares (past p.nodes) stay powered off until churn joins them.
     w.boot(w.nodes[0], bootstrap=True)
-    for n in w.nodes[1:]:
+    for n in w.nodes[1 : p.nodes]:
         w.boot(n, bootstrap=False)
     form = _Formation(w)
     w.queue.after(0, form.step)
@@ -132,6 +136,7 @@ def _phases(w: World, wl: Workload, faults: Faults) -> None:
     w.phase = "safety"
     w.log("PHASE safety")
     faults.start()
+    churn.start()
     wl.start()
     _run_until(w, w.queue.now + p.safety_ms)
     # Liveness: heal everything and demand progress within a bounded number of ticks.
@@ -142,8 +147,8 @@ def _phases(w: World, wl: Workload, faults: Faults) -> None:
     w.network.calm()
     w.slow_sync_p = 0.0
     for n in w.nodes:
-        if n.driver is None:
-            w.restart(n)
+        if n.driver is None and n.incarnation > 0:
+            w.restart(n)  # removed machines too: they must not disrupt the cluster
     start = w.queue.now
     deadline = start + p.liveness_ticks * p.tick_ms
     wl.liveness_write(deadline)
@@ -164,5 +169,12 @@ def _summary(w: World, wl: Workload, verdict: str) -> str:
         f"fail={wl.counts['fail']} info={wl.counts['info']} elections={s['elections']} "
         f"crashes={s['crashes']} partitions={s['partitions']} pauses={s['pauses']} "
         f"msgs={net['sent']} lost={net['lost']} dup={net['duplicated']} committed={w.last_committed} "
-        f"history={verdict}"
+        f"joins={s['joins']} rejoins={s['rejoins']} removals={s['removals']} "
+        f"leader_removals={s['leader_removals']} forced_removals={s['forced_removals']} "
+        f"transfers={s['transfers']} churn_refused={s['churn_refused']} "
+        f"compactions={s['compactions']} snapshots_sent={s['snapshots_sent']} "
+        f"snapshots_installed={s['snapshots_installed']} install_crashes={s['install_crashes']} "
+        f"snapshot_restarts={s['snapshot_restarts']} follower_reads={wl.stats['follower_reads']} "
+        f"retries={wl.stats['retries']} dup_suppressed={wl.stats['dup_suppressed']} "
+        f"members={','.join(w.config.ids)} history={verdict}"
     )

@@ -12,20 +12,35 @@ hops back. Outcomes follow the driver's rules and the history format:
 * ok: the driver said it was applied (cas: ``succeeded``) or, for a read, the confirmed read
   point was reached -- the value is read from the node's applied state right then;
 * fail: certainly not applied -- never proposed before the deadline, ``Rejected`` (another
-  entry took its index), a cas that found another value, any read that produced no value;
+  entry took its index) when no earlier attempt may have applied it, a cas that found another
+  value, any read that produced no value;
 * info: a proposed write whose answer did not come back in time (the client abandons the
-  waiter, as the runtime does) or whose node crashed under it.
+  waiter, as the runtime does) or whose node crashed under it, with no retry left.
+
+Exactly-once: every write carries ``request={"client", "id", "now_ms"}`` (the idempotency key
+the HTTP API turns into a request). An attempt whose outcome is unknown (its answer timed out,
+its node crashed, leadership was lost) is retried up to ``write_retries`` times with the SAME
+id, against whichever node leads now, within the op's overall deadline; the state machine
+applies it at most once and a repeat answers the original result with ``"duplicate": true``.
+The history shows one operation from the first invoke to the final answer, so a write applied
+twice (an ``append`` seen twice) is a linearizability failure. The planted bug ``dup-retry``
+retries with a FRESH id (the client forgets its key): the seam is here, in the client.
+
+Reads go to the node the client believes leads, or with ``follower_read_p`` to any node: a
+follower serves a linearizable read itself after getting a read index from the leader.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from beaver_vault.errors import NotLeader, Rejected
 from beaver_vault.kv import commands
 from beaver_vault.node.driver import NodeDriver, Waiter
+from beaver_vault.raft.core import LEADER
 from sim.params import derive
 
 if TYPE_CHECKING:
@@ -40,10 +55,13 @@ class Op:
     f: str
     key: str
     value: Any
-    command: bytes
-    deadline: int
+    build: Callable[[dict[str, Any] | None], bytes] | None  # writes: the command, given a request
+    deadline: int  # the whole operation, retries included
     closed: bool = False
-    proposed: bool = False
+    uncertain: bool = False  # an earlier attempt may have been applied (its outcome is unknown)
+    follower: bool = False  # a read served by a follower
+    retries_left: int = 0
+    request_id: str = ""
     attempts: int = 0
     pending: tuple[SimNode, int, Waiter] | None = None  # node, incarnation, waiter
     on_close: list[Any] = field(default_factory=list)
@@ -64,6 +82,8 @@ class Workload:
         self.leader_hint: dict[int, str] = {}
         self.running = False
         self.counts = {"ok": 0, "fail": 0, "info": 0}
+        self.stats = {"follower_reads": 0, "retries": 0, "dup_suppressed": 0}
+        self.next_request = 0
         world.crash_listeners.append(self._node_crashed)
         # The liveness phase's fresh write is a client op too (its own process id).
         self.liveness_process = p.clients
@@ -107,35 +127,55 @@ class Workload:
         self.next_value += 1
         v = self.next_value
         roll = r.random()
+        build: Callable[[dict[str, Any] | None], bytes] | None
         if roll < 0.35:
             key = r.choice(self.register_keys + self.list_keys)
-            op = self._op(process, "read", key, None, b"")
+            op = self._op(process, "read", key, None, None)
         elif roll < 0.60:
             key = r.choice(self.register_keys)
-            op = self._op(process, "write", key, v, commands.put(key, v))
+            op = self._op(process, "write", key, v, lambda req, k=key, x=v: commands.put(k, x, request=req))
             self.last_value[key] = v
         elif roll < 0.75:
             key = r.choice(self.register_keys)
             expected = self.last_value.get(key) if r.random() < 0.8 else r.randint(1, max(1, v))
-            op = self._op(process, "cas", key, [expected, v], commands.cas(key, expected, v))
+            build = lambda req, k=key, e=expected, x=v: commands.cas(k, e, x, request=req)  # noqa: E731
+            op = self._op(process, "cas", key, [expected, v], build)
             self.last_value[key] = v
         elif roll < 0.80:
             key = r.choice(self.register_keys + self.list_keys)
-            op = self._op(process, "delete", key, None, commands.delete(key))
+            op = self._op(process, "delete", key, None, lambda req, k=key: commands.delete(k, request=req))
             self.last_value[key] = None
         else:
             key = r.choice(self.list_keys)
-            op = self._op(process, "append", key, v, commands.append(key, v))
+            op = self._op(process, "append", key, v, lambda req, k=key, x=v: commands.append(k, x, request=req))
         self._begin(op)
 
-    def _op(self, process: int, f: str, key: str, value: Any, command: bytes) -> Op:
-        return Op(process, f, key, value, command, self.w.queue.now + self.w.params.op_timeout_ms)
+    def _op(
+        self, process: int, f: str, key: str, value: Any, build: Callable[[dict[str, Any] | None], bytes] | None
+    ) -> Op:
+        p = self.w.params
+        retries = p.write_retries if build is not None else 0
+        op = Op(process, f, key, value, build, self.w.queue.now + p.op_timeout_ms * (1 + retries))
+        op.retries_left = retries
+        op.request_id = self._new_request_id()
+        return op
+
+    def _new_request_id(self) -> str:
+        self.next_request += 1
+        return str(self.next_request)
+
+    def _machines(self) -> list[SimNode]:
+        return [n for n in self.w.nodes if n.incarnation > 0]
 
     def _begin(self, op: Op) -> None:
         self.open[op.process] = op
         self._record(op, "invoke", op.value)
         self.w.queue.at(op.deadline, self._timeout, op)
-        target = self.leader_hint.get(op.process) or self.rng.choice(self.w.nodes).id
+        fr = self.w.params.follower_read_p
+        if op.f == "read" and fr and self.rng.random() < fr:
+            target = self.rng.choice(self._machines()).id  # any node; a follower asks the leader
+        else:
+            target = self.leader_hint.get(op.process) or self.rng.choice(self._machines()).id
         self._send(op, target)
 
     def _send(self, op: Op, node_id: str) -> None:
@@ -143,7 +183,7 @@ class Workload:
 
     def _retry(self, op: Op, node_id: str | None) -> None:
         if node_id is None:
-            node_id = self.rng.choice(self.w.nodes).id
+            node_id = self.rng.choice(self._machines()).id
         self.w.queue.after(self.rng.randint(10, 40), self._send, op, node_id)
 
     def _arrive(self, op: Op, node_id: str) -> None:
@@ -157,18 +197,21 @@ class Workload:
         if w.busy(node, self._arrive, op, node_id):
             return
         op.attempts += 1
-        if op.f == "read":
+        if op.build is None:
             result = w.call(node, lambda d: d.read())
         else:
-            cmd = op.command
+            # The leader stamps its clock into the request (as the HTTP API does), each attempt.
+            req = {"client": f"c{op.process}", "id": op.request_id, "now_ms": w.queue.now}
+            cmd = op.build(req)
             result = w.call(node, lambda d: d.propose(cmd))
         if result is None:
             # The node crashed while handling it: the connection dropped with no answer. A write
-            # may already be durable in its log (and commit later): unknown, never retried.
+            # may already be durable in its log (and commit later): unknown.
             if op.f == "read":
                 self._retry(op, None)
             else:
-                self._complete(op, "info", op.value)
+                op.uncertain = True
+                self._again(op)
             return
         if self.w.verbose:
             what = "waiting" if isinstance(result, Waiter) else type(result).__name__
@@ -183,10 +226,14 @@ class Workload:
             self._retry(op, None)  # NoLeader, Overloaded, Rejected before entering the log
             return
         self.leader_hint[op.process] = node_id
-        if op.f != "read":
-            op.proposed = True
         waiter = result
         op.pending = (node, node.incarnation, waiter)
+        if op.f == "read":
+            d = node.driver
+            op.follower = d is not None and d.core.role != LEADER
+        elif op.retries_left:
+            # An attempt that does not answer in time is abandoned and retried (same id).
+            w.queue.after(w.params.op_timeout_ms, self._attempt_timeout, op, waiter)
         if waiter.done:
             self._answered(op, node, waiter)
         else:
@@ -201,19 +248,25 @@ class Workload:
         if waiter.error is not None:
             if op.f == "read":
                 self._retry(op, None)  # leadership lost before the read was confirmed: try again
-            elif isinstance(waiter.error, Rejected):
-                self._reply(op, "fail", op.value)
+            elif isinstance(waiter.error, Rejected) and not op.uncertain:
+                self._reply(op, "fail", op.value)  # this attempt was not applied, nor any before
             else:
-                self._reply(op, "info", op.value)
+                if not isinstance(waiter.error, Rejected):
+                    op.uncertain = True
+                self.w.queue.after(0, self._again, op)
             return
         if op.f == "read":
             d = node.driver
             assert d is not None
+            if op.follower:
+                self.stats["follower_reads"] += 1
             self._reply(op, "ok", _read(d, op.key))
             return
         result = waiter.result
         if not isinstance(result, dict) or "error" in result:
             raise RuntimeError(f"unexpected apply result for {op.f} {op.key}: {result!r}")
+        if result.get("duplicate"):
+            self.stats["dup_suppressed"] += 1
         if op.f == "cas" and not result.get("succeeded"):
             self._reply(op, "fail", op.value)
         else:
@@ -244,13 +297,40 @@ class Workload:
         if op.closed:
             return
         pending = op.pending
-        outcome = "info" if op.proposed else "fail"
+        outcome = "info" if op.uncertain or (pending is not None and op.f != "read") else "fail"
         self._complete(op, outcome, op.value)
         if pending is not None:
-            node, incarnation, waiter = pending
-            d = node.driver
-            if d is not None and node.incarnation == incarnation:
-                d.abandon(waiter)  # as the runtime does when a request's deadline expires
+            self._abandon(pending)
+
+    def _abandon(self, pending: tuple[SimNode, int, Waiter]) -> None:
+        node, incarnation, waiter = pending
+        d = node.driver
+        if d is not None and node.incarnation == incarnation:
+            d.abandon(waiter)  # as the runtime does when a request's deadline expires
+
+    def _attempt_timeout(self, op: Op, waiter: Waiter) -> None:
+        if op.closed or op.pending is None or op.pending[2] is not waiter:
+            return
+        pending = op.pending
+        op.pending = None
+        op.uncertain = True
+        self._abandon(pending)
+        self._again(op)
+
+    def _again(self, op: Op) -> None:
+        """A write attempt ended with an unknown outcome: retry it with the same request id
+        (exactly-once makes that safe) while retries and time remain; else the op is ``info``."""
+        if op.closed:
+            return
+        if op.retries_left <= 0 or self.w.queue.now >= op.deadline:
+            self._complete(op, "info", op.value)
+            return
+        op.retries_left -= 1
+        self.stats["retries"] += 1
+        if self.w.params.bug == "dup-retry":
+            op.request_id = self._new_request_id()  # PLANTED BUG (client side): a fresh id
+        self.w.log(f"client {op.process} retry {op.f} {op.key} id={op.request_id}")
+        self._retry(op, None)
 
     def _node_crashed(self, node: SimNode) -> None:
         for op in list(self.open.values()):
@@ -260,7 +340,8 @@ class Workload:
                 if op.f == "read":
                     self._retry(op, None)
                 else:
-                    self._complete(op, "info", op.value)
+                    op.uncertain = True
+                    self.w.queue.after(0, self._again, op)
 
     # ---------------------------------------------------------------- liveness
 
@@ -270,8 +351,8 @@ class Workload:
         self.next_value += 1
         key = self.register_keys[0]
         v = self.next_value
-        op_deadline = min(deadline, self.w.queue.now + self.w.params.op_timeout_ms)
-        op = Op(process, "write", key, v, commands.put(key, v), op_deadline)
+        op = self._op(process, "write", key, v, lambda req, k=key, x=v: commands.put(k, x, request=req))
+        op.deadline = min(deadline, op.deadline)
         self._begin(op)
 
 

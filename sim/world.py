@@ -43,7 +43,11 @@ from beaver_vault.raft.messages import (
     AppendRequest,
     AppendResponse,
     Entry,
+    EntryKind,
+    InstallSnapshot,
+    Membership,
     Message,
+    SnapshotAck,
     VoteRequest,
     VoteResponse,
     is_handshake,
@@ -56,6 +60,7 @@ from sim.network import Network, SimTransport
 from sim.params import Params, derive
 
 CRASH_MODES = ("now", "before-save", "after-save", "after-send", "before-apply", "after-apply")
+INSTALL_CRASH_MODES = ("install-chunk", "after-install")  # inside a snapshot install (see disk)
 SEND_KINDS = ("", "VoteGranted", "VoteResponse", "AppendResponse", "AppendRequest", "VoteRequest")
 
 
@@ -79,6 +84,9 @@ class SimNode:
         self.busy_until = 0
         self.sync_delay_ms = 0  # syncs done so far in the current process() call
         self.arm: tuple[str, int, str] | None = None  # (where, countdown, message kind filter)
+        self.arm_until = 0  # install arms expire (a node may never receive a snapshot)
+        self.disk_gen = 0  # bumped when the disk is wiped (a re-join as a brand-new machine)
+        self.senders_seen: set[tuple[str, int]] = set()  # (follower, snapshot index) streamed to
         self.checked_commit = 0
         self.flush_pending = False
 
@@ -114,6 +122,9 @@ class SimNode:
     def installed(self, storage: MemoryStorage) -> None:
         self.world.check_state(self, storage)
 
+    def count(self, name: str) -> None:
+        self.world.stats[name] += 1
+
     def want_flush(self) -> None:
         if not self.flush_pending:
             self.flush_pending = True
@@ -140,7 +151,12 @@ class World:
         self.network = Network(self.queue, params, self.net_rng)
         self.network.deliver = self.deliver
         self.raft_config = RaftConfig(election_ticks=params.election_ticks, heartbeat_ticks=params.heartbeat_ticks)
-        self.nodes = [SimNode(self, f"n{i + 1}", params.tick_ms_by_node[i]) for i in range(params.nodes)]
+        # The first ``params.nodes`` machines form the cluster; the spares may join it later
+        # (a spare ticks at the nominal rate).
+        self.nodes = [
+            SimNode(self, f"n{i + 1}", params.tick_ms_by_node[i] if i < params.nodes else params.tick_ms)
+            for i in range(params.nodes + params.spares)
+        ]
         self.by_id = {n.id: n for n in self.nodes}
         self.phase = "formation"
         self.faults_on = False
@@ -151,10 +167,26 @@ class World:
         # a node restarted from a snapshot reports commitment from past its snapshot only.
         self.committed: dict[int, tuple[Entry, int]] = {}
         self.last_committed = 0
-        self.votes: dict[tuple[str, int], str] = {}
+        self.votes: dict[tuple[str, int, int], str] = {}  # (voter, disk generation, term) -> candidate
         self.states: dict[int, bytes] = {}
-        self.stats: dict[str, int] = {"crashes": 0, "restarts": 0, "partitions": 0, "pauses": 0, "elections": 0}
+        self.stats: dict[str, int] = {
+            "crashes": 0,
+            "restarts": 0,
+            "partitions": 0,
+            "pauses": 0,
+            "elections": 0,
+            "compactions": 0,
+            "snapshots_sent": 0,
+            "snapshots_installed": 0,
+            "install_crashes": 0,
+            "snapshot_restarts": 0,
+            "wipes": 0,
+        }
+        # The latest configuration any node saw committed, and the index it was seen at.
+        self.config = Membership()
+        self.config_index = 0
         self.crash_listeners: list[Callable[[SimNode], None]] = []
+        self.snapshot_listeners: list[Callable[[SimNode], None]] = []  # a snapshot is on its way to it
 
     # ---------------------------------------------------------------- tracing
 
@@ -168,6 +200,7 @@ class World:
         node.incarnation += 1
         node.busy_until = self.queue.now
         node.checked_commit = 0
+        node.senders_seen = set()
         transport = SimTransport(self.network, node.departure, node.after_send)
         node.driver = NodeDriver(
             node.id,
@@ -180,27 +213,54 @@ class World:
                 http_address=f"http://{node.id}",
                 unsafe_leader_local_reads=self.params.bug == "stale-read",
                 snapshot_threshold=self.params.snapshot_threshold,
+                snapshot_chunk_bytes=self.params.snapshot_chunk_bytes,
+                snapshot_timeout_ticks=self.params.snapshot_timeout_ticks,
             ),
         )
         self.log(f"{node.id} start #{node.incarnation} (bootstrap={bootstrap})")
         self.run_on(node, lambda d: d.start(bootstrap))
+        d = node.driver
+        if d is not None and d.applied_index:
+            # Recovery from snapshot + log: the state found on disk is the state every other node
+            # had at that applied index, and the log past the snapshot agrees with what was
+            # committed (checked by _check_node from checked_commit = 0).
+            if node.disk.live.snapshot_index:
+                self.stats["snapshot_restarts"] += 1
+            self.check_state(node, node.disk.live)
         self.queue.after(node.tick_ms, self._tick, node, node.incarnation)
 
-    def crash(self, node: SimNode, why: str) -> None:
+    def crash(self, node: SimNode, why: str, restart: bool = True) -> None:
         if node.driver is None:
             return
-        self.stats["crashes"] += 1
+        if restart:
+            self.stats["crashes"] += 1
         node.driver = None
         node.arm = None
         node.busy_until = 0
         node.disk.crash()
         self.log(f"{node.id} CRASH ({why})")
+        if why.startswith("armed, install") or why.startswith("armed, after-install"):
+            self.stats["install_crashes"] += 1
         if self.phase != "formation":
             self._check_durable_majority(node)
         for listener in self.crash_listeners:
             listener(node)
-        if self.phase == "safety":
+        if self.phase == "safety" and restart:
             self.queue.after(self.fault_rng.randint(1, max(1, self.params.downtime_max_ms)), self.restart, node)
+
+    def wipe(self, node: SimNode) -> None:
+        """A machine that left the cluster gets a brand-new, empty disk (and must be down)."""
+        if node.driver is not None:
+            raise RuntimeError(f"wipe of running node {node.id}")
+        node.disk = SimDisk(node, lying=node.disk.lying, forget_vote=node.disk.forget_vote)
+        node.disk_gen += 1
+        node.flush_pending = False
+        self.stats["wipes"] += 1
+        self.log(f"{node.id} WIPE disk")
+
+    def members(self) -> tuple[str, ...]:
+        """Ids of the latest committed configuration (voters and learners)."""
+        return self.config.ids
 
     def restart(self, node: SimNode) -> None:
         if node.driver is not None:
@@ -290,6 +350,14 @@ class World:
 
     def _check_node(self, node: SimNode, d: NodeDriver) -> None:
         core = d.core
+        if d.senders:
+            for pid in sorted(d.senders):
+                key = (pid, d.senders[pid].index)
+                target = self.by_id.get(pid)
+                if key not in node.senders_seen and target is not None:
+                    node.senders_seen.add(key)
+                    for listener in self.snapshot_listeners:
+                        listener(target)
         if core.vote is not None:
             self.check_vote(node.id, core.term, core.vote)
         if core.role == LEADER:
@@ -298,6 +366,17 @@ class World:
                 self.leaders[core.term] = node.id
                 self.stats["elections"] += 1
                 self.log(f"{node.id} LEADER term {core.term}")
+                # Membership: a node whose removal was committed never leads again (unless a
+                # later configuration, appended after that one, re-added it), and a leader is a
+                # voter of its own configuration.
+                own = core.membership
+                if node.id not in own.voters:
+                    self._fail(f"{node.id} leads term {core.term} but is not a voter of its configuration {own.voters}")
+                if node.id not in self.config.voters and core.membership_index <= self.config_index:
+                    self._fail(
+                        f"{node.id} leads term {core.term} though the committed configuration at {self.config_index} "
+                        f"(voters {','.join(self.config.voters)}) excludes it"
+                    )
                 log = core.log
                 # Leader completeness: an entry committed in term X is in the log of every leader
                 # of a term > X. (A leader of an older term, elected late, may lack it.)
@@ -326,11 +405,23 @@ class World:
                 elif seen[0] != e:
                     self._fail(f"committed entry {i} changed on {node.id}: was term {seen[0].term}, now term {e.term}")
             node.checked_commit = c
+            # The latest configuration known committed (the core's configs are in index order).
+            for idx, m in reversed(core.configs):
+                if idx <= c:
+                    if idx > self.config_index:
+                        self.config, self.config_index = m, idx
+                        self.log(
+                            f"CONFIG committed at {idx}: voters {','.join(m.voters)} learners "
+                            f"{','.join(i for i in m.ids if i not in m.voters) or '-'}"
+                        )
+                    break
 
     def check_vote(self, voter: str, term: int, candidate: str) -> None:
         """One vote per term per node (a candidate's own vote included): what the durable vote
         in the hard state exists to guarantee, across crashes."""
-        holder = self.votes.setdefault((voter, term), candidate)
+        node = self.by_id.get(voter)
+        gen = node.disk_gen if node is not None else 0
+        holder = self.votes.setdefault((voter, gen, term), candidate)
         if holder != candidate:
             self._fail(f"{voter} voted twice in term {term}: for {holder} and for {candidate}")
 
@@ -340,20 +431,35 @@ class World:
         if not self.committed:
             return
         last = self.committed[self.last_committed][0]
-        holders = 0
+        held: dict[str, bool] = {}
         for n in self.nodes:
             st = n.disk.live
             if st.snapshot_index >= last.index:
-                holders += 1  # folded into a snapshot of applied (hence committed) state
+                held[n.id] = True  # folded into a snapshot of applied (hence committed) state
                 continue
             k = last.index - st.snapshot_index - 1
-            if len(st.log) > k and st.log[k] == last:
-                holders += 1
-        if holders * 2 <= len(self.nodes):
-            self._fail(
-                f"committed entry {last.index} (term {last.term}) disappeared: after {crashed.id} crashed "
-                f"only {holders} of {len(self.nodes)} nodes hold it"
-            )
+            held[n.id] = len(st.log) > k and st.log[k] == last
+        # It was committed by a majority of the configuration in force then: the committed one,
+        # or a newer one (at most one change ahead) that some disk holds. Holding a majority of
+        # any of them is what keeps it from being lost.
+        configs = [self.config] if self.config.voters else []
+        for n in self.nodes:
+            m = _disk_config(n)
+            if m is not None and m[0] > self.config_index and m[1].voters:
+                configs.append(m[1])
+        if not configs:
+            configs = [Membership()]
+        best = (0, 1)
+        for m in configs:
+            voters = m.voters or tuple(n.id for n in self.nodes[: self.params.nodes])
+            holders = sum(1 for v in voters if held.get(v))
+            if holders * 2 > len(voters):
+                return
+            best = max(best, (holders, len(voters)))
+        self._fail(
+            f"committed entry {last.index} (term {last.term}) disappeared: after {crashed.id} crashed "
+            f"only {best[0]} of {best[1]} voters hold it"
+        )
 
     def check_applied(self, node: SimNode, entries: Sequence[Entry], storage: MemoryStorage) -> None:
         committed = self.committed
@@ -372,7 +478,8 @@ class World:
     def converged(self) -> str | None:
         """None when every node is up, caught up and identical; else what is missing."""
         views = []
-        for n in self.nodes:
+        members = [self.by_id[i] for i in self.members() if i in self.by_id] or self.nodes[: self.params.nodes]
+        for n in members:
             d = n.driver
             if d is None:
                 return f"{n.id} is down"
@@ -381,7 +488,7 @@ class World:
                 return f"{n.id} not caught up (applied {d.applied_index}, commit {core.commit}, last {core.log.last_index})"
             views.append((d.applied_index, core.log.last_term, _fingerprint(n.disk.live)))
         if any(v != views[0] for v in views):
-            return "nodes differ: " + ", ".join(f"{n.id}@{v[0]}" for n, v in zip(self.nodes, views, strict=True))
+            return "nodes differ: " + ", ".join(f"{n.id}@{v[0]}" for n, v in zip(members, views, strict=True))
         return None
 
     def leader(self) -> SimNode | None:
@@ -395,6 +502,17 @@ class World:
             ):
                 best = n
         return best
+
+
+def _disk_config(node: SimNode) -> tuple[int, Membership] | None:
+    """The latest configuration on a node's disk (its log, else its snapshot), with its index."""
+    st = node.disk.live
+    for e in reversed(st.log):
+        if e.kind == EntryKind.CONFIG:
+            return e.index, Membership.decode(e.data)
+    if st.snapshot_membership:
+        return st.snapshot_index, Membership.decode(st.snapshot_membership)
+    return None
 
 
 def _show(msg: Message) -> str:
@@ -412,5 +530,10 @@ def _show(msg: Message) -> str:
         case VoteResponse():
             pre = " pre" if msg.pre_vote else ""
             return f"VoteResponse{pre} t{msg.term} granted={msg.granted}"
+        case InstallSnapshot():
+            done = " done" if msg.done else ""
+            return f"InstallSnapshot t{msg.term} at={msg.index}/{msg.snap_term} seq={msg.seq} {len(msg.data)}B{done}"
+        case SnapshotAck():
+            return f"SnapshotAck t{msg.term} at={msg.index} seq={msg.seq} ok={msg.ok}"
         case _:
             return type(msg).__name__
