@@ -42,7 +42,35 @@ def test_a_lost_append_is_resent_even_when_no_new_entry_follows() -> None:
 
 # 61: the lost-append stall (core, fixed in 653e541 + 496323e); 145: a join that hung after a leader
 # change (driver, fixed in 0307e4d). Found with earlier parameter draws; kept as clean replays.
+# Replayed without churn (added later), which now strands seed 145 on the xfail bug below.
 @pytest.mark.parametrize("seed", [61, 145])
 def test_sim_seed_replays_clean(seed: int) -> None:
-    outcome = run(draw(seed, 5, FAULT_CLASSES, None))
+    outcome = run(draw(seed, 5, tuple(f for f in FAULT_CLASSES if f != "churn"), None))
+    assert outcome.kind == "ok", outcome.detail
+
+
+# Found with membership churn, small snapshot thresholds and crashes inside installs (all
+# faults, node count drawn from the seed):
+# 38, 46, 89: a follower that began receiving a snapshot while behind caught up from the log
+#   before the last chunk; install_finish truncated the stored log behind the core's (safety:
+#   "save: entries start at 173, log ends at 147", or an apply gap). Fixed in a3f00fd.
+# 87: the follower answered from the installed snapshot before its last ack reached the
+#   leader, which had compacted past it meanwhile; the new snapshot request was ignored while
+#   the old sender was registered, leaving the follower in SNAPSHOT state forever (liveness).
+#   Fixed in e850b91.
+@pytest.mark.parametrize("seed", [38, 46, 87, 89])
+def test_snapshot_and_churn_seed_replays_clean(seed: int) -> None:
+    outcome = run(draw(seed, None, FAULT_CLASSES, None))
+    assert outcome.kind == "ok", outcome.detail
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="driver: a node adopted by a join that restarts before it holds any configuration "
+    "(log entry or snapshot) knows no peer address (handshake peers are volatile), so it can "
+    "never answer the leader and stays a learner at applied index 0",
+)
+@pytest.mark.parametrize("seed", [2, 4, 16])
+def test_learner_restarted_before_its_first_configuration_catches_up(seed: int) -> None:
+    outcome = run(draw(seed, None, FAULT_CLASSES, None))
     assert outcome.kind == "ok", outcome.detail
