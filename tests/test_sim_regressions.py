@@ -58,19 +58,25 @@ def test_sim_seed_replays_clean(seed: int) -> None:
 #   leader, which had compacted past it meanwhile; the new snapshot request was ignored while
 #   the old sender was registered, leaving the follower in SNAPSHOT state forever (liveness).
 #   Fixed in e850b91.
+# 1051 (--nodes 5): the simulated client recorded a timed-out write as "fail" when its
+#   success reply was still on its way (a simulator bug: a timeout is always "info").
 @pytest.mark.parametrize("seed", [38, 46, 87, 89])
 def test_snapshot_and_churn_seed_replays_clean(seed: int) -> None:
     outcome = run(draw(seed, None, FAULT_CLASSES, None))
     assert outcome.kind == "ok", outcome.detail
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="driver: a node adopted by a join that restarts before it holds any configuration "
-    "(log entry or snapshot) knows no peer address (handshake peers are volatile), so it can "
-    "never answer the leader and stays a learner at applied index 0",
-)
+# 2, 4, 16: a node adopted by a join that restarted before any configuration reached its log
+#   knew no peer address (handshake addresses are volatile), so it could never answer the leader
+#   and stayed a learner at applied index 0. Fixed: the leader re-introduces itself (an
+#   AdoptRequest for its own cluster id, which wipes nothing) to members silent for two
+#   election timeouts, and the member learns the addresses.
 @pytest.mark.parametrize("seed", [2, 4, 16])
 def test_learner_restarted_before_its_first_configuration_catches_up(seed: int) -> None:
     outcome = run(draw(seed, None, FAULT_CLASSES, None))
+    assert outcome.kind == "ok", outcome.detail
+
+
+def test_a_timed_out_write_whose_reply_is_in_flight_is_info_not_fail() -> None:
+    outcome = run(draw(1051, 5, FAULT_CLASSES, None))
     assert outcome.kind == "ok", outcome.detail

@@ -131,7 +131,9 @@ class NodeDriver:
         self.proposals: dict[int, Waiter] = {}  # index -> waiter
         self.reads: dict[int, Waiter] = {}  # ctx -> waiter, until confirmed
         self.read_waits: list[tuple[int, Waiter]] = []  # (read index, waiter), until applied
-        self.next_ctx = 1
+        # Read contexts start at a random point, so a leader's late answer to a read asked
+        # before this node restarted can never be taken for the answer to a new read.
+        self.next_ctx = self.rng.getrandbits(62)
         self.join_op: _Join | None = None
         self.config_waits: dict[int, Waiter] = {}  # config entry index -> waiter
         self.handshake_peers: dict[str, str] = {}  # probers we must be able to answer (bounded)
@@ -187,6 +189,8 @@ class NodeDriver:
 
     def tick(self) -> None:
         self.core.tick()
+        if self.core.role == LEADER and self.core.ticks % (2 * self.options.handshake_retry_ticks) == 0:
+            self._reintroduce()
         for pid, snd in list(self.senders.items()):
             snd.idle_ticks += 1
             if snd.idle_ticks > self.options.snapshot_timeout_ticks:
@@ -528,7 +532,11 @@ class NodeDriver:
 
     def _handle_adopt(self, msg: AdoptRequest) -> None:
         if self.cluster_id == msg.cluster_id:
-            ok, reason = True, ""  # a retransmission: already adopted
+            # A retransmission, or the leader re-introducing itself: we may have restarted
+            # before the configuration reached our log, or know only an older one, and so not
+            # know where the leader is. Learn the addresses (the log's configuration wins).
+            ok, reason = True, ""
+            self._learn_addresses(msg.members)
         elif not self.pristine():
             ok, reason = False, "this node holds data and will not be wiped"
         else:
@@ -536,13 +544,32 @@ class NodeDriver:
             # before any entry of the new cluster is accepted.
             self.storage.reset(msg.cluster_id)
             self._load(msg.cluster_id, HardState(), (), 0)
-            members = Membership.decode(msg.members) if msg.members else Membership()
             # Until the configuration arrives through the log, reach the cluster at these addresses.
-            self.handshake_peers.update({m.id: m.raft_address for m in members.members if m.id != self.id})
-            self._peers_for = (-1, None)
-            self._sync_peers()
+            self._learn_addresses(msg.members)
             ok, reason = True, ""
         self.transport.send(AdoptResponse(self.id, msg.src, msg.nonce, ok, reason))
+
+    def _learn_addresses(self, encoded: bytes) -> None:
+        members = Membership.decode(encoded) if encoded else Membership()
+        self.handshake_peers.update({m.id: m.raft_address for m in members.members if m.id != self.id})
+        self._peers_for = (-1, None)
+        self._sync_peers()
+
+    def _reintroduce(self) -> None:
+        """Leader: members silent for two election timeouts may not know our address (they
+        restarted before any configuration reached their log, or hold an older one): send them
+        the cluster's addresses (an AdoptRequest for our own cluster id wipes nothing)."""
+        core = self.core
+        if self.cluster_id is None:
+            return
+        stale = 2 * self.raft_config.election_ticks
+        encoded = core.membership.encode()
+        for m in core.membership.members:
+            if m.id == self.id:
+                continue
+            pr = core.progress.get(m.id)
+            if pr is None or pr.last_contact_tick < 0 or core.ticks - pr.last_contact_tick > stale:
+                self.transport.send(AdoptRequest(self.id, m.id, 0, self.cluster_id, encoded))
 
     def _sync_peers(self) -> None:
         core = self.core
