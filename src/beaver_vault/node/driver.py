@@ -25,7 +25,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from beaver_vault.errors import BeaverVaultError, ConfigBusy, InvariantViolation, NoLeader, NotLeader, Overloaded, Rejected, Unknown
+from beaver_vault.errors import (
+    BeaverVaultError,
+    ConfigBusy,
+    InvariantViolation,
+    NoLeader,
+    NotLeader,
+    Overloaded,
+    Rejected,
+    Unknown,
+)
 from beaver_vault.kv import state as kv_state
 from beaver_vault.kv.state import KeyRecord, KVStore
 from beaver_vault.node.snapshots import Installer, SnapshotSender
