@@ -13,12 +13,19 @@ whether a write may have happened:
 
 | error                               | status | outcome     | extra                         |
 |-------------------------------------|--------|-------------|-------------------------------|
-| ``Rejected(detail, status)``        | status | not_applied |                               |
+| ``PreconditionFailed``              | 412    | not_applied | ``key``, ``current_revision`` |
+| ``Rejected(detail, status)``        | status | not_applied | (410: a watch's history gone) |
 | ``Overloaded``                      | 503    | not_applied | ``Retry-After: 1``            |
 | ``NoLeader``                        | 503    | not_applied | ``Retry-After: 1``            |
 | ``NotLeader`` (not forwardable)     | 503    | not_applied | ``leader_id``, ``Retry-After``|
 | ``Unknown`` (timed out)             | 504    | unknown     |                               |
 | ``Unknown`` (anything else)         | 503    | unknown     |                               |
+
+``PreconditionFailed`` is the API's own: a conditional write (``If-Match``, ``If-None-Match``)
+whose condition did not hold. The command went through the log but changed nothing, so it is
+``not_applied`` and the body says which revision the key is at (0: absent). It is an
+exception here, like every other error, so that the mapping stays in this table; ``headers``
+carries e.g. ``Idempotency-Replayed`` when the answer is a replay.
 
 ``InvariantViolation`` is deliberately absent: it is a bug, not an operating error, and
 propagates (Quart answers with the generic JSON 500 of ``app.py``).
@@ -41,6 +48,18 @@ from beaver_vault.errors import (
 )
 
 RETRY_AFTER_S = "1"
+
+
+class PreconditionFailed(Rejected):
+    """A conditional write whose condition did not hold; nothing changed."""
+
+    def __init__(self, key: str, current_revision: int, *, headers: dict[str, str] | None = None) -> None:
+        state = "does not exist" if current_revision == 0 else f"is at revision {current_revision}"
+        super().__init__(f"precondition failed: key {key!r} {state}", status=412)
+        self.key = key
+        self.current_revision = current_revision
+        self.headers = dict(headers or {})
+
 
 JSON_MIMETYPE = "application/json"
 
@@ -77,26 +96,54 @@ def _is_timeout(exc: Unknown) -> bool:
     return "timeout" in text or "timed out" in text
 
 
-def error_response(exc: BeaverVaultError) -> Response:
-    """Map one operating error to its HTTP response (see the module table)."""
+def error_parts(exc: BeaverVaultError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Map one operating error to ``(status, body, headers)`` (see the module table)."""
     message = str(exc)
+    body: dict[str, Any] = {"error": message, "outcome": "not_applied"}
+    retry = {"Retry-After": RETRY_AFTER_S}
     match exc:
+        case PreconditionFailed():
+            body.update(key=exc.key, current_revision=exc.current_revision)
+            return 412, body, dict(exc.headers)
         case Rejected():
-            return json_error(exc.status, message, outcome="not_applied")
-        case Overloaded():
-            return json_error(503, message, outcome="not_applied", headers={"Retry-After": RETRY_AFTER_S})
-        case NoLeader():
-            return json_error(503, message, outcome="not_applied", headers={"Retry-After": RETRY_AFTER_S})
+            return exc.status, body, {}
+        case Overloaded() | NoLeader():
+            return 503, body, retry
         case NotLeader():
-            return json_error(
-                503,
-                message,
-                outcome="not_applied",
-                headers={"Retry-After": RETRY_AFTER_S},
-                leader_id=exc.leader_id,
-            )
+            body["leader_id"] = exc.leader_id
+            return 503, body, retry
         case Unknown():
-            return json_error(504 if _is_timeout(exc) else 503, message, outcome="unknown")
+            body["outcome"] = "unknown"
+            return (504 if _is_timeout(exc) else 503), body, {}
         case _:
             # A BeaverVaultError subclass this table does not know: trust its declared outcome.
-            return json_error(503, message, outcome=exc.outcome)
+            body["outcome"] = exc.outcome
+            return 503, body, {}
+
+
+def error_response(exc: BeaverVaultError) -> Response:
+    """Map one operating error to its HTTP response (see the module table)."""
+    status, body, headers = error_parts(exc)
+    return json_response(body, status=status, headers=headers)
+
+
+# WebSocket watches report errors as a last JSON message ``{"error", "status", ...}`` (the full
+# text: a close frame's reason is limited to 123 bytes) and then close with an application
+# code 4000 + the HTTP status (4400 bad input, 4410 history gone, 4503 overloaded). A watcher
+# closed by the server (it fell behind, the state was replaced) closes with 1013 "try again
+# later": reconnect from the last revision seen.
+WS_CLOSE_FELL_BEHIND = 1013
+WS_CLOSE_NORMAL = 1000
+WS_REASON_MAX_BYTES = 123
+
+
+def websocket_close_code(status: int) -> int:
+    return 4000 + status if 100 <= status <= 999 else 4500
+
+
+def websocket_reason(text: str) -> str:
+    """Truncate ``text`` to fit a close frame (at most 123 bytes of UTF-8)."""
+    data = text.encode("utf-8")
+    if len(data) <= WS_REASON_MAX_BYTES:
+        return text
+    return data[: WS_REASON_MAX_BYTES - 3].decode("utf-8", errors="ignore") + "..."

@@ -5,7 +5,9 @@ Theory of operation: any node accepts any request. When the runtime answers
 same request (method, raw path, query string, body, Content-Type) against the leader with
 one long-lived ``httpx.AsyncClient`` per app (keep-alive; opened in ``before_serving``,
 closed in ``after_serving``) and returns the leader's status, body and the headers that
-matter (Content-Type, ETag, consistency, Retry-After).
+matter (Content-Type, ETag, consistency and applied index, Idempotency-Replayed,
+Retry-After). The request headers that change what the leader does (conditions, idempotency
+key and client) travel with it.
 
 Loops are impossible: the forwarded request carries ``X-Beaver-Vault-Forwarded-By: <node
 id>`` and a request carrying it is never forwarded again (the app answers 503
@@ -31,8 +33,24 @@ from beaver_vault.api.errors import json_error
 FORWARDED_BY_HEADER = "X-Beaver-Vault-Forwarded-By"
 FORWARDED_TO_HEADER = "X-Beaver-Vault-Forwarded-To"
 
+# Request headers that change what the leader does, passed on with the forwarded request.
+FORWARDED_REQUEST_HEADERS = (
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+    "X-Beaver-Vault-Client",
+)
+
 # Response headers of the leader that are passed through to the client.
-PASSTHROUGH_HEADERS = ("Content-Type", "ETag", "X-Beaver-Vault-Consistency", "Retry-After", "Allow")
+PASSTHROUGH_HEADERS = (
+    "Content-Type",
+    "ETag",
+    "X-Beaver-Vault-Consistency",
+    "X-Beaver-Vault-Applied-Index",
+    "Idempotency-Replayed",
+    "Retry-After",
+    "Allow",
+)
 
 # Failures that happen before any byte of the request could have been sent.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
@@ -45,6 +63,9 @@ class Forwarder:
         self.node_id = node_id
         self.timeout_s = timeout_s
         self._max_connections = max_connections
+        # Set before the app starts serving to route forwarded requests elsewhere than the
+        # network (tests connect in-process apps this way); None: real HTTP connections.
+        self.transport: httpx.AsyncBaseTransport | None = None
         self._client: httpx.AsyncClient | None = None
         self.forwarded = 0  # requests proxied (statistics)
         self.failed = 0  # proxied requests that got no complete answer
@@ -58,6 +79,7 @@ class Forwarder:
                     max_keepalive_connections=self._max_connections,
                 ),
                 follow_redirects=False,
+                transport=self.transport,
                 trust_env=False,  # never route cluster-internal traffic through an environment proxy
             )
 
@@ -77,6 +99,7 @@ class Forwarder:
         body: bytes,
         content_type: str | None,
         is_write: bool,
+        headers: dict[str, str] | None = None,
     ) -> Response:
         """Replay one request against the leader; map transport failures to outcomes."""
         if self._client is None:
@@ -86,12 +109,13 @@ class Forwarder:
             url = httpx.URL(leader_http.rstrip("/")).copy_with(raw_path=target)
         except (httpx.InvalidURL, TypeError, ValueError):
             return json_error(503, f"leader address {leader_http!r} is not a usable URL", outcome="not_applied")
-        headers = {FORWARDED_BY_HEADER: self.node_id}
+        sent = dict(headers or {})
+        sent[FORWARDED_BY_HEADER] = self.node_id
         if content_type is not None:
-            headers["Content-Type"] = content_type
+            sent["Content-Type"] = content_type
         self.forwarded += 1
         try:
-            answer = await self._client.request(method, url, content=body or None, headers=headers)
+            answer = await self._client.request(method, url, content=body or None, headers=sent)
         except _NOT_SENT as exc:
             self.failed += 1
             return json_error(

@@ -1,4 +1,4 @@
-"""Input validation for the HTTP API: keys and JSON bodies.
+"""Input validation for the HTTP API: keys, JSON bodies, headers and query parameters.
 
 Theory of operation: every request body and key is checked here, *before* anything is
 proposed to Raft, so bad input is answered with a 4xx and never appends to the log.
@@ -21,12 +21,19 @@ A body is accepted when it is, in this order:
 
 The canonical text (compact separators, non-ASCII kept) is what the key-value state
 machine stores, so the API returns it alongside the parsed value.
+
+Headers and query parameters: ``If-Match`` is exactly one strong tag ``"<revision>"``
+(``*``, weak tags and lists are refused, not ignored: a condition the client believes it
+sent must never be dropped); ``If-None-Match`` on a write is exactly ``*``; opaque tokens
+(``Idempotency-Key``, ``X-Beaver-Vault-Client``) are 1..128 visible ASCII characters without
+spaces, quotes or commas; a watch's resume point is ``R`` or ``R:n``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,3 +144,85 @@ def check_node_field(body: Any, field: str, *, max_bytes: int = 256) -> str:
     if len(value.encode("utf-8")) > max_bytes:
         raise BadInput(f"field {field!r} is longer than {max_bytes} bytes")
     return value
+
+
+# --------------------------------------------------------------------------- query parameters and headers
+
+_ETAG = re.compile(r'"(?P<revision>[0-9]{1,19})"')
+# Visible ASCII without spaces, quotes or commas: safe in a header, a log line and a JSON key.
+_TOKEN = re.compile(r"[!#-+\--~]+")
+
+
+def parse_bool(value: str | None, name: str, *, default: bool = False) -> bool:
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise BadInput(f"{name} must be true or false; got {value[:40]!r}")
+
+
+def parse_optional_int(value: str | None, name: str, *, lo: int, hi: int) -> int | None:
+    """A non-negative integer query parameter within ``[lo, hi]``; ``None`` when absent."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise BadInput(f"{name} must be a non-negative integer; got {value[:40]!r}")
+    number = int(text)
+    if not lo <= number <= hi:
+        raise BadInput(f"{name} must be between {lo} and {hi}; got {number}")
+    return number
+
+
+def parse_int(value: str | None, name: str, *, default: int, lo: int, hi: int) -> int:
+    number = parse_optional_int(value, name, lo=lo, hi=hi)
+    return default if number is None else number
+
+
+def parse_if_match(value: str) -> int:
+    """``If-Match: "<revision>"``: one strong entity tag made of the key's mod_revision."""
+    text = value.strip()
+    m = _ETAG.fullmatch(text)
+    if m is None:
+        if text == "*":
+            raise BadInput('If-Match: * is not supported; give the revision as If-Match: "<mod_revision>"')
+        if text.startswith("W/"):
+            raise BadInput("If-Match needs a strong entity tag; weak tags (W/...) never match")
+        raise BadInput(f'If-Match must be one quoted revision such as "42"; got {text[:40]!r}')
+    return int(m.group("revision"))
+
+
+def check_if_none_match(value: str) -> None:
+    """Writes only support ``If-None-Match: *`` (create only if absent)."""
+    if value.strip() != "*":
+        raise BadInput(f"If-None-Match on a write must be *; got {value[:40]!r}")
+
+
+def check_token(value: str, name: str, *, max_bytes: int = 128) -> str:
+    """An opaque header token (idempotency key, client name): 1..max_bytes visible ASCII chars."""
+    text = value.strip()
+    if not text:
+        raise BadInput(f"{name} must not be empty")
+    if len(text) > max_bytes:
+        raise BadInput(f"{name} is longer than {max_bytes} characters")
+    if not text.isascii() or _TOKEN.fullmatch(text) is None:
+        raise BadInput(f"{name} must be visible ASCII without spaces, quotes or commas")
+    return text
+
+
+def parse_resume_point(value: str) -> tuple[int, int]:
+    """A watch's ``Last-Event-ID``: ``"R"`` (every event of revision R was seen: resume at R+1)
+    or ``"R:n"`` (only the first n events of revision R were seen: resume at R, skip n).
+    Returns ``(from_revision, skip)``."""
+    text = value.strip()
+    revision, sep, seen = text.partition(":")
+    if not revision.isascii() or not revision.isdigit() or len(revision) > 19:
+        raise BadInput(f"Last-Event-ID must be a revision; got {text[:40]!r}")
+    if not sep:
+        return int(revision) + 1, 0
+    if not seen.isascii() or not seen.isdigit() or len(seen) > 9 or int(seen) < 1:
+        raise BadInput(f"Last-Event-ID must be R or R:n; got {text[:40]!r}")
+    return int(revision), int(seen)
