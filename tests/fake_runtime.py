@@ -1,7 +1,8 @@
 """An in-memory, single-node stand-in for ``NodeRuntime`` (API tests).
 
-It keeps the interface the HTTP API codes against (write, read_barrier, get_local, status,
-join, remove) with no Raft, storage or transport: a committed "log" is a list of commands
+It keeps the interface the HTTP API codes against (write, read_barrier, get_local, scan,
+count, applied_index, now_ms, watch/next_events, status, join, remove, nodes,
+transfer_leadership) with no Raft, storage or transport: a committed "log" is a list of commands
 applied at once with the real state machine (``beaver_vault.kv.state.apply`` over a
 ``MemoryKV``), so results and revisions have the real shapes.
 
@@ -12,6 +13,7 @@ Tests steer it:
 * ``follow(leader_id, leader_http)``: behave as a follower: every leader-only call raises
   ``NotLeader(leader_id, leader_http)`` (``lead()`` undoes it);
 * ``hang_next(method=None)``: the next call blocks until cancelled (timeout handling);
+* ``clock_ms``: what ``now_ms()`` answers (a test moves it by hand);
 * ``log``, ``barriers``: what was written and how many read barriers were taken, so a test
   can assert that a rejected request appended nothing.
 """
@@ -22,11 +24,12 @@ from typing import Any
 
 import trio
 
-from beaver_vault.errors import NotLeader, Rejected
+from beaver_vault.errors import NotLeader, Overloaded, Rejected
 from beaver_vault.kv.memory import MemoryKV
 from beaver_vault.kv.state import KeyRecord, apply
 from beaver_vault.node.runtime import NodeRuntime
 from beaver_vault.node.status import MemberStatus, NodeStatus
+from beaver_vault.node.watch import Event, WatchCompacted, Watcher, WatchHub
 from beaver_vault.raft.messages import Member, Membership
 
 
@@ -39,11 +42,14 @@ class FakeRuntime(NodeRuntime):
         self.store = MemoryKV()
         self.log: list[bytes] = []  # every command applied, in order
         self.barriers = 0
+        self.clock_ms = 1_700_000_000_000
+        self.watch_hub = WatchHub(1)
         self.term = 1
         self.membership = Membership((Member(node_id, self.raft_address, http_address),))
         self._leader: tuple[str | None, str | None] | None = None  # None: this node leads
         self._failures: list[tuple[str | None, BaseException]] = []
         self._hangs: list[str | None] = []
+        self.removals: list[tuple[str, bool]] = []  # (node_id, force) of every removal asked
 
     # ------------------------------------------------------------------ steering
 
@@ -78,22 +84,48 @@ class FakeRuntime(NodeRuntime):
     async def write(self, command: bytes, *, timeout_s: float) -> dict[str, Any]:
         assert timeout_s > 0
         await self._enter("write")
-        index = self.applied_index + 1
+        index = self.applied_index() + 1
         self.log.append(command)
-        return apply(self.store, index, command)
+        result = apply(self.store, index, command)
+        events = result.get("events")
+        self.watch_hub.publish(index, events if isinstance(events, list) else [])
+        return result
 
     async def read_barrier(self, *, timeout_s: float) -> int:
         assert timeout_s > 0
         await self._enter("read_barrier")
         self.barriers += 1
-        return self.applied_index
+        return self.applied_index()
 
     def get_local(self, key: str) -> KeyRecord | None:
         return self.store.get(key)
 
-    @property
     def applied_index(self) -> int:
         return len(self.log) + 1  # index 1 is the bootstrap configuration entry
+
+    def now_ms(self) -> int:
+        return self.clock_ms
+
+    def scan(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
+        return self.store.scan(prefix, after, limit)
+
+    def count(self, prefix: str, page: int = 1000) -> int:
+        return len(self.store.scan(prefix, None, len(self.store)))
+
+    def watch(self, prefix: str, from_revision: int | None, *, buffer_max: int = 1000) -> Watcher:
+        try:
+            return self.watch_hub.subscribe(prefix, from_revision, buffer_max)
+        except WatchCompacted as e:
+            raise Rejected(str(e), status=410) from e
+        except OverflowError as e:
+            raise Overloaded(str(e)) from e
+
+    async def next_events(self, watcher: Watcher) -> list[Event]:
+        while not watcher.buffer and watcher.closed_reason is None:
+            ready = trio.Event()
+            watcher.on_ready = ready.set
+            await ready.wait()
+        return watcher.take()
 
     def status(self) -> NodeStatus:
         leader_id = self.node_id if self._leader is None else self._leader[0]
@@ -102,9 +134,9 @@ class FakeRuntime(NodeRuntime):
             role="leader" if self._leader is None else "follower",
             term=self.term,
             leader_id=leader_id,
-            commit_index=self.applied_index,
-            applied_index=self.applied_index,
-            last_log_index=self.applied_index,
+            commit_index=self.applied_index(),
+            applied_index=self.applied_index(),
+            last_log_index=self.applied_index(),
             cluster_id="fake-cluster",
             members=tuple(MemberStatus(m.id, m.raft_address, m.http_address, m.voter) for m in self.membership.members),
             http_address=self.http_address,
@@ -119,10 +151,40 @@ class FakeRuntime(NodeRuntime):
         self.membership = self.membership.with_member(Member(node_id, raft_address, f"http://{node_id}.invalid"))
         return self.membership
 
-    async def remove(self, node_id: str, *, timeout_s: float) -> Membership:
+    async def remove(self, node_id: str, *, timeout_s: float, force: bool = False) -> Membership:
         assert timeout_s > 0
         await self._enter("remove")
+        self.removals.append((node_id, force))
         if self.membership.get(node_id) is None:
             raise Rejected(f"{node_id} is not a member", status=404)
         self.membership = Membership(tuple(m for m in self.membership.members if m.id != node_id))
         return self.membership
+
+    def nodes(self) -> list[dict[str, Any]]:
+        if self._leader is not None:
+            raise NotLeader(*self._leader)
+        return [
+            {
+                "id": m.id,
+                "role": "leader" if m.id == self.node_id else ("follower" if m.voter else "learner"),
+                "voter": m.voter,
+                "raft_address": m.raft_address,
+                "http_address": m.http_address,
+                "match_index": self.applied_index(),
+                "lag": 0,
+                "last_contact_ms": None if m.id == self.node_id else 0,
+                "reachable": True,
+            }
+            for m in self.membership.members
+        ]
+
+    async def transfer_leadership(self, node_id: str | None, *, timeout_s: float) -> str:
+        assert timeout_s > 0
+        await self._enter("transfer_leadership")
+        others = [m.id for m in self.membership.members if m.id != self.node_id and m.voter]
+        target = node_id if node_id is not None else (others[0] if others else None)
+        if target is None or self.membership.get(target) is None:
+            raise Rejected(f"no such voter to transfer leadership to: {target}", status=404)
+        member = self.membership.get(target)
+        self.follow(target, member.http_address if member is not None else None)
+        return target

@@ -387,7 +387,9 @@ async def test_status_answers_without_a_leader(client: Client, runtime: FakeRunt
 # --------------------------------------------------------------------------- routing errors
 
 
-@pytest.mark.parametrize("path", ["/", "/api", "/api/v1", "/api/v1/kv", "/api/v2/kv/k", "/api/v1/nope", "/api/v1/raft"])
+@pytest.mark.parametrize(
+    "path", ["/", "/api", "/api/v1", "/api/v1/kvs", "/api/v2/kv/k", "/api/v1/nope", "/api/v1/raft"]
+)
 async def test_unknown_routes_are_json_404(client: Client, path: str) -> None:
     body = await assert_error(await client.get(path), 404)
     assert body["path"] == path

@@ -1,9 +1,12 @@
 """Beaver-Vault's HTTP API (Quart-Trio) under ``/api/v1``.
 
 ``create_app(runtime, ApiOptions(...))`` builds the app of one node; ``cli.py`` serves it with
-``hypercorn.trio.serve`` in the node's nursery. Modules: ``app`` (routes), ``validation``
-(keys and JSON bodies, checked before anything reaches the log), ``errors`` (the one mapping
-from domain errors to HTTP), ``forward`` (follower -> leader proxying).
+``hypercorn.trio.serve`` in the node's nursery. Modules: ``app`` (assembly, lifecycle, error
+handlers), ``context`` (options, bounded runtime calls, read consistency), ``kv_routes``,
+``watch_routes`` (SSE and WebSocket), ``raft_routes`` (membership, nodes, transfer, status),
+``metrics`` (Prometheus), ``validation`` (keys, bodies, headers and query parameters, checked
+before anything reaches the log), ``errors`` (the one mapping from domain errors to HTTP),
+``forward`` (follower -> leader proxying).
 """
 
 from beaver_vault.api.app import ApiOptions, create_app

@@ -1,0 +1,115 @@
+"""What every route module shares: the options, the runtime and a few request helpers.
+
+Theory of operation: ``create_app`` builds one :class:`ApiContext` per app and hands it to
+each route module's ``register(app, ctx)``. The context owns the rules that are the same
+everywhere: every runtime call is bounded (``bounded``), bodies are read once and validated
+(``json_body``), and reads go through :meth:`ApiContext.read_view`, which applies the
+requested consistency and says which applied index served the read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import trio
+from quart import request
+
+from beaver_vault.api.validation import BadInput, parse_json_body
+from beaver_vault.errors import Unknown
+from beaver_vault.node.runtime import NodeRuntime
+
+T = TypeVar("T")
+
+API_PREFIX = "/api/v1"
+CONSISTENCY_HEADER = "X-Beaver-Vault-Consistency"
+APPLIED_INDEX_HEADER = "X-Beaver-Vault-Applied-Index"
+CONSISTENCY_LEVELS = ("linearizable", "stale")
+# Extra time granted to the runtime beyond the timeout it was given before the API gives up.
+RUNTIME_GRACE_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    max_key_bytes: int = 1024
+    max_body_bytes: int = 1024 * 1024
+    max_json_depth: int = 64
+    request_timeout_s: float = 5.0  # handed to the runtime for each write/read barrier/join/remove
+    forward_timeout_s: float = 10.0  # a forwarded request's whole budget (longer than the leader's own)
+    list_limit_default: int = 100
+    list_limit_max: int = 1000
+    ttl_max_s: int = 30 * 24 * 3600
+    watch_buffer_max: int = 1000  # events a watcher may have pending before it is disconnected
+    watch_keepalive_s: float = 15.0  # SSE comment / WebSocket ping-free idle message period
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_key_bytes",
+            "max_body_bytes",
+            "max_json_depth",
+            "list_limit_default",
+            "list_limit_max",
+            "ttl_max_s",
+            "watch_buffer_max",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ApiOptions.{name} must be at least 1")
+        for name in ("request_timeout_s", "forward_timeout_s", "watch_keepalive_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ApiOptions.{name} must be positive")
+        if self.list_limit_default > self.list_limit_max:
+            raise ValueError("ApiOptions.list_limit_default must not exceed list_limit_max")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadView:
+    """How a read was served: the consistency asked for and the applied index it saw."""
+
+    consistency: str
+    applied_index: int
+
+    def headers(self) -> dict[str, str]:
+        return {CONSISTENCY_HEADER: self.consistency, APPLIED_INDEX_HEADER: str(self.applied_index)}
+
+
+class ApiContext:
+    def __init__(self, runtime: NodeRuntime, opts: ApiOptions) -> None:
+        self.runtime = runtime
+        self.opts = opts
+
+    async def bounded(self, call: Awaitable[T]) -> T:
+        """Await one runtime call, but never longer than its own timeout plus a grace period."""
+        limit = self.opts.request_timeout_s + RUNTIME_GRACE_S
+        with trio.move_on_after(limit):
+            return await call
+        raise Unknown(f"the node did not answer within {limit:g} s (timed out)")
+
+    async def read_body(self) -> bytes:
+        data: bytes = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+        return data
+
+    async def json_body(self, *, required: bool = True) -> Any:
+        """The request body as one validated JSON document (``None`` if optional and empty)."""
+        raw = await self.read_body()
+        if not required and not raw.strip():
+            return None
+        return parse_json_body(
+            raw, max_body_bytes=self.opts.max_body_bytes, max_json_depth=self.opts.max_json_depth
+        ).value
+
+    def consistency(self) -> str:
+        level = request.args.get("consistency", "linearizable")
+        if level not in CONSISTENCY_LEVELS:
+            raise BadInput(f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}; got {level!r}")
+        return level
+
+    async def read_view(self) -> ReadView:
+        """Apply ``?consistency=``: a linearizable read first takes a read barrier (on a follower
+        it raises ``NotLeader`` and the request is forwarded, unless the runtime serves follower
+        reads itself). Call the runtime's local reads right after, with no ``await`` between, so
+        the reported index is exactly the state that was read."""
+        level = self.consistency()
+        if level == "linearizable":
+            await self.bounded(self.runtime.read_barrier(timeout_s=self.opts.request_timeout_s))
+        return ReadView(level, self.runtime.applied_index())

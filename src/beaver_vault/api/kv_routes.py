@@ -1,0 +1,287 @@
+"""Key-value routes: one key, listings, prefix deletes and transactions.
+
+Theory of operation: each route validates everything first (key, body, headers, query), then
+builds ONE state-machine command (``beaver_vault.kv.commands``) and proposes it, or reads the
+locally applied state after the consistency barrier of ``ApiContext.read_view``. The state
+machine decides preconditions and idempotent replays; this module only turns its result into
+HTTP:
+
+* ``"precondition_failed": true`` -> 412 with the key's current revision (nothing changed);
+* ``"duplicate": true`` (the ``Idempotency-Key`` was seen before) -> the original answer,
+  same status, plus ``Idempotency-Replayed: true``;
+* ``{"error", "code"}`` (refused by the state machine, e.g. appending to a non-list) -> 409.
+
+Clock: TTL expiries and idempotency times are stamped here with ``runtime.now_ms()``. Only
+the leader's stamp can reach the log: on a follower the write raises ``NotLeader`` and the
+request is forwarded, and the leader stamps it again.
+
+Values are stored as canonical JSON text, so responses splice that text in rather than
+parsing and re-encoding every document.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from beaver_vault.api.context import API_PREFIX, ApiContext
+from beaver_vault.api.errors import JSON_MIMETYPE, PreconditionFailed, json_error, json_response
+from beaver_vault.api.validation import (
+    BadInput,
+    check_if_none_match,
+    check_key,
+    check_token,
+    parse_bool,
+    parse_if_match,
+    parse_int,
+)
+from beaver_vault.errors import Rejected
+from beaver_vault.kv import commands
+from beaver_vault.kv.state import KeyRecord
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+CLIENT_HEADER = "X-Beaver-Vault-Client"
+REPLAYED_HEADER = "Idempotency-Replayed"
+DEFAULT_CLIENT = "default"
+IDEMPOTENCY_KEY_MAX = 128
+CLIENT_NAME_MAX = 128
+
+
+def record_json(key: str, record: KeyRecord) -> str:
+    """``{"key", "value", "create_revision", "mod_revision", "version"[, "expires_at_ms"]}``."""
+    text = (
+        f'{{"key":{json.dumps(key, ensure_ascii=False)},"value":{record.value},'
+        f'"create_revision":{record.create_revision},"mod_revision":{record.mod_revision},'
+        f'"version":{record.version}'
+    )
+    expires = getattr(record, "expires_at_ms", None)  # present once TTLs are in the state machine
+    if isinstance(expires, int):
+        text += f',"expires_at_ms":{expires}'
+    return text + "}"
+
+
+def applied(result: dict[str, Any]) -> dict[str, Any]:
+    """The state machine's answer; one refused without a change (``{"error", "code"}``) -> 409."""
+    if "error" in result:
+        raise Rejected(f"refused by the state machine: {result['error']}", status=409)
+    return result
+
+
+def revision_of(result: dict[str, Any]) -> Any:
+    for name in ("revision", "mod_revision", "index"):
+        if name in result:
+            return result[name]
+    return None
+
+
+def current_revision(result: dict[str, Any]) -> int:
+    """The key's mod_revision reported by a failed precondition (0: the key is absent)."""
+    for name in ("mod_revision", "current_revision", "revision"):
+        value = result.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0
+
+
+def register(app: QuartTrio, ctx: ApiContext) -> None:
+    runtime = ctx.runtime
+    opts = ctx.opts
+
+    # ------------------------------------------------------------------ helpers
+
+    def idempotency() -> dict[str, Any] | None:
+        """``request={"client", "id", "now_ms"}`` when the client sent an Idempotency-Key."""
+        raw = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+        if raw is None:
+            return None
+        key = check_token(raw, IDEMPOTENCY_KEY_HEADER, max_bytes=IDEMPOTENCY_KEY_MAX)
+        client_raw = request.headers.get(CLIENT_HEADER)
+        client = (
+            DEFAULT_CLIENT if client_raw is None else check_token(client_raw, CLIENT_HEADER, max_bytes=CLIENT_NAME_MAX)
+        )
+        return {"client": client, "id": key, "now_ms": runtime.now_ms()}
+
+    def check_ttl_ms(ttl_ms: int, where: str = "") -> int:
+        if ttl_ms > opts.ttl_max_s * 1000:
+            raise BadInput(f"{where}ttl must be at most {opts.ttl_max_s} s")
+        return ttl_ms
+
+    def ttl_expiry(value: str | None) -> int | None:
+        """``?ttl=`` -> an absolute ``expires_at_ms`` on this node's clock. The grammar is the
+        state machine's (``30s``, ``500ms``, ``5m``, ``2h``, ``1d``, bare seconds); the API
+        adds its own, tighter bound (``ttl_max_s``)."""
+        if value is None:
+            return None
+        try:
+            ttl_ms = commands.parse_ttl_ms(value)
+        except ValueError as exc:  # commands.CommandError
+            raise BadInput(str(exc)) from None
+        return runtime.now_ms() + check_ttl_ms(ttl_ms)
+
+    def conditions(*, allow_if_none_match: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if_match = request.headers.get("If-Match")
+        if_none_match = request.headers.get("If-None-Match")
+        if if_match is not None and if_none_match is not None:
+            raise BadInput("send If-Match or If-None-Match, not both")
+        if if_match is not None:
+            out["if_mod_revision"] = parse_if_match(if_match)
+        if if_none_match is not None:
+            if not allow_if_none_match:
+                raise BadInput("If-None-Match is not supported on this method")
+            check_if_none_match(if_none_match)
+            out["if_absent"] = True
+        return out
+
+    def build(make: Any, *args: Any, **kwargs: Any) -> bytes:
+        """Encode a command; only options actually used are passed, so a plain write encodes
+        exactly as it always did."""
+        try:
+            command: bytes = make(*args, **{k: v for k, v in kwargs.items() if v is not None})
+        except ValueError as exc:  # commands.CommandError: the encoder's own limits
+            raise BadInput(str(exc)) from None
+        return command
+
+    async def write(command: bytes) -> tuple[dict[str, Any], dict[str, str]]:
+        result = await ctx.bounded(runtime.write(command, timeout_s=opts.request_timeout_s))
+        headers = {REPLAYED_HEADER: "true"} if result.get("duplicate") else {}
+        return result, headers
+
+    def precondition(key: str, result: dict[str, Any], headers: dict[str, str]) -> None:
+        if result.get("precondition_failed"):
+            raise PreconditionFailed(key, current_revision(result), headers=headers)
+
+    # ------------------------------------------------------------------ one key
+
+    @app.route(f"{API_PREFIX}/kv/<key:key>", methods=["PUT"])
+    async def put_key(key: str) -> Response:
+        check_key(key, max_key_bytes=opts.max_key_bytes)
+        cond = conditions(allow_if_none_match=True)
+        expires_at_ms = ttl_expiry(request.args.get("ttl"))
+        req = idempotency()
+        value = await ctx.json_body()
+        command = build(commands.put, key, value, expires_at_ms=expires_at_ms, request=req, **cond)
+        result, headers = await write(command)
+        precondition(key, result, headers)
+        applied(result)
+        revision = revision_of(result)
+        if revision is not None:
+            headers["ETag"] = f'"{revision}"'
+        return json_response(
+            {"key": key, "revision": revision, "created": bool(result.get("created"))}, headers=headers
+        )
+
+    @app.route(f"{API_PREFIX}/kv/<key:key>", methods=["GET"])
+    async def get_key(key: str) -> Response:
+        check_key(key, max_key_bytes=opts.max_key_bytes)
+        meta = parse_bool(request.args.get("meta"), "meta")
+        view = await ctx.read_view()
+        record = runtime.get_local(key)
+        headers = view.headers()
+        if record is None:
+            return json_error(404, f"key {key!r} not found", headers=headers, key=key)
+        etag = f'"{record.mod_revision}"'
+        headers["ETag"] = etag
+        if meta:
+            return Response(record_json(key, record), status=200, headers=headers, mimetype=JSON_MIMETYPE)
+        if _etag_matches(request.headers.get("If-None-Match"), etag):
+            return Response("", status=304, headers=headers)
+        return Response(record.value, status=200, headers=headers, mimetype=JSON_MIMETYPE)
+
+    @app.route(f"{API_PREFIX}/kv/<key:key>", methods=["DELETE"])
+    async def delete_key(key: str) -> Response:
+        check_key(key, max_key_bytes=opts.max_key_bytes)
+        cond = conditions(allow_if_none_match=False)
+        req = idempotency()
+        result, headers = await write(build(commands.delete, key, request=req, **cond))
+        precondition(key, result, headers)
+        applied(result)
+        body = {"key": key, "deleted": bool(result.get("deleted")), "revision": revision_of(result)}
+        return json_response(body, headers=headers)
+
+    # ------------------------------------------------------------------ many keys
+
+    def prefix_arg(*, required: bool) -> str:
+        prefix = request.args.get("prefix")
+        if prefix is None:
+            if required:
+                raise BadInput("the prefix parameter is required (it may be empty, with confirm=true)")
+            return ""
+        if len(prefix.encode("utf-8", errors="replace")) > opts.max_key_bytes:
+            raise BadInput(f"prefix is longer than {opts.max_key_bytes} bytes")
+        return prefix
+
+    @app.route(f"{API_PREFIX}/kv", methods=["GET"])
+    async def list_keys() -> Response:
+        prefix = prefix_arg(required=False)
+        after = request.args.get("after") or None
+        limit = parse_int(
+            request.args.get("limit"), "limit", default=opts.list_limit_default, lo=1, hi=opts.list_limit_max
+        )
+        keys_only = parse_bool(request.args.get("keys_only"), "keys_only")
+        view = await ctx.read_view()
+        # No await from here on: the page, the count and the revision are of the same state.
+        rows = runtime.scan(prefix, after, limit + 1)
+        total = runtime.count(prefix)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_after = json.dumps(rows[-1][0], ensure_ascii=False) if more and rows else "null"
+        if keys_only:
+            listing = '"keys":' + json.dumps([k for k, _ in rows], ensure_ascii=False)
+        else:
+            listing = '"items":[' + ",".join(record_json(k, r) for k, r in rows) + "]"
+        text = (
+            f'{{{listing},"count":{total},"revision":{view.applied_index},'
+            f'"more":{"true" if more else "false"},"next_after":{next_after}}}'
+        )
+        return Response(text, status=200, headers=view.headers(), mimetype=JSON_MIMETYPE)
+
+    @app.route(f"{API_PREFIX}/kv", methods=["DELETE"])
+    async def delete_prefix() -> Response:
+        if not parse_bool(request.args.get("confirm"), "confirm"):
+            raise BadInput("deleting a prefix needs confirm=true (an empty prefix deletes every key)")
+        prefix = prefix_arg(required=True)
+        req = idempotency()
+        result, headers = await write(build(commands.delete_prefix, prefix, request=req))
+        applied(result)
+        body = {"prefix": prefix, "deleted": result.get("deleted", 0), "revision": revision_of(result)}
+        return json_response(body, headers=headers)
+
+    # ------------------------------------------------------------------ transactions
+
+    @app.route(f"{API_PREFIX}/txn", methods=["POST"])
+    async def txn() -> Response:
+        body = await ctx.json_body()
+        try:
+            normalised = commands.validate_txn(body)
+        except ValueError as exc:  # commands.CommandError
+            raise BadInput(f"invalid transaction: {exc}") from None
+        for branch in ("success", "failure"):
+            for i, op in enumerate(normalised[branch]):
+                if "ttl_ms" in op:
+                    check_ttl_ms(op["ttl_ms"], f"invalid transaction: {branch}[{i}]: ")
+        req = idempotency()
+        # now_ms resolves each put's ttl into an absolute expiry (the leader's stamp, as above).
+        command = build(commands.txn, now_ms=runtime.now_ms(), request=req, **normalised)
+        result, headers = await write(command)
+        applied(result)
+        answer = {
+            "succeeded": bool(result.get("succeeded")),
+            "results": result.get("results", []),
+            "revision": revision_of(result),
+        }
+        return json_response(answer, headers=headers)
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    """``If-None-Match`` on a read: weak comparison over a list of tags, or ``*``."""
+    if header is None:
+        return False
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False

@@ -1,0 +1,74 @@
+"""Prometheus metrics of one node's API, served at ``GET /metrics``.
+
+Theory of operation: every app has its own ``CollectorRegistry`` (several nodes share one
+process in tests, and the global default registry would mix them up). Requests are counted
+and timed by route template (``/api/v1/kv/<key:key>``, never the concrete path, so the label
+set stays bounded), method and status; the Raft gauges are read from ``runtime.status()`` at
+scrape time by a custom collector, so they are never stale and cost nothing between scrapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from beaver_vault.node.runtime import NodeRuntime
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _RaftCollector(Collector):
+    def __init__(self, runtime: NodeRuntime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterable[Metric]:
+        st = self.runtime.status()
+        gauges = {
+            "term": ("Current Raft term", st.term),
+            "commit_index": ("Highest log index known to be committed", st.commit_index),
+            "applied_index": ("Highest log index applied to the state machine", st.applied_index),
+            "last_log_index": ("Index of the last entry in the log", st.last_log_index),
+            "snapshot_index": ("Applied index of the last snapshot (0: none)", st.snapshot_index),
+            "is_leader": ("1 if this node is the leader", int(st.role == "leader")),
+            "members": ("Number of members in the configuration", len(st.members)),
+        }
+        for name, (doc, value) in gauges.items():
+            family = GaugeMetricFamily(f"beaver_vault_raft_{name}", doc, labels=["node"])
+            family.add_metric([st.node_id], value)
+            yield family
+
+
+class ApiMetrics:
+    def __init__(self, runtime: NodeRuntime) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "beaver_vault_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "beaver_vault_http_request_duration_seconds",
+            "Time to produce the response (for a watch: until the stream starts)",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.watchers = Gauge(
+            "beaver_vault_watchers",
+            "Watches currently streaming from this node, by transport",
+            ["transport"],
+            registry=self.registry,
+        )
+        self.registry.register(_RaftCollector(runtime))
+
+    def observe(self, route: str, method: str, status: int, elapsed_s: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(elapsed_s)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,82 @@
+"""Cluster routes: membership, the per-node view, leadership transfer and status.
+
+Theory of operation: every route except ``status`` is the leader's business. The runtime
+raises ``NotLeader`` on a follower and the app's error handler forwards the request to the
+leader, so a client may send any of them to any node. ``status`` is the node's own view and
+is answered even without a leader.
+
+* ``POST /api/v1/raft/join`` ``{"NodeID", "RaftAddress"}``: answers once the node has been
+  promoted from learner to voter; ``{"members": [...]}``.
+* ``POST /api/v1/raft/remove`` ``{"NodeID", "Force"?: bool}``: ``{"members": [...]}``;
+  without ``Force`` a removal that would leave no reachable quorum is refused (409).
+* ``GET /api/v1/raft/nodes``: ``{"nodes": [...]}`` (role, voter, addresses, lag, ...).
+* ``POST /api/v1/raft/transfer-leadership`` ``{"NodeID"?}`` (an empty body is allowed: the
+  leader picks the most up-to-date voter): ``{"leader": id}`` once the target leads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from quart import Response
+from quart_trio import QuartTrio
+
+from beaver_vault.api.context import API_PREFIX, ApiContext
+from beaver_vault.api.errors import json_response
+from beaver_vault.api.validation import BadInput, check_node_field
+from beaver_vault.raft.messages import Membership
+
+
+def members_json(membership: Membership) -> list[dict[str, Any]]:
+    return [asdict(m) for m in membership.members]
+
+
+def check_raft_address(address: str) -> str:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadInput(f"RaftAddress {address!r} must look like host:port")
+    return address
+
+
+def register(app: QuartTrio, ctx: ApiContext) -> None:
+    runtime = ctx.runtime
+    opts = ctx.opts
+
+    @app.route(f"{API_PREFIX}/raft/join", methods=["POST"])
+    async def join() -> Response:
+        body = await ctx.json_body()
+        node_id = check_node_field(body, "NodeID")
+        raft_address = check_raft_address(check_node_field(body, "RaftAddress"))
+        membership = await ctx.bounded(runtime.join(node_id, raft_address, timeout_s=opts.request_timeout_s))
+        return json_response({"members": members_json(membership)})
+
+    @app.route(f"{API_PREFIX}/raft/remove", methods=["POST"])
+    async def remove() -> Response:
+        body = await ctx.json_body()
+        node_id = check_node_field(body, "NodeID")
+        force = body.get("Force", False)
+        if not isinstance(force, bool):
+            raise BadInput("field 'Force' must be true or false")
+        membership = await ctx.bounded(runtime.remove(node_id, timeout_s=opts.request_timeout_s, force=force))
+        return json_response({"members": members_json(membership)})
+
+    @app.route(f"{API_PREFIX}/raft/nodes", methods=["GET"])
+    async def nodes() -> Response:
+        return json_response({"nodes": runtime.nodes()})
+
+    @app.route(f"{API_PREFIX}/raft/transfer-leadership", methods=["POST"])
+    async def transfer_leadership() -> Response:
+        body = await ctx.json_body(required=False)
+        target: str | None = None
+        if body is not None:
+            if not isinstance(body, dict):
+                raise BadInput("request body must be a JSON object")
+            if body.get("NodeID") is not None:
+                target = check_node_field(body, "NodeID")
+        leader = await ctx.bounded(runtime.transfer_leadership(target, timeout_s=opts.request_timeout_s))
+        return json_response({"leader": leader})
+
+    @app.route(f"{API_PREFIX}/status", methods=["GET"])
+    async def status() -> Response:
+        return json_response(runtime.status().to_json())
