@@ -36,6 +36,7 @@ class Watcher:
         self.from_revision = from_revision
         self.buffer: deque[Event] = deque()
         self.buffer_max = buffer_max
+        self.base_max = buffer_max
         self.closed_reason: str | None = None
         self.on_ready: Callable[[], None] | None = None
 
@@ -54,6 +55,7 @@ class Watcher:
     def take(self) -> list[Event]:
         out = list(self.buffer)
         self.buffer.clear()
+        self.buffer_max = self.base_max  # the replayed backlog (if any) has been handed over
         return out
 
     def close(self, reason: str = "closed") -> None:
@@ -101,8 +103,12 @@ class WatchHub:
         if start < self.first_retained:
             raise WatchCompacted(start, self.first_retained)
         w = Watcher(self, prefix, start, buffer_max)
+        # The replayed backlog is already in memory (bounded by history_max): let it exceed the
+        # per-watcher limit once, so a watcher resuming from far back is not closed at once.
+        w.buffer_max = len(self.history) + 1
         for ev in self.history:
             w._push(ev)
+        w.buffer_max = buffer_max + len(w.buffer)
         if w.closed_reason is None:
             self.watchers.add(w)
         return w
