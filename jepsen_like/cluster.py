@@ -1,0 +1,271 @@
+"""The `beaver-vault server` processes of one run, started and signalled by PID only.
+
+Nodes listen on loopback with free ports, or (when partitions are on) each in its own network
+namespace at ``10.77.0.<i>`` (see ``netns``). Under clock skew each runs with libfaketime
+(see ``clock``). A node is restarted on the same data directory, ports and address after a
+SIGKILL. ``stop_all`` sends SIGCONT, SIGTERM and, if needed, SIGKILL to the PIDs this module
+started, and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from jepsen_like.clock import Clocks
+from jepsen_like.netns import Network
+
+STATUS_PATH = "/api/v1/status"
+
+# Fast elections so a SIGKILLed leader is replaced within about a second, short server-side
+# timeouts so a stuck write answers "unknown" before the client gives up.
+SERVER_FLAGS: tuple[str, ...] = (
+    "--tick-ms", "25",
+    "--election-ticks", "12",
+    "--heartbeat-ticks", "2",
+    "--request-timeout-s", "2",
+    "--forward-timeout-s", "3",
+    "--shutdown-timeout-s", "1",
+    "--log-level", "INFO",
+)  # fmt: skip
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def server_command() -> list[str]:
+    script = Path(sys.executable).with_name("beaver-vault")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "beaver_vault"]
+
+
+@dataclass
+class Node:
+    index: int  # 1-based
+    host: str
+    http_port: int
+    raft_port: int
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    killed: bool = False  # SIGKILLed by the nemesis, not restarted yet
+    paused: bool = False  # SIGSTOPped by the nemesis
+    exits: list[int] = field(default_factory=list)  # exit codes seen for deaths we did not cause
+
+    @property
+    def node_id(self) -> str:
+        return f"n{self.index}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Cluster:
+    def __init__(
+        self,
+        n: int,
+        root: Path,
+        *,
+        network: Network | None = None,
+        clocks: Clocks | None = None,
+        seed: int = 0,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.root = root
+        self.network = network
+        self.clocks = clocks
+        self.seed = seed
+        self.log = log
+        self.nodes: list[Node] = []
+        for i in range(1, n + 1):
+            if network is not None:
+                host, http_port, raft_port = network.address(i), 8000, 7000
+            else:
+                host, http_port, raft_port = "127.0.0.1", free_port(), free_port()
+            self.nodes.append(
+                Node(i, host, http_port, raft_port, root / f"n{i}", root / "logs" / f"n{i}.log")
+            )
+        (root / "logs").mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ processes
+
+    def argv(self, node: Node, join: str | None) -> list[str]:
+        argv = server_command() + [
+            "server",
+            "--node-id", node.node_id,
+            "--bind-host", node.host,
+            "--http-port", str(node.http_port),
+            "--raft-port", str(node.raft_port),
+            "--data-dir", str(node.data_dir),
+            "--seed", str(self.seed * 100 + node.index * 10 + node.starts),
+            *SERVER_FLAGS,
+        ]  # fmt: skip
+        if join is not None:
+            argv += ["--join", join]
+        if self.network is not None:
+            argv = self.network.wrap(node.index, argv)
+        return argv
+
+    def start(self, node: Node, join: str | None = None) -> None:
+        if node.running():
+            raise RuntimeError(f"{node.node_id} is already running (pid {node.pid})")
+        node.starts += 1
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BEAVER_VAULT_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        if self.clocks is not None:
+            env.update(self.clocks.env(node.index))
+        argv = self.argv(node, join)
+        with node.log_path.open("ab") as out:
+            out.write(f"\n===== start #{node.starts}: {' '.join(argv)}\n".encode())
+            out.flush()
+            node.proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            )
+        node.killed = False
+        node.paused = False
+
+    def kill(self, node: Node) -> None:
+        if node.proc is None or node.proc.poll() is not None:
+            return
+        node.proc.send_signal(signal.SIGKILL)
+        node.proc.wait(timeout=10)
+        node.killed = True
+        node.paused = False
+
+    def pause(self, node: Node) -> None:
+        if node.running():
+            assert node.proc is not None
+            node.proc.send_signal(signal.SIGSTOP)
+            node.paused = True
+
+    def resume(self, node: Node) -> None:
+        if node.running() and node.proc is not None:
+            node.proc.send_signal(signal.SIGCONT)
+        node.paused = False
+
+    def unexpected_exits(self) -> list[str]:
+        """Nodes that died without our SIGKILL (a server crash is a finding)."""
+        out = []
+        for node in self.nodes:
+            if node.proc is not None and not node.killed:
+                code = node.proc.poll()
+                if code is not None:
+                    out.append(f"{node.node_id} exited with code {code} (pid {node.proc.pid})")
+        return out
+
+    def stop_all(self) -> None:
+        for node in self.nodes:
+            if node.running() and node.proc is not None:
+                node.proc.send_signal(signal.SIGCONT)
+                node.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 8
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            try:
+                node.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                node.proc.kill()
+                node.proc.wait(timeout=10)
+
+    # ------------------------------------------------------------------ HTTP
+
+    def status(self, node: Node, timeout_s: float = 1.0) -> dict[str, Any] | None:
+        if not node.running() or node.paused:
+            return None
+        try:
+            resp = httpx.get(node.url + STATUS_PATH, timeout=timeout_s)
+        except httpx.HTTPError:
+            return None
+        if resp.status_code != 200:
+            return None
+        try:
+            data = resp.json()
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def leader(self) -> Node | None:
+        """The node that every answering node names as leader, and that says so itself."""
+        statuses = {n.index: self.status(n) for n in self.nodes}
+        answering = {i: s for i, s in statuses.items() if s is not None}
+        leaders = [i for i, s in answering.items() if s.get("role") == "leader"]
+        if len(leaders) != 1:
+            return None
+        lid = self.nodes[leaders[0] - 1].node_id
+        if any(s.get("leader_id") != lid for s in answering.values()):
+            return None
+        return self.nodes[leaders[0] - 1]
+
+    def guess_leader(self) -> Node | None:
+        """A live node that believes it leads (cheap; for picking a nemesis target)."""
+        for node in self.nodes:
+            st = self.status(node, timeout_s=0.5)
+            if st is not None and st.get("role") == "leader":
+                return node
+        return None
+
+    def wait(self, what: str, check: Callable[[], Any], timeout_s: float) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout_s:g}s waiting for {what}")
+            time.sleep(0.1)
+
+    def wait_leader(self, timeout_s: float = 30.0) -> Node:
+        node: Node = self.wait("a leader every live node agrees on", self.leader, timeout_s)
+        return node
+
+    def members_ok(self) -> bool:
+        want = sorted(n.node_id for n in self.nodes)
+        for node in self.nodes:
+            st = self.status(node)
+            if st is None or sorted(m["id"] for m in st.get("members", [])) != want:
+                return False
+        return True
+
+    def start_all(self, timeout_s: float = 60.0) -> Node:
+        """n1 bootstraps; the others join it. Returns the leader once everyone is a member."""
+        first = self.nodes[0]
+        self.start(first)
+        self.wait(f"{first.node_id} to lead", lambda: self.leader() is first, timeout_s)
+        for node in self.nodes[1:]:
+            self.start(node, join=first.url)
+        self.wait("every node to list every member", self.members_ok, timeout_s)
+        return self.wait_leader(timeout_s)
+
+    def log_tails(self, lines: int = 15) -> str:
+        parts = []
+        for node in self.nodes:
+            try:
+                text = node.log_path.read_text(errors="replace").splitlines()[-lines:]
+            except OSError:
+                text = []
+            parts.append(f"----- {node.node_id} ({node.log_path}) -----\n" + "\n".join(text))
+        return "\n".join(parts)
