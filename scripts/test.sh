@@ -5,6 +5,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh || exit 1
+# The web UI's browser tests drive Debian's chromium: install it once when missing (needs root,
+# as on CI). Without it those tests fail and say how to install it.
+[[ -x /usr/bin/chromium ]] || bash scripts/install-browser.sh || echo "test.sh: no chromium; the browser tests will fail" >&2
 
 failed=()
 step() {
