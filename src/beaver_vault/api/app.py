@@ -39,7 +39,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter
 
-from beaver_vault.api import kv_routes, raft_routes, watch_routes
+from beaver_vault.api import kv_routes, raft_routes, ui_routes, watch_routes
 from beaver_vault.api.context import (
     API_PREFIX,
     CONSISTENCY_HEADER,
@@ -132,6 +132,7 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Quart
     kv_routes.register(app, ctx)
     watch_routes.register(app, ctx, metrics)
     raft_routes.register(app, ctx)
+    ui_routes.register(app, runtime)  # the monitoring web UI at / and /ui/ (api/ui/)
 
     @app.route("/metrics", methods=["GET"])
     async def metrics_route() -> Response:
