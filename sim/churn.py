@@ -16,7 +16,11 @@ counted as refused); an answer that has not come within ``CHANGE_TIMEOUT_MS`` is
 as the HTTP runtime does. The number of voters never drops below ``min_voters`` by our hand,
 so a quorum of live voters stays reachable often enough for the liveness phase to succeed.
 A machine's disk is wiped only once its removal is committed (it is in no committed
-configuration and not in the leader's), so wiping never loses data the cluster relies on.
+configuration and not in the leader's). Even so, a wiped machine must not come back under its
+old id: an out-of-date member whose configuration still counts that id could win an election
+with the vote the wiped machine has forgotten (seed 217535826 found exactly that). The driver
+therefore refuses such a join (``Membership.retired``); the simulator keeps asking, and checks
+that the refusal holds.
 """
 
 from __future__ import annotations

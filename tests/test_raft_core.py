@@ -293,3 +293,11 @@ def test_random_delivery_drop_reorder_crash_keeps_safety(seed: int, n: int, step
     for i in ids:
         for e in c.disks[i].applied:
             assert c.committed[e.index] == e
+
+
+def test_membership_remembers_removed_ids_across_encoding() -> None:
+    m = _membership(["a", "b", "c"]).without("b")
+    assert m.retired == ("b",) and m.ids == ("a", "c")
+    again = Membership.decode(m.with_member(Member("d", "d:1")).encode())
+    assert again.retired == ("b",) and again.ids == ("a", "c", "d")
+    assert Membership.decode(_membership(["a"]).encode()).retired == ()  # the old encoding still reads

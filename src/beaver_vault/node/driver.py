@@ -499,6 +499,15 @@ class NodeDriver:
             j.http_address = msg.http_address
             if msg.cluster_id == self.cluster_id:
                 self._commit_join(j)  # already one of ours (an earlier attempt adopted it)
+            elif msg.pristine and j.node_id in self.core.membership.retired:
+                self._end_join(
+                    error=Rejected(
+                        f"{j.node_id} was removed from this cluster before and now has a fresh data directory: "
+                        "it cannot rejoin under the same id (out-of-date members may still count the votes "
+                        "it has forgotten); join it under a new node id",
+                        status=409,
+                    )
+                )
             elif not msg.pristine:
                 self._end_join(
                     error=Rejected(

@@ -837,14 +837,16 @@ class RaftCore:
 
     def snapshot_finished(self, pid: NodeId, ok: bool) -> None:
         """Leader: the driver stopped streaming a snapshot to ``pid``. On success we wait for
-        the follower's AppendResponse; on failure we probe again (which may ask again)."""
+        the follower's AppendResponse; on failure we probe again from its match index, but only
+        at the next heartbeat round: retrying at once (a rejection, a new snapshot request, a
+        refusal, ...) would spin without any time passing."""
         pr = self.progress.get(pid)
         if pr is None or pr.state != SNAPSHOT:
             return
         if not ok:
             pr.become_probe()
-            pr.next = max(pr.match + 1, self.log.offset + 1)
-            self.broadcast_pending = True
+            pr.next = pr.match + 1
+            pr.probe_sent = True  # paused until the next heartbeat round clears it
 
     # ------------------------------------------------------------------ status
 

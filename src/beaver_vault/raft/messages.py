@@ -59,11 +59,17 @@ class Membership:
     """A cluster configuration. Members are kept sorted by id so iteration is deterministic."""
 
     members: tuple[Member, ...] = ()
+    # Ids removed from the cluster, carried forward in every later configuration. A removed id
+    # may rejoin only with its old data: with a fresh disk it would have forgotten the votes
+    # it cast, which out-of-date members (whose configuration still counts it) may rely on.
+    retired: tuple[NodeId, ...] = ()
 
     def __post_init__(self) -> None:
         ids = [m.id for m in self.members]
         if ids != sorted(ids) or len(set(ids)) != len(ids):
             object.__setattr__(self, "members", tuple(sorted({m.id: m for m in self.members}.values(), key=lambda m: m.id)))
+        if list(self.retired) != sorted(set(self.retired)):
+            object.__setattr__(self, "retired", tuple(sorted(set(self.retired))))
 
     @property
     def ids(self) -> tuple[NodeId, ...]:
@@ -80,21 +86,26 @@ class Membership:
         return None
 
     def with_member(self, member: Member) -> Membership:
-        return Membership(tuple(m for m in self.members if m.id != member.id) + (member,))
+        return Membership(tuple(m for m in self.members if m.id != member.id) + (member,), self.retired)
 
     def without(self, node_id: NodeId) -> Membership:
-        return Membership(tuple(m for m in self.members if m.id != node_id))
+        retired = self.retired if node_id in self.retired else tuple(sorted((*self.retired, node_id)))
+        return Membership(tuple(m for m in self.members if m.id != node_id), retired)
 
     def encode(self) -> bytes:
-        return json.dumps(
-            [[m.id, m.raft_address, m.http_address, m.voter] for m in self.members],
-            separators=(",", ":"),
-        ).encode()
+        rows = [[m.id, m.raft_address, m.http_address, m.voter] for m in self.members]
+        if not self.retired:
+            return json.dumps(rows, separators=(",", ":")).encode()
+        return json.dumps({"members": rows, "retired": list(self.retired)}, separators=(",", ":")).encode()
 
     @staticmethod
     def decode(data: bytes) -> Membership:
-        rows = json.loads(data)
-        return Membership(tuple(Member(str(r[0]), str(r[1]), str(r[2]), bool(r[3])) for r in rows))
+        obj = json.loads(data)
+        rows, retired = (obj["members"], obj["retired"]) if isinstance(obj, dict) else (obj, [])
+        return Membership(
+            tuple(Member(str(r[0]), str(r[1]), str(r[2]), bool(r[3])) for r in rows),
+            tuple(str(r) for r in retired),
+        )
 
 
 # --------------------------------------------------------------------------- Raft messages
