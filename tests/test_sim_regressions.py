@@ -89,7 +89,12 @@ def test_a_timed_out_write_whose_reply_is_in_flight_is_info_not_fail() -> None:
 # 217535842 (--nodes 5): a failed snapshot transfer re-probed at once, got rejected, asked for a
 #   snapshot again, was refused for too many senders, ... without time passing (event storm).
 #   Fixed: after a failed transfer the follower is probed again only at the next heartbeat.
-@pytest.mark.parametrize(("seed", "nodes"), [(217535826, 3), (217535842, 5)])
+# 5997, 6720 (formation) and 6657: a join whose learner was added by a leader that was then
+#   deposed waited forever for a promotion no one would make. Fixed: a join waiting for its
+#   promotion is answered "unknown" when this node loses leadership (the client retries).
+@pytest.mark.parametrize(
+    ("seed", "nodes"), [(217535826, 3), (217535842, 5), (5997, 5), (6720, 7), (6657, 5)]
+)
 def test_retired_ids_and_snapshot_retry_seeds_replay_clean(seed: int, nodes: int) -> None:
     outcome = run(draw(seed, nodes, FAULT_CLASSES, None))
     assert outcome.kind == "ok", outcome.detail

@@ -617,6 +617,12 @@ class NodeDriver:
         if self.senders and core.role != LEADER:
             for pid in list(self.senders):
                 self._stop_sender(pid, ok=False)
+        if self.promotions and core.role != LEADER:
+            # A join waits for its learner's promotion, which only a leader performs: once we
+            # lose leadership, whether (and when) it happens is not ours to tell.
+            waiting, self.promotions = self.promotions, {}
+            for w in waiting.values():
+                w._finish(error=Unknown("leadership changed while the new node was being added; retry the join"))
         self._maybe_promote()
         self._check_transfer()
         if core.has_ready():
