@@ -468,6 +468,7 @@ def _cmd_cluster(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             for c in children:
                 print(f"  {c.node_id}  {c.url}  (pid {c.proc.pid})", flush=True)
             print(f"Try: curl -X PUT {children[0].url}/api/v1/kv/mykey -d '\"myvalue\"'", flush=True)
+            print(f"Web UI (any node): {children[0].url}/ui/", flush=True)
             print("Press Ctrl-C to stop.", flush=True)
         while not stopping.is_set():
             for c in children:
