@@ -148,8 +148,9 @@ class Conn:
 
 
 async def _run_phase(
-    name: str, host: str, port: int, requests: list[bytes], clients: int, seconds: float, seed: int = 0
+    name: str, host: str, port: int | list[int], requests: list[bytes], clients: int, seconds: float, seed: int = 0
 ) -> PhaseResult:
+    ports = port if isinstance(port, list) else [port]
     result = PhaseResult(name, clients)
     start = trio.current_time()
     measure_from = start + WARMUP_S
@@ -159,7 +160,7 @@ async def _run_phase(
 
     async def one_client(c: int) -> None:
         rng = random.Random(f"{seed}/{name}/{c}")
-        conn = Conn(host, port)
+        conn = Conn(host, ports[c % len(ports)])  # spread clients over the given nodes
         n = len(requests)
         try:
             while True:
@@ -214,7 +215,7 @@ def _proc_cpu_s(pid: int) -> float:
 def run_phase(
     name: str,
     host: str,
-    port: int,
+    port: int | list[int],
     requests: list[bytes],
     clients: int,
     seconds: float,
@@ -343,7 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="run node1 under cProfile and print its profile")
     parser.add_argument("--profile-top", type=int, default=30)
     parser.add_argument("--skip-reference", action="store_true", help="only the cluster phases")
-    parser.add_argument("--phases", default="writes,reads", help="cluster phases to run (default writes,reads)")
+    parser.add_argument(
+        "--phases",
+        default="writes,reads",
+        help="cluster phases to run (default writes,reads; also spread-reads: clients spread over every node)",
+    )
+    parser.add_argument("--nodes", type=int, default=3, help="cluster size (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the cluster's tmp directory")
     parser.add_argument("--node-arg", action="append", default=[], help="extra flag for every node (repeatable)")
     args = parser.parse_args(argv)
@@ -386,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         node1 = cluster.add("node1")
         if args.profile:
             node1.launcher = (sys.executable, "-m", "cProfile", "-o", str(profile_path), "-m", "beaver_vault")
-        leader: Node = cluster.start_cluster(3)
+        leader: Node = cluster.start_cluster(args.nodes)
         print(f"cluster: leader {leader.node_id} at {leader.url}; data and logs in {tmp}", flush=True)
         if args.profile and leader is not node1:
             print("note: node1 (profiled) is not the leader; its profile is a follower's", flush=True)
@@ -402,6 +408,17 @@ def main(argv: list[str] | None = None) -> int:
         for n in counts if "reads" in phases else []:
             results[("read", n)] = run_phase(
                 "cluster linearizable reads (leader)", host, leader.http_port, get_reqs, n, args.seconds, pids
+            )
+        for n in counts if "spread-reads" in phases else []:
+            ports = [node.http_port for node in cluster.nodes.values()]
+            results[("spread", n)] = run_phase(
+                f"cluster linearizable reads spread over {len(ports)} nodes",
+                host,
+                ports,
+                get_reqs,
+                n,
+                args.seconds,
+                pids,
             )
         if ("write", 16) not in results:
             results[("write", 16)] = run_phase(
