@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -384,3 +384,16 @@ class Cluster:
 
 def curl_path() -> str | None:
     return shutil.which("curl")
+
+
+def cluster_fixture(tmp_path: Path, request: Any, **kwargs: Any) -> Iterator[Cluster]:
+    """Body of a pytest ``cluster`` fixture: a Cluster under tmp_path that is closed at the end
+    and whose node logs are printed (in the teardown section) if the test failed."""
+    c = Cluster(tmp_path / "cluster", **kwargs)
+    failed_before = request.session.testsfailed
+    try:
+        yield c
+    finally:
+        c.close()
+        if request.session.testsfailed > failed_before:
+            c.dump_logs()

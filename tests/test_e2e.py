@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_cluster import Cluster, Node, curl_path, wait_for
+from e2e_cluster import Cluster, Node, cluster_fixture, curl_path, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -37,14 +37,7 @@ KV = "/api/v1/kv/"
 
 @pytest.fixture
 def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "cluster")
-    failed_before = request.session.testsfailed
-    try:
-        yield c
-    finally:
-        c.close()
-        if request.session.testsfailed > failed_before:
-            c.dump_logs()  # shown in the failure report's "Captured stderr teardown"
+    yield from cluster_fixture(tmp_path, request)
 
 
 @pytest.fixture

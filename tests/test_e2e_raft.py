@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_cluster import FAST_FLAGS, Cluster, Node, wait_for
+from e2e_cluster import FAST_FLAGS, Cluster, Node, cluster_fixture, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -27,14 +27,7 @@ THRESHOLD = 2_000
 
 @pytest.fixture
 def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "cluster", extra_args=(*FAST_FLAGS, "--snapshot-threshold", str(THRESHOLD)))
-    failed_before = request.session.testsfailed
-    try:
-        yield c
-    finally:
-        c.close()
-        if request.session.testsfailed > failed_before:
-            c.dump_logs()
+    yield from cluster_fixture(tmp_path, request, extra_args=(*FAST_FLAGS, "--snapshot-threshold", str(THRESHOLD)))
 
 
 def write_many(leader: Node, n: int, threads: int = 16) -> set[str]:

@@ -13,21 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_cluster import Cluster, Node, wait_for
+from e2e_cluster import Cluster, Node, cluster_fixture, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "cluster")
-    failed_before = request.session.testsfailed
-    try:
-        yield c
-    finally:
-        c.close()
-        if request.session.testsfailed > failed_before:
-            c.dump_logs()
+    yield from cluster_fixture(tmp_path, request)
 
 
 class SseWatcher(threading.Thread):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_cluster import Cluster, Node
+from e2e_cluster import Cluster, Node, cluster_fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -61,14 +61,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "cluster")
-    failed_before = request.session.testsfailed
-    try:
-        yield c
-    finally:
-        c.close()
-        if request.session.testsfailed > failed_before:
-            c.dump_logs()
+    yield from cluster_fixture(tmp_path, request)
 
 
 @pytest.fixture
