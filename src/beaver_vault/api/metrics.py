@@ -65,10 +65,18 @@ class ApiMetrics:
             registry=self.registry,
         )
         self.registry.register(_RaftCollector(runtime))
+        # The label children of each (route, method, status) seen, looked up once: ``labels()``
+        # takes a lock and builds its key on every call. Bounded like the label sets themselves.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, route: str, method: str, status: int, elapsed_s: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(elapsed_s)
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, method, str(status)), self.latency.labels(route, method))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
