@@ -37,6 +37,7 @@ import json
 from typing import Any
 
 from quart import Response
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from beaver_vault.errors import (
     BeaverVaultError,
@@ -48,6 +49,11 @@ from beaver_vault.errors import (
 )
 
 RETRY_AFTER_S = "1"
+
+# A 413 leaves (part of) the request body unread. Hypercorn (0.18, h11) then neither answers a
+# next request on that connection nor closes it (the unread body stalls the connection), so a
+# keep-alive client hangs until its read timeout. Telling the client to close it avoids that.
+CLOSE_AFTER_UNREAD_BODY = {"Connection": "close"}
 
 
 class PreconditionFailed(Rejected):
@@ -64,10 +70,14 @@ class PreconditionFailed(Rejected):
 JSON_MIMETYPE = "application/json"
 
 
+def json_text(body: Any) -> str:
+    """The compact JSON text of every response body (non-ASCII kept as UTF-8)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A compact JSON response (non-ASCII kept as UTF-8)."""
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return Response(text, status=status, headers=headers, mimetype=JSON_MIMETYPE)
+    return Response(json_text(body), status=status, headers=headers, mimetype=JSON_MIMETYPE)
 
 
 def json_error(
@@ -125,6 +135,32 @@ def error_response(exc: BeaverVaultError) -> Response:
     """Map one operating error to its HTTP response (see the module table)."""
     status, body, headers = error_parts(exc)
     return json_response(body, status=status, headers=headers)
+
+
+def too_large_message(max_body_bytes: int) -> str:
+    return f"request body is larger than {max_body_bytes} bytes"
+
+
+def http_error_response(exc: HTTPException, *, method: str, path: str, max_body_bytes: int) -> Response:
+    """Routing and protocol errors (404, 405, 408, 413, ...) and unexpected exceptions (500)."""
+    code = exc.code or 500
+    headers: dict[str, str] = {}
+    if code >= 500:
+        # An unexpected exception (a bug, InvariantViolation, ...): a write may have been
+        # proposed before it happened, so its outcome is unknown.
+        outcome = "unknown" if method not in ("GET", "HEAD") else "not_applied"
+        return json_error(500, "internal error", outcome=outcome)
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+    if code == 413:
+        headers.update(CLOSE_AFTER_UNREAD_BODY)
+    message = {
+        404: "no such route",
+        405: f"method {method} is not allowed here",
+        413: too_large_message(max_body_bytes),
+    }.get(code, exc.description or exc.name)
+    extra = {"path": path} if code in (404, 405) else {}
+    return json_error(code, message, outcome="not_applied", headers=headers, **extra)
 
 
 # WebSocket watches report errors as a last JSON message ``{"error", "status", ...}`` (the full

@@ -86,6 +86,41 @@ def current_revision(result: dict[str, Any]) -> int:
     return 0
 
 
+def encode_command(make: Any, *args: Any, **kwargs: Any) -> bytes:
+    """Encode a command; only options actually used are passed, so a plain write encodes
+    exactly as it always did."""
+    try:
+        command: bytes = make(*args, **{k: v for k, v in kwargs.items() if v is not None})
+    except ValueError as exc:  # commands.CommandError: the encoder's own limits
+        raise BadInput(str(exc)) from None
+    return command
+
+
+def write_headers(result: dict[str, Any]) -> dict[str, str]:
+    """Headers every write answer carries (``Idempotency-Replayed`` on a replay)."""
+    return {REPLAYED_HEADER: "true"} if result.get("duplicate") else {}
+
+
+def precondition(key: str, result: dict[str, Any], headers: dict[str, str]) -> None:
+    if result.get("precondition_failed"):
+        raise PreconditionFailed(key, current_revision(result), headers=headers)
+
+
+def put_answer(key: str, result: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    """The body of a PUT's answer (adds ``ETag`` to ``headers``); raises for a failed
+    precondition (412) or a write the state machine refused (409)."""
+    precondition(key, result, headers)
+    applied(result)
+    revision = revision_of(result)
+    if revision is not None:
+        headers["ETag"] = f'"{revision}"'
+    return {"key": key, "revision": revision, "created": bool(result.get("created"))}
+
+
+def key_not_found(key: str, headers: dict[str, str]) -> Response:
+    return json_error(404, f"key {key!r} not found", headers=headers, key=key)
+
+
 def register(app: QuartTrio, ctx: ApiContext) -> None:
     runtime = ctx.runtime
     opts = ctx.opts
@@ -136,23 +171,11 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
             out["if_absent"] = True
         return out
 
-    def build(make: Any, *args: Any, **kwargs: Any) -> bytes:
-        """Encode a command; only options actually used are passed, so a plain write encodes
-        exactly as it always did."""
-        try:
-            command: bytes = make(*args, **{k: v for k, v in kwargs.items() if v is not None})
-        except ValueError as exc:  # commands.CommandError: the encoder's own limits
-            raise BadInput(str(exc)) from None
-        return command
+    build = encode_command
 
     async def write(command: bytes) -> tuple[dict[str, Any], dict[str, str]]:
         result = await ctx.bounded(runtime.write(command, timeout_s=opts.request_timeout_s))
-        headers = {REPLAYED_HEADER: "true"} if result.get("duplicate") else {}
-        return result, headers
-
-    def precondition(key: str, result: dict[str, Any], headers: dict[str, str]) -> None:
-        if result.get("precondition_failed"):
-            raise PreconditionFailed(key, current_revision(result), headers=headers)
+        return result, write_headers(result)
 
     # ------------------------------------------------------------------ one key
 
@@ -165,14 +188,7 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
         value = await ctx.json_body()
         command = build(commands.put, key, value, expires_at_ms=expires_at_ms, request=req, **cond)
         result, headers = await write(command)
-        precondition(key, result, headers)
-        applied(result)
-        revision = revision_of(result)
-        if revision is not None:
-            headers["ETag"] = f'"{revision}"'
-        return json_response(
-            {"key": key, "revision": revision, "created": bool(result.get("created"))}, headers=headers
-        )
+        return json_response(put_answer(key, result, headers), headers=headers)
 
     @app.route(f"{API_PREFIX}/kv/<key:key>", methods=["GET"])
     async def get_key(key: str) -> Response:
@@ -182,7 +198,7 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
         record = runtime.get_local(key)
         headers = view.headers()
         if record is None:
-            return json_error(404, f"key {key!r} not found", headers=headers, key=key)
+            return key_not_found(key, headers)
         etag = f'"{record.mod_revision}"'
         headers["ETag"] = etag
         if meta:
