@@ -98,3 +98,14 @@ def test_a_timed_out_write_whose_reply_is_in_flight_is_info_not_fail() -> None:
 def test_retired_ids_and_snapshot_retry_seeds_replay_clean(seed: int, nodes: int) -> None:
     outcome = run(draw(seed, nodes, FAULT_CLASSES, None))
     assert outcome.kind == "ok", outcome.detail
+
+
+# 8479, 8836, 8866, 9157: once lost snapshot chunks were resent, these seeds showed a follower
+#   stuck after a successful install: its AppendResponse was lost, the leader had compacted past
+#   the snapshot meanwhile, so heartbeats at the new offset could never match and SNAPSHOT
+#   state ignored the rejections. Fixed: the ack of the last chunk (sent after the durable
+#   install) counts as the follower matching at the snapshot index.
+@pytest.mark.parametrize(("seed", "nodes"), [(8479, 5), (8836, 7), (8866, 5), (9157, 7)])
+def test_snapshot_resend_and_lost_final_answer_seeds_replay_clean(seed: int, nodes: int) -> None:
+    outcome = run(draw(seed, nodes, FAULT_CLASSES, None))
+    assert outcome.kind == "ok", outcome.detail

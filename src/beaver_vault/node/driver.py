@@ -71,6 +71,7 @@ class DriverOptions:
     snapshot_threshold: int = 10_000  # compact when the log holds more entries than this
     snapshot_chunk_bytes: int = 256 * 1024
     snapshot_timeout_ticks: int = 100  # a transfer silent for this long is abandoned
+    snapshot_resend_ticks: int = 5  # resend the chunk in flight after this many silent ticks
     max_snapshot_senders: int = 2
     # Planted-bug seam for the simulator only; production configuration never sets it.
     unsafe_leader_local_reads: bool = False
@@ -204,6 +205,10 @@ class NodeDriver:
             snd.idle_ticks += 1
             if snd.idle_ticks > self.options.snapshot_timeout_ticks:
                 self._stop_sender(pid, ok=False)
+            elif snd.idle_ticks % self.options.snapshot_resend_ticks == 0 and self.core.role == LEADER:
+                # The chunk or its ack may have been lost: send it again (receivers ack a
+                # duplicate without staging it twice) rather than wait for the timeout.
+                self.transport.send(snd.message(self.core.term, self.id))
         j = self.join_op
         if j is not None and j.phase in ("probe", "adopt"):
             j.ticks += 1
@@ -743,7 +748,7 @@ class NodeDriver:
             close = getattr(snd.chunks, "close", None)
             if close is not None:
                 close()
-            self.core.snapshot_finished(pid, ok)
+            self.core.snapshot_finished(pid, ok, snd.index if ok else 0)
 
     def _receive_snapshot_ack(self, ack: SnapshotAck) -> None:
         snd = self.senders.get(ack.src)
@@ -768,6 +773,10 @@ class NodeDriver:
         if m.term != core.term or core.role != FOLLOWER:
             ack(False)
             return
+        ins0 = self.installer
+        if m.seq == 0 and ins0 is not None and (ins0.leader, ins0.term, ins0.index) == (m.src, m.term, m.index):
+            ack(True)  # a duplicate of the first chunk: keep what is staged
+            return
         if m.seq == 0:
             if core.log.matches(m.index, m.snap_term) or m.index <= core.commit:
                 # We hold that entry already (Log Matching: and all before it): no transfer needed.
@@ -780,6 +789,9 @@ class NodeDriver:
             self.installer = Installer(m.src, m.term, m.index, m.snap_term)
         else:
             ins = self.installer
+            if ins is not None and (ins.leader, ins.term, ins.index) == (m.src, m.term, m.index) and m.seq < ins.next_seq:
+                ack(True)  # a duplicate (a resend, or the network): already staged
+                return
             if ins is None or (ins.leader, ins.term, ins.index, ins.next_seq) != (m.src, m.term, m.index, m.seq):
                 ack(False)
                 return

@@ -52,6 +52,10 @@ class SnapshotSender:
         self._peek()
         return self._message(leader_term, leader)
 
+    def message(self, leader_term: int, leader: NodeId) -> InstallSnapshot:
+        """The chunk in flight (to resend it)."""
+        return self._message(leader_term, leader)
+
     def _message(self, leader_term: int, leader: NodeId) -> InstallSnapshot:
         return InstallSnapshot(
             leader_term,

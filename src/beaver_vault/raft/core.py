@@ -835,13 +835,21 @@ class RaftCore:
         if self.leader_id is not None:
             self._send(AppendResponse(self.term, self.id, self.leader_id, True, index))
 
-    def snapshot_finished(self, pid: NodeId, ok: bool) -> None:
-        """Leader: the driver stopped streaming a snapshot to ``pid``. On success we wait for
-        the follower's AppendResponse; on failure we probe again from its match index, but only
-        at the next heartbeat round: retrying at once (a rejection, a new snapshot request, a
-        refusal, ...) would spin without any time passing."""
+    def snapshot_finished(self, pid: NodeId, ok: bool, index: int = 0) -> None:
+        """Leader: the driver stopped streaming a snapshot to ``pid``. On success the follower
+        acknowledged the last chunk after installing the snapshot at ``index`` durably: it
+        matches there (its AppendResponse may be lost, and if we compacted past ``index``
+        meanwhile our heartbeats could never match it again). On failure we probe again from
+        its match index, but only at the next heartbeat round: retrying at once (a rejection,
+        a new snapshot request, a refusal, ...) would spin without any time passing."""
         pr = self.progress.get(pid)
         if pr is None or pr.state != SNAPSHOT:
+            return
+        if ok and index > 0:
+            pr.match = max(pr.match, index)
+            pr.become_replicate()
+            self.broadcast_pending = True
+            self._maybe_commit()
             return
         if not ok:
             pr.become_probe()
