@@ -147,5 +147,3 @@ class SimDisk:
             self.live = self.durable.clone()
             self.dirty = False
 
-    def fingerprint_items(self) -> list[tuple[str, KeyRecord]]:
-        return self.live.items()

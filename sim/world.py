@@ -159,7 +159,6 @@ class World:
         ]
         self.by_id = {n.id: n for n in self.nodes}
         self.phase = "formation"
-        self.faults_on = False
         self.slow_sync_p = params.slow_sync_p
         # invariant state
         self.leaders: dict[int, str] = {}
@@ -444,9 +443,9 @@ class World:
         # any of them is what keeps it from being lost.
         configs = [self.config] if self.config.voters else []
         for n in self.nodes:
-            m = _disk_config(n)
-            if m is not None and m[0] > self.config_index and m[1].voters:
-                configs.append(m[1])
+            on_disk = _disk_config(n)
+            if on_disk is not None and on_disk[0] > self.config_index and on_disk[1].voters:
+                configs.append(on_disk[1])
         if not configs:
             configs = [Membership()]
         best = (0, 1)

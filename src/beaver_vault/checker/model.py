@@ -38,10 +38,6 @@ def freeze(value: JsonValue) -> Hashable:
     return (_OBJECT, tuple(sorted((k, freeze(v)) for k, v in value.items())))
 
 
-def is_list_state(state: Hashable) -> bool:
-    return isinstance(state, tuple) and len(state) > 0 and state[0] == _LIST
-
-
 @dataclass(frozen=True, slots=True)
 class Step:
     """One operation compiled for the search: ``code`` with its frozen operands."""

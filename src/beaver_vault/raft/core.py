@@ -821,9 +821,6 @@ class RaftCore:
         self.log.compact(index)
         self.configs = [(index, base)] + [(i, m) for i, m in self.configs if i > index]
 
-    def snapshot_position(self) -> tuple[int, int]:
-        return self.log.offset, self.log.offset_term
-
     def restore(self, index: int, term: int, membership: Membership) -> None:
         """Follower: the driver installed (durably) a snapshot at ``index``; continue from it."""
         if index <= self.commit:
