@@ -127,6 +127,9 @@ class FakeRuntime(NodeRuntime):
             await ready.wait()
         return watcher.take()
 
+    def counters(self) -> dict[str, int]:
+        return {"node_proposals": len(self.log)}
+
     def status(self) -> NodeStatus:
         leader_id = self.node_id if self._leader is None else self._leader[0]
         return NodeStatus(

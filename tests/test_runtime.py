@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import trio
 import trio.testing
@@ -87,3 +89,24 @@ async def test_ttl_keys_are_deleted_through_the_log_by_the_leader(autojump_clock
             with trio.fail_after(30):
                 while rt.get_local("short") is not None:
                     await trio.sleep(0.1)
+
+
+async def test_counters_cover_the_driver_and_a_transport_with_statistics(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with local_cluster(1) as c:
+        ld = await c.wait_leader()
+        for k in range(3):
+            await ld.write(commands.put(f"c{k}", k), timeout_s=5)
+        counters = ld.counters()
+        assert counters["node_proposals"] == 3 and counters["node_applied"] >= 3
+        assert not any(k.startswith("transport_") for k in counters)  # the local transport has none
+
+        @dataclasses.dataclass(frozen=True)
+        class Stats:
+            sent: int
+            dropped_queue_full: int
+
+        ld.driver.transport.statistics = lambda: Stats(7, 2)  # type: ignore[attr-defined]
+        counters = ld.counters()
+        assert counters["transport_sent"] == 7 and counters["transport_dropped_queue_full"] == 2

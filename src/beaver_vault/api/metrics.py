@@ -40,6 +40,10 @@ class _RaftCollector(Collector):
             family = GaugeMetricFamily(f"beaver_vault_raft_{name}", doc, labels=["node"])
             family.add_metric([st.node_id], value)
             yield family
+        for name, value in sorted(self.runtime.counters().items()):
+            family = GaugeMetricFamily(f"beaver_vault_{name}", f"{name.replace('_', ' ')} (since start)", labels=["node"])
+            family.add_metric([st.node_id], value)
+            yield family
 
 
 class ApiMetrics:

@@ -13,6 +13,7 @@ All methods that change state may raise the typed errors of ``beaver_vault.error
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -245,6 +246,20 @@ class NodeRuntime:
         """This node's wall clock in ms. The leader stamps TTL expiries and idempotency times
         with it at propose time; applying nodes never read their own clock."""
         return self._wall_clock_ms()
+
+    def counters(self) -> dict[str, int]:
+        """Counters for /metrics: the driver's (proposals, reads, overloaded, snapshots, ...)
+        as ``node_<name>``, and the transport's (sent, received, every kind of counted drop)
+        as ``transport_<name>`` when the transport offers ``statistics()``."""
+        out = {f"node_{k}": v for k, v in self.driver.counters.items()}
+        stats = getattr(self.driver.transport, "statistics", None)
+        if stats is not None:
+            snapshot = stats()
+            if dataclasses.is_dataclass(snapshot) and not isinstance(snapshot, type):
+                for k, v in dataclasses.asdict(snapshot).items():
+                    if isinstance(v, int):
+                        out[f"transport_{k}"] = v
+        return out
 
     def applied_index(self) -> int:
         return self.driver.applied_index
