@@ -755,8 +755,12 @@ def run_blocks(path: Path, parts: list[str | Block]) -> dict[int, list[str]]:
 def check_file(path: Path, rewrite: bool = False) -> None:
     """Run a transcript; raise AssertionError with a diff of the first differing block (or, when
     ``rewrite``, write the actual outputs into the file instead)."""
+    __tracebackhide__ = True  # pytest: show the diff, not this function's source
     text = path.read_text()
-    parts = parse(text)
+    try:
+        parts = parse(text)
+    except TranscriptError as e:
+        raise TranscriptError(f"{path}: {e}") from e
     outputs = run_blocks(path, parts)
     if rewrite:
         new = render(parts, outputs)
@@ -767,7 +771,9 @@ def check_file(path: Path, rewrite: bool = False) -> None:
     if not wrong:
         return
     first = wrong[0]
-    diff = difflib.unified_diff(first.expected, outputs[first.line], "expected", "actual", lineterm="")
+    diff = difflib.unified_diff(
+        first.expected, outputs[first.line], f"expected (its line 1 is line {first.line + 2})", "actual", lineterm=""
+    )
     more = f"\n({len(wrong) - 1} later block(s) differ too)" if len(wrong) > 1 else ""
     raise AssertionError(
         f"{path}:{first.line}: the output of {first.command!r} differs:\n"
