@@ -5,7 +5,8 @@ by a ``----`` line and the output it must produce, then a blank line. ``#`` line
 blocks are comments. Every command is run against real ``RaftCore``s; this runner plays the
 node driver's part for each of them: ``ready()`` -> persist (hard state + entries) into an
 in-memory storage -> put the messages into the network -> apply the committed entries ->
-``advance()``, and it streams snapshots chunk by chunk as ``node/driver.py`` does. A crashed
+``advance()``, and it streams snapshots chunk by chunk as ``node/driver.py`` does (the chunk
+in flight is resent after 5 silent ticks, a transfer silent for 100 ticks is abandoned). A crashed
 node restarts from what it persisted, nothing else.
 
     nodes n1 n2 n3 [election=10] [heartbeat=2] [prevote=true] [checkquorum=true]
@@ -90,6 +91,10 @@ from beaver_vault.storage.memory import MemoryStorage
 REWRITE_ENV = "BEAVER_VAULT_REWRITE_TRANSCRIPTS"
 SEPARATOR = "----"
 MAX_DELIVERIES = 10_000  # per stabilize: a scenario that never settles is a bug, not a wait
+# As the driver's defaults (DriverOptions): resend the chunk in flight after this many silent
+# ticks; abandon a transfer silent for longer than the timeout.
+SNAPSHOT_RESEND_TICKS = 5
+SNAPSHOT_TIMEOUT_TICKS = 100
 KINDS = {t.__name__: t for t in RAFT_MESSAGE_TYPES}
 
 R = TypeVar("R")
@@ -382,6 +387,16 @@ class World:
             self.emit(f"{n.id} snapshot for {pid}: " + ("sent" if ok else "abandoned"))
             core.snapshot_finished(pid, ok, snd.index if ok else 0)
 
+    def _tick_senders(self, n: Node, core: RaftCore) -> None:
+        for pid in sorted(n.senders):
+            snd = n.senders[pid]
+            snd.idle_ticks += 1
+            st = core.status()
+            if snd.idle_ticks > SNAPSHOT_TIMEOUT_TICKS:
+                self._stop_sender(n, core, pid, ok=False)
+            elif snd.idle_ticks % SNAPSHOT_RESEND_TICKS == 0 and st.role == "leader":
+                self.send(snd.message(st.term, n.id))  # the chunk or its ack may be lost
+
     def _receive_ack(self, n: Node, core: RaftCore, ack: SnapshotAck) -> None:
         snd = n.senders.get(ack.src)
         if snd is None or ack.index != snd.index or ack.seq != snd.seq:
@@ -531,6 +546,7 @@ class World:
             for nid in ids:
                 n, core = self.up(nid)
                 core.tick()
+                self._tick_senders(n, core)
                 self.process(n)
 
     def cmd_campaign(self, args: list[str]) -> None:
