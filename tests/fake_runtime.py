@@ -1,10 +1,12 @@
 """An in-memory, single-node stand-in for ``NodeRuntime`` (API tests).
 
 It keeps the interface the HTTP API codes against (write, read_barrier, get_local, scan,
-count, applied_index, now_ms, watch/next_events, status, join, remove, nodes,
-transfer_leadership) with no Raft, storage or transport: a committed "log" is a list of commands
-applied at once with the real state machine (``beaver_vault.kv.state.apply`` over a
-``MemoryKV``), so results and revisions have the real shapes.
+count, applied_index, now_ms, status, join, remove, nodes, transfer_leadership) with no Raft,
+storage or transport: a committed "log" is a list of commands applied at once with the real
+state machine (``beaver_vault.kv.state.apply`` over a ``MemoryKV``), so results and revisions
+have the real shapes. Watches are the real ones: ``watch`` and ``next_events`` are inherited
+from ``NodeRuntime`` and read ``self.watch_hub``, which ``write`` feeds as the real runtime's
+apply callback does.
 
 Tests steer it:
 
@@ -24,12 +26,12 @@ from typing import Any
 
 import trio
 
-from beaver_vault.errors import NotLeader, Overloaded, Rejected
+from beaver_vault.errors import NotLeader, Rejected
 from beaver_vault.kv.memory import MemoryKV
 from beaver_vault.kv.state import KeyRecord, apply
 from beaver_vault.node.runtime import NodeRuntime
 from beaver_vault.node.status import MemberStatus, NodeStatus
-from beaver_vault.node.watch import Event, WatchCompacted, Watcher, WatchHub
+from beaver_vault.node.watch import WatchHub
 from beaver_vault.raft.messages import Member, Membership
 
 
@@ -111,21 +113,6 @@ class FakeRuntime(NodeRuntime):
 
     def count(self, prefix: str, page: int = 1000) -> int:
         return len(self.store.scan(prefix, None, len(self.store)))
-
-    def watch(self, prefix: str, from_revision: int | None, *, buffer_max: int = 1000) -> Watcher:
-        try:
-            return self.watch_hub.subscribe(prefix, from_revision, buffer_max)
-        except WatchCompacted as e:
-            raise Rejected(str(e), status=410) from e
-        except OverflowError as e:
-            raise Overloaded(str(e)) from e
-
-    async def next_events(self, watcher: Watcher) -> list[Event]:
-        while not watcher.buffer and watcher.closed_reason is None:
-            ready = trio.Event()
-            watcher.on_ready = ready.set
-            await ready.wait()
-        return watcher.take()
 
     def counters(self) -> dict[str, int]:
         return {"node_proposals": len(self.log)}

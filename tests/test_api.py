@@ -9,14 +9,13 @@ Forwarding between two apps over real sockets lives in ``test_api_forward.py``.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from fake_runtime import FakeRuntime
 from quart.typing import TestClientProtocol as Client
 
-from beaver_vault.api import ApiOptions, create_app
+from beaver_vault.api import ApiOptions
 from beaver_vault.api.validation import check_key
 from beaver_vault.errors import (
     InvariantViolation,
@@ -28,23 +27,6 @@ from beaver_vault.errors import (
 )
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}  # what `curl -d` sends
-
-
-@pytest.fixture
-def runtime() -> FakeRuntime:
-    return FakeRuntime("node1")
-
-
-@pytest.fixture
-def options() -> ApiOptions:
-    return ApiOptions()
-
-
-@pytest.fixture
-async def client(runtime: FakeRuntime, options: ApiOptions) -> AsyncIterator[Client]:
-    app = create_app(runtime, options)
-    async with app.test_app() as test_app:
-        yield test_app.test_client()
 
 
 async def body_json(response: Any) -> Any:

@@ -123,7 +123,10 @@ async def test_remove_refuses_to_lose_the_quorum_unless_forced(autojump_clock: t
         lead = c.leader().node_id
         a, b = (n for n in ("n1", "n2", "n3") if n != lead)
         c.cluster.stop(b)
-        await trio.sleep(5)  # long enough for the leader to notice b is unreachable
+        # Wait until the leader itself reports b unreachable (what the quorum check reads).
+        with trio.fail_after(30):
+            while any(n["id"] == b and n["reachable"] for n in c.leader().nodes()):
+                await trio.sleep(0.05)
         # Without a: the voters would be {lead, b}, and only lead is reachable.
         r = await c.clients[a].post("/api/v1/raft/remove", json={"NodeID": a})
         assert r.status_code == 409, await r.get_data(as_text=True)

@@ -51,11 +51,6 @@ class Side:
     handed_to_quart: int = 0
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 async def _side() -> Side:
     runtime = FakeRuntime()
     app = create_app(runtime, OPTS)

@@ -7,44 +7,18 @@ The same routes and bad-input cases as ``test_api.py``, with the real driver und
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import trio
-import trio.testing
 from quart.typing import TestClientProtocol as Client
 from test_api import BAD_BODIES, BAD_JOINS
 
-from beaver_vault.api import ApiOptions, create_app
-from beaver_vault.node.runtime import NodeRuntime, RuntimeOptions
-from beaver_vault.storage.memory import MemoryStorage
+from beaver_vault.node.runtime import NodeRuntime
 
 
 @pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
-@pytest.fixture
-async def runtime(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> AsyncIterator[NodeRuntime]:
-    rt = NodeRuntime(
-        node_id="node1",
-        storage=MemoryStorage(),
-        options=RuntimeOptions(raft_address="127.0.0.1:7000", http_address="http://127.0.0.1:8000", seed=1),
-    )
-    await nursery.start(rt.run)
-    with trio.fail_after(30):
-        while rt.status().role != "leader":
-            await trio.sleep(0.05)
-    yield rt
-
-
-@pytest.fixture
-async def client(runtime: NodeRuntime) -> AsyncIterator[Client]:
-    app = create_app(runtime, ApiOptions())
-    async with app.test_app() as test_app:
-        yield test_app.test_client()
+async def runtime(node_runtime: NodeRuntime) -> NodeRuntime:
+    return node_runtime  # the real single-node runtime (conftest.py), not the FakeRuntime default
 
 
 async def body_json(response: Any) -> Any:

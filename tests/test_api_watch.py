@@ -50,28 +50,8 @@ async def until_leader(rt: NodeRuntime) -> None:
 
 
 @pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
-@pytest.fixture
-async def runtime(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> AsyncIterator[NodeRuntime]:
-    rt = make_runtime()
-    await nursery.start(rt.run)
-    await until_leader(rt)
-    yield rt
-
-
-@pytest.fixture
-def options() -> ApiOptions:
-    return ApiOptions()
-
-
-@pytest.fixture
-async def client(runtime: NodeRuntime, options: ApiOptions) -> AsyncIterator[Client]:
-    app = create_app(runtime, options)
-    async with app.test_app() as test_app:
-        yield test_app.test_client()
+async def runtime(node_runtime: NodeRuntime) -> NodeRuntime:
+    return node_runtime  # the real single-node runtime (conftest.py), not the FakeRuntime default
 
 
 async def body_json(response: Any) -> Any:

@@ -27,17 +27,12 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_cluster import Cluster, Node, cluster_fixture, curl_path, wait_for
+from e2e_cluster import Cluster, Node, curl_path, wait_for
 
 pytestmark = pytest.mark.e2e
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}  # what `curl -d` sends
 KV = "/api/v1/kv/"
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    yield from cluster_fixture(tmp_path, request)
 
 
 @pytest.fixture

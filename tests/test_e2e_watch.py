@@ -7,20 +7,13 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from e2e_cluster import Cluster, Node, cluster_fixture, wait_for
+from e2e_cluster import Cluster, Node, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    yield from cluster_fixture(tmp_path, request)
 
 
 class SseWatcher(threading.Thread):

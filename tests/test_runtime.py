@@ -13,11 +13,6 @@ from beaver_vault.errors import NotLeader, Unknown
 from beaver_vault.kv import commands
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 async def test_three_nodes_replicate_and_read_linearizably(autojump_clock: trio.testing.MockClock) -> None:
     async with local_cluster(3) as c:
         ld = await c.wait_leader()

@@ -17,11 +17,6 @@ from beaver_vault.storage.memory import MemoryStorage
 from beaver_vault.storage.sqlite import SQLiteStorage
 
 
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
-
-
 async def test_log_is_compacted_and_a_new_node_catches_up_by_snapshot(autojump_clock: trio.testing.MockClock) -> None:
     async with local_cluster(3, snapshot_threshold=40) as c:
         ld = await c.wait_leader()

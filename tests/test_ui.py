@@ -9,29 +9,14 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator
 from importlib import resources
 
 import pytest
 from fake_runtime import FakeRuntime
 from quart.typing import TestClientProtocol as Client
 
-from beaver_vault.api import create_app
 from beaver_vault.api.ui_routes import ui_files
 from beaver_vault.raft.messages import Member, Membership
-
-
-@pytest.fixture
-def runtime() -> FakeRuntime:
-    return FakeRuntime("node1")
-
-
-@pytest.fixture
-async def client(runtime: FakeRuntime) -> AsyncIterator[Client]:
-    app = create_app(runtime)
-    async with app.test_app() as test_app:
-        yield test_app.test_client()
-
 
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}  # chromium's
 

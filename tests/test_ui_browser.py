@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_cluster import Cluster, Node, cluster_fixture
+from e2e_cluster import Cluster, Node
 
 pytestmark = pytest.mark.e2e
 
@@ -57,11 +57,6 @@ def browser() -> Iterator[Any]:
             yield b
         finally:
             b.close()
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    yield from cluster_fixture(tmp_path, request)
 
 
 @pytest.fixture
