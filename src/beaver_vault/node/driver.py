@@ -26,13 +26,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from beaver_vault.errors import (
+    AddressInUse,
     BeaverVaultError,
     ConfigBusy,
+    ForeignClusterData,
+    IdentityMismatch,
+    IncompleteJoin,
     InvariantViolation,
+    JoinRefused,
+    LastVoter,
     NoLeader,
+    NoReachableQuorum,
+    NotAMember,
     NotLeader,
+    NoTransferTarget,
+    OtherLeaderElected,
     Overloaded,
-    Rejected,
+    RetiredNodeId,
+    SupersededByLeader,
+    TransferTimedOut,
     Unknown,
 )
 from beaver_vault.kv import state as kv_state
@@ -45,7 +57,6 @@ from beaver_vault.raft.messages import (
     AdoptRequest,
     AdoptResponse,
     AppendRequest,
-    AppendResponse,
     Entry,
     EntryKind,
     HardState,
@@ -55,9 +66,9 @@ from beaver_vault.raft.messages import (
     Message,
     ProbeRequest,
     ProbeResponse,
-    Ready,
     SnapshotAck,
 )
+from beaver_vault.raft.ready import Ready
 from beaver_vault.storage.base import Storage
 from beaver_vault.transport.base import Transport
 
@@ -335,7 +346,7 @@ class NodeDriver:
         if core.role != LEADER:
             raise self._not_leader()
         if not node_id or not raft_address:
-            raise Rejected("NodeID and RaftAddress are required")
+            raise IncompleteJoin()
         membership = core.membership
         w = Waiter("config")
         existing = membership.get(node_id)
@@ -344,7 +355,7 @@ class NodeDriver:
             return w
         for m in membership.members:
             if m.raft_address == raft_address and m.id != node_id:
-                raise Rejected(f"raft address {raft_address} already belongs to member {m.id}", status=409)
+                raise AddressInUse(raft_address, m.id)
         why = core.config_change_blocker()
         if why is None and self.join_op is not None:
             why = f"joining {self.join_op.node_id} is in progress"
@@ -367,9 +378,9 @@ class NodeDriver:
             raise self._not_leader()
         membership = core.membership
         if membership.get(node_id) is None:
-            raise Rejected(f"{node_id} is not a member", status=404)
+            raise NotAMember(node_id)
         if len(membership.voters) == 1 and node_id in membership.voters:
-            raise Rejected("cannot remove the last voter", status=409)
+            raise LastVoter(node_id)
         why = core.config_change_blocker()
         if why is None and self.join_op is not None:
             why = f"joining {self.join_op.node_id} is in progress"
@@ -378,11 +389,7 @@ class NodeDriver:
         new = membership.without(node_id)
         reachable = [v for v in new.voters if self._reachable(v)]
         if not force and len(reachable) < len(new.voters) // 2 + 1:
-            raise Rejected(
-                f"removing {node_id} would leave {len(reachable)} reachable voter(s) of {len(new.voters)}: "
-                "no quorum; send Force: true to remove it anyway",
-                status=409,
-            )
+            raise NoReachableQuorum(node_id, len(reachable), len(new.voters))
         w = Waiter("config")
         self._propose_config(new, w)
         return w
@@ -418,7 +425,7 @@ class NodeDriver:
         others = [v for v in core.membership.voters if v != self.id]
         if target is None:
             if not others:
-                raise Rejected("there is no other voter to hand leadership to", status=409)
+                raise NoTransferTarget()
             target = max(others, key=lambda v: (core.progress[v].match if v in core.progress else -1, v))
         if target == self.id:
             w = Waiter("transfer")
@@ -438,13 +445,13 @@ class NodeDriver:
         core = self.core
         if core.role == LEADER and core.lead_transferee is None:
             self.transfer_wait = None
-            w._finish(error=Rejected(f"{target} did not take over within an election timeout", status=503))
+            w._finish(error=TransferTimedOut(target))
         elif core.role != LEADER and core.leader_id is not None:
             self.transfer_wait = None
             if core.leader_id == target:
                 w._finish(target)
             else:
-                w._finish(error=Rejected(f"{core.leader_id} became leader instead of {target}", status=409))
+                w._finish(error=OtherLeaderElected(target, core.leader_id))
 
     def nodes(self, tick_ms: int) -> list[dict[str, Any]]:
         core = self.core
@@ -499,28 +506,15 @@ class NodeDriver:
             return
         if isinstance(msg, ProbeResponse) and j.phase == "probe":
             if msg.node_id != j.node_id:
-                self._end_join(error=Rejected(f"the node at {j.raft_address} says it is {msg.node_id!r}", status=409))
+                self._end_join(error=IdentityMismatch(j.node_id, j.raft_address, msg.node_id))
                 return
             j.http_address = msg.http_address
             if msg.cluster_id == self.cluster_id:
                 self._commit_join(j)  # already one of ours (an earlier attempt adopted it)
             elif msg.pristine and j.node_id in self.core.membership.retired:
-                self._end_join(
-                    error=Rejected(
-                        f"{j.node_id} was removed from this cluster before and now has a fresh data directory: "
-                        "it cannot rejoin under the same id (out-of-date members may still count the votes "
-                        "it has forgotten); join it under a new node id",
-                        status=409,
-                    )
-                )
+                self._end_join(error=RetiredNodeId(j.node_id))
             elif not msg.pristine:
-                self._end_join(
-                    error=Rejected(
-                        f"{j.node_id} holds data of another cluster ({msg.cluster_id}); "
-                        "only a node with a fresh data directory can join",
-                        status=409,
-                    )
-                )
+                self._end_join(error=ForeignClusterData(j.node_id, msg.cluster_id))
             else:
                 j.phase = "adopt"
                 self._send_handshake(j)
@@ -528,7 +522,7 @@ class NodeDriver:
             if msg.ok:
                 self._commit_join(j)
             else:
-                self._end_join(error=Rejected(f"{j.node_id} refused to join: {msg.reason}", status=409))
+                self._end_join(error=JoinRefused(j.node_id, msg.reason))
 
     def _commit_join(self, j: _Join) -> None:
         j.phase = "commit"
@@ -691,13 +685,13 @@ class NodeDriver:
             if w.term == e.term:
                 w._finish(result)
             else:
-                w._finish(error=Rejected("superseded by another leader's entry; it was not applied", status=503))
+                w._finish(error=SupersededByLeader(e.index, w.term))
         cw = self.config_waits.pop(e.index, None)
         if cw is not None:
             if cw.term == e.term:
                 cw._finish(self.core.membership if e.kind != EntryKind.CONFIG else Membership.decode(e.data))
             else:
-                cw._finish(error=Rejected("membership change superseded by another leader", status=503))
+                cw._finish(error=SupersededByLeader(e.index, cw.term, config=True))
         if e.kind == EntryKind.CONFIG and self.promotions:
             # A join waits for its learner's promotion. Another leader may have proposed it (we
             # lost leadership meanwhile): answer the join when ANY applied configuration makes
@@ -783,7 +777,7 @@ class NodeDriver:
                 self.installer = None
                 ack(False)
                 if core.log.matches(m.index, m.snap_term):
-                    core.msgs.append(AppendResponse(core.term, self.id, m.src, True, m.index))
+                    core.snapshot_matches(m.src, m.index)
                 return
             self.storage.install_begin(m.index)
             self.installer = Installer(m.src, m.term, m.index, m.snap_term)
