@@ -84,8 +84,6 @@ class DriverOptions:
     snapshot_timeout_ticks: int = 100  # a transfer silent for this long is abandoned
     snapshot_resend_ticks: int = 5  # resend the chunk in flight after this many silent ticks
     max_snapshot_senders: int = 2
-    # Planted-bug seam for the simulator only; production configuration never sets it.
-    unsafe_leader_local_reads: bool = False
 
 
 class Waiter:
@@ -289,19 +287,21 @@ class NodeDriver:
         be read, once leadership was confirmed by a quorum and that index is applied here.
         A follower that knows the leader asks it for the read index (ReadIndexRequest) and
         serves the read itself once applied there; a candidate or leaderless node refuses."""
+        w = self._admit_read()
+        ctx = self.next_ctx
+        self.next_ctx += 1
+        self.core.read_index(ctx)
+        self.reads[ctx] = w
+        return w
+
+    def _admit_read(self) -> Waiter:
+        """Refuse a read this node cannot serve (no leader known, overloaded), else count it."""
         core = self.core
         if core.role != LEADER and (core.role != FOLLOWER or core.leader_id is None or self.cluster_id is None):
             raise self._not_leader()
         self._check_capacity()
         w = Waiter("read")
         self.counters["reads"] += 1
-        if self.options.unsafe_leader_local_reads:
-            w._finish(self.applied_index)  # PLANTED BUG (simulator only): no quorum check
-            return w
-        ctx = self.next_ctx
-        self.next_ctx += 1
-        self.core.read_index(ctx)
-        self.reads[ctx] = w
         return w
 
     def get(self, key: str) -> KeyRecord | None:
