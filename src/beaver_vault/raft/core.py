@@ -50,7 +50,7 @@ from beaver_vault.raft.messages import (
     VoteRequest,
     VoteResponse,
 )
-from beaver_vault.raft.progress import REPLICATE, SNAPSHOT, Progress
+from beaver_vault.raft.progress import REPLICATE, Progress
 from beaver_vault.raft.readonly import ReadOnly
 from beaver_vault.raft.ready import Ready
 from beaver_vault.raft.status import RaftStatus, peer_statuses
@@ -149,14 +149,8 @@ class RaftCore:
         return [m for m in self.membership.ids if m != self.id]
 
     def _on_config_change(self) -> None:
-        if self.role != LEADER:
-            return
-        for pid in self._peers():
-            if pid not in self.progress:
-                self.progress[pid] = Progress(match=0, next=self.log.last_index + 1)
-        for pid in list(self.progress):
-            if pid != self.id and pid not in self.membership.ids:
-                del self.progress[pid]
+        if self.role == LEADER:
+            replication.track_members(self.progress, self.id, self.membership, self.log.last_index)
 
     # ------------------------------------------------------------------ role changes
 
@@ -675,18 +669,9 @@ class RaftCore:
         its match index, but only at the next heartbeat round: retrying at once (a rejection,
         a new snapshot request, a refusal, ...) would spin without any time passing."""
         pr = self.progress.get(pid)
-        if pr is None or pr.state != SNAPSHOT:
-            return
-        if ok and index > 0:
-            pr.match = max(pr.match, index)
-            pr.become_replicate()
+        if pr is not None and replication.on_snapshot_done(pr, ok, index):
             self.broadcast_pending = True
             self._maybe_commit()
-            return
-        if not ok:
-            pr.become_probe()
-            pr.next = pr.match + 1
-            pr.probe_sent = True  # paused until the next heartbeat round clears it
 
     # ------------------------------------------------------------------ status
 

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.log import RaftLog
-from beaver_vault.raft.messages import AppendRequest, AppendResponse, NodeId, RaftMessage
+from beaver_vault.raft.messages import AppendRequest, AppendResponse, Membership, NodeId, RaftMessage
 from beaver_vault.raft.progress import PROBE, REPLICATE, SNAPSHOT, Progress
 
 
@@ -148,3 +148,29 @@ def on_rejected(pr: Progress, m: AppendResponse, log: RaftLog) -> bool:
     pr.next = max(pr.match + 1, min(m.match_index, probe + 1))
     pr.become_probe()
     return True
+
+
+def on_snapshot_done(pr: Progress, ok: bool, index: int) -> bool:
+    """The driver stopped streaming a snapshot to this follower (see
+    ``RaftCore.snapshot_finished``). True if it now replicates from ``index``."""
+    if pr.state != SNAPSHOT:
+        return False
+    if ok and index > 0:
+        pr.match = max(pr.match, index)
+        pr.become_replicate()
+        return True
+    if not ok:
+        pr.become_probe()
+        pr.next = pr.match + 1
+        pr.probe_sent = True  # paused until the next heartbeat round clears it
+    return False
+
+
+def track_members(progress: dict[NodeId, Progress], self_id: NodeId, membership: Membership, last_index: int) -> None:
+    """The configuration changed: track new members from the end of the log, forget removed ones."""
+    for pid in membership.ids:
+        if pid != self_id and pid not in progress:
+            progress[pid] = Progress(match=0, next=last_index + 1)
+    for pid in list(progress):
+        if pid != self_id and pid not in membership.ids:
+            del progress[pid]
