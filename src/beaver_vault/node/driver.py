@@ -59,7 +59,7 @@ __all__ = ["DriverOptions", "NodeDriver", "Waiter"]
 class DriverOptions:
     raft_address: str
     http_address: str = ""
-    max_pending: int = 10_000  # proposals + reads + joins waiting for an outcome
+    max_pending: int = 10_000  # proposals and reads waiting for an outcome (a join is refused past it too)
     handshake_retry_ticks: int = 10
     snapshot_threshold: int = 10_000  # compact when the log holds more entries than this
     snapshot_chunk_bytes: int = 256 * 1024

@@ -20,6 +20,14 @@ Choices, each for a reason:
   leader's no-op has committed.
 * ReadIndex: a read is stamped with the commit index and a heartbeat round (``read_seq``);
   it is confirmed once a quorum echoed that round, which proves leadership at that time.
+
+The parts, as in etcd-io/raft: this module keeps roles, elections, ``tick``/``step``, the
+follower's side of AppendRequest, proposals, ``ready``/``advance``, compaction and restore;
+``replication`` (what the leader sends each follower and what the answers mean for its
+``Progress``), ``readonly`` (ReadIndex bookkeeping), ``tracker`` (configurations in force),
+``status`` and ``ready`` (the values handed out) live beside it. It stays one file of ~700
+lines because ``step`` and the role changes share every field; cutting them apart would
+only spread one state machine over several files.
 """
 
 from __future__ import annotations
@@ -469,7 +477,7 @@ class RaftCore:
         self.broadcast_pending = True
         return e
 
-    # ------------------------------------------------------------------ client API
+    # ------------------------------------------------------------------ proposals, membership changes, transfers
 
     def _committed_in_term(self) -> bool:
         return self.log.term(self.commit) == self.term
