@@ -23,7 +23,7 @@ step() {
 }
 
 step ruff .venv/bin/ruff check .
-step mypy .venv/bin/mypy --strict src/beaver_vault
+step mypy .venv/bin/mypy --strict src/beaver_vault sim jepsen_like
 # pytest's exit 5 (no tests collected) counts as a failure like any other non-zero exit.
 step pytest .venv/bin/pytest -q -m "not slow" "$@"
 

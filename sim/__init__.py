@@ -39,8 +39,9 @@ linearizability checker (``beaver_vault.checker``).
 
 Planted bugs (``--bug``) enter through seams the world injects, never through a branch in
 production code: ``ack-before-fsync`` (a lying disk), ``forget-vote`` (a disk that drops the
-vote), ``stale-read`` (``DriverOptions(unsafe_leader_local_reads=True)``) and ``dup-retry`` (the
-simulated client retries a write with a fresh request id).
+vote), ``stale-read`` (``bugs.LeaderLocalReads``: a subclass of the production driver that
+answers reads from local state) and ``dup-retry`` (the simulated client retries a write with a
+fresh request id).
 
 Command line
 ------------

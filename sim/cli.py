@@ -8,15 +8,9 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from sim.failures import EXIT_BY_KIND, EXIT_OK
-from sim.params import BUGS, Params, draw, faults_text, parse_faults
+from sim.params import BUGS, Params, draw, parse_faults, reproduce
 from sim.run import Outcome, run
-
-
-def reproduce(p: Params) -> str:
-    line = f"REPRODUCE: python -m sim --seed {p.seed} --nodes {p.nodes} --faults {faults_text(p.faults)}"
-    if p.bug:
-        line += f" --bug {p.bug}"
-    return line
+from sim.swarm import swarm
 
 
 def _seed_range(text: str) -> range:
@@ -62,8 +56,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, commit: s
         ap.error(str(e))
     if args.seed is not None:
         return run_one(args.seed, args.nodes, faults, args.bug, commit, args.verbose, args.history, out)
-    from sim.swarm import swarm
-
     return swarm(args.seeds, args.nodes, faults, args.bug, commit, args.max_seconds, args.stop_on_failure, out)
 
 

@@ -182,3 +182,11 @@ def draw(seed: int, nodes: int | None, faults: tuple[str, ...], bug: str | None)
         safety_ms=r.choice((6000, 8000, 10000)),
         liveness_ticks=400,
     )
+
+
+def reproduce(p: Params) -> str:
+    """The one command line that replays the run drawn as ``p``."""
+    line = f"REPRODUCE: python -m sim --seed {p.seed} --nodes {p.nodes} --faults {faults_text(p.faults)}"
+    if p.bug:
+        line += f" --bug {p.bug}"
+    return line

@@ -14,7 +14,7 @@ import sys
 from typing import TextIO
 
 from sim.failures import EXIT_BY_KIND, EXIT_OK
-from sim.params import draw
+from sim.params import draw, reproduce
 from sim.run import run
 
 
@@ -33,8 +33,6 @@ def swarm(
     out: TextIO,
     progress: TextIO | None = None,
 ) -> int:
-    from sim.cli import reproduce
-
     progress = progress if progress is not None else sys.stderr
     out.write(f"sim swarm seeds={seeds.start}..{seeds.stop - 1} commit={commit} bug={bug or 'none'}\n")
     out.flush()

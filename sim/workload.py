@@ -49,6 +49,11 @@ if TYPE_CHECKING:
 HOP_MIN_MS, HOP_MAX_MS = 1, 3
 
 
+def _command(fn: Callable[..., bytes], *args: Any) -> Callable[[dict[str, Any] | None], bytes]:
+    """A write's command, built for each attempt with that attempt's request id."""
+    return lambda req: fn(*args, request=req)
+
+
 @dataclass(slots=True)
 class Op:
     process: int
@@ -133,21 +138,21 @@ class Workload:
             op = self._op(process, "read", key, None, None)
         elif roll < 0.60:
             key = r.choice(self.register_keys)
-            op = self._op(process, "write", key, v, lambda req, k=key, x=v: commands.put(k, x, request=req))
+            op = self._op(process, "write", key, v, _command(commands.put, key, v))
             self.last_value[key] = v
         elif roll < 0.75:
             key = r.choice(self.register_keys)
             expected = self.last_value.get(key) if r.random() < 0.8 else r.randint(1, max(1, v))
-            build = lambda req, k=key, e=expected, x=v: commands.cas(k, e, x, request=req)  # noqa: E731
+            build = _command(commands.cas, key, expected, v)
             op = self._op(process, "cas", key, [expected, v], build)
             self.last_value[key] = v
         elif roll < 0.80:
             key = r.choice(self.register_keys + self.list_keys)
-            op = self._op(process, "delete", key, None, lambda req, k=key: commands.delete(k, request=req))
+            op = self._op(process, "delete", key, None, _command(commands.delete, key))
             self.last_value[key] = None
         else:
             key = r.choice(self.list_keys)
-            op = self._op(process, "append", key, v, lambda req, k=key, x=v: commands.append(k, x, request=req))
+            op = self._op(process, "append", key, v, _command(commands.append, key, v))
         self._begin(op)
 
     def _op(
@@ -352,7 +357,7 @@ class Workload:
         self.next_value += 1
         key = self.register_keys[0]
         v = self.next_value
-        op = self._op(process, "write", key, v, lambda req, k=key, x=v: commands.put(k, x, request=req))
+        op = self._op(process, "write", key, v, _command(commands.put, key, v))
         op.deadline = min(deadline, op.deadline)
         self._begin(op)
 

@@ -53,6 +53,7 @@ from beaver_vault.raft.messages import (
     is_handshake,
 )
 from beaver_vault.storage.memory import MemoryStorage
+from sim.bugs import driver_class
 from sim.disk import SimDisk
 from sim.events import EventQueue
 from sim.failures import SimCrash, SimFailure
@@ -201,7 +202,7 @@ class World:
         node.checked_commit = 0
         node.senders_seen = set()
         transport = SimTransport(self.network, node.departure, node.after_send)
-        node.driver = NodeDriver(
+        node.driver = driver_class(self.params.bug)(
             node.id,
             node.disk,
             transport,
@@ -210,7 +211,6 @@ class World:
             options=DriverOptions(
                 raft_address=node.addr,
                 http_address=f"http://{node.id}",
-                unsafe_leader_local_reads=self.params.bug == "stale-read",
                 snapshot_threshold=self.params.snapshot_threshold,
                 snapshot_chunk_bytes=self.params.snapshot_chunk_bytes,
                 snapshot_timeout_ticks=self.params.snapshot_timeout_ticks,

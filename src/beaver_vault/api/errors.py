@@ -14,7 +14,8 @@ whether a write may have happened:
 | error                               | status | outcome     | extra                         |
 |-------------------------------------|--------|-------------|-------------------------------|
 | ``PreconditionFailed``              | 412    | not_applied | ``key``, ``current_revision`` |
-| ``Rejected(detail, status)``        | status | not_applied | (410: a watch's history gone) |
+| a typed refusal (``REFUSAL_STATUS``)| 400-410, 503 | not_applied | (see the table below)   |
+| ``Rejected(detail, status)``        | status | not_applied | the API's own refusals        |
 | ``Overloaded``                      | 503    | not_applied | ``Retry-After: 1``            |
 | ``NoLeader``                        | 503    | not_applied | ``Retry-After: 1``            |
 | ``NotLeader`` (not forwardable)     | 503    | not_applied | ``leader_id``, ``Retry-After``|
@@ -26,6 +27,14 @@ whose condition did not hold. The command went through the log but changed nothi
 ``not_applied`` and the body says which revision the key is at (0: absent). It is an
 exception here, like every other error, so that the mapping stays in this table; ``headers``
 carries e.g. ``Idempotency-Replayed`` when the answer is a replay.
+
+The typed refusals of the Raft core and the driver carry facts, not statuses; this module
+alone decides the status of each (``REFUSAL_STATUS``, looked up along the class hierarchy):
+400 for a request that can never succeed as sent, 404 for an unknown member, 409 for a
+conflict with the cluster's state (another change in flight, an address in use, a node that
+refused to join, ...), 410 for a watch history no longer kept, 503 for a proposal another
+leader's entry superseded and a transfer that timed out (retry). The ``error`` text is the
+exception's message, unchanged.
 
 ``InvariantViolation`` is deliberately absent: it is a bug, not an operating error, and
 propagates (Quart answers with the generic JSON 500 of ``app.py``).
@@ -40,11 +49,25 @@ from quart import Response
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from beaver_vault.errors import (
+    AddressInUse,
     BeaverVaultError,
+    ConfigBusy,
+    HistoryCompacted,
+    IncompleteJoin,
+    JoinRefused,
+    LastVoter,
     NoLeader,
+    NoReachableQuorum,
+    NotAMember,
+    NotAVoter,
     NotLeader,
+    NoTransferTarget,
+    OtherLeaderElected,
     Overloaded,
     Rejected,
+    SupersededByLeader,
+    TooManyVoterChanges,
+    TransferTimedOut,
     Unknown,
 )
 
@@ -54,6 +77,37 @@ RETRY_AFTER_S = "1"
 # next request on that connection nor closes it (the unread body stalls the connection), so a
 # keep-alive client hangs until its read timeout. Telling the client to close it avoids that.
 CLOSE_AFTER_UNREAD_BODY = {"Connection": "close"}
+
+
+# The HTTP status of each typed refusal (``Rejected`` subclasses raised by the core and the
+# driver). A subclass not listed takes its nearest listed base's status.
+REFUSAL_STATUS: dict[type[Rejected], int] = {
+    IncompleteJoin: 400,
+    NotAVoter: 400,
+    NotAMember: 404,
+    ConfigBusy: 409,
+    TooManyVoterChanges: 409,
+    AddressInUse: 409,
+    LastVoter: 409,
+    NoReachableQuorum: 409,
+    JoinRefused: 409,  # IdentityMismatch, RetiredNodeId, ForeignClusterData
+    NoTransferTarget: 409,
+    OtherLeaderElected: 409,
+    HistoryCompacted: 410,
+    SupersededByLeader: 503,
+    TransferTimedOut: 503,
+}
+
+
+def refusal_status(exc: Rejected) -> int:
+    """The status of a refusal: the API's explicit one, else the table's, else 400."""
+    if exc.status is not None:
+        return exc.status
+    for cls in type(exc).__mro__:
+        status = REFUSAL_STATUS.get(cls)
+        if status is not None:
+            return status
+    return 400
 
 
 class PreconditionFailed(Rejected):
@@ -116,7 +170,7 @@ def error_parts(exc: BeaverVaultError) -> tuple[int, dict[str, Any], dict[str, s
             body.update(key=exc.key, current_revision=exc.current_revision)
             return 412, body, dict(exc.headers)
         case Rejected():
-            return exc.status, body, {}
+            return refusal_status(exc), body, {}
         case Overloaded() | NoLeader():
             return 503, body, retry
         case NotLeader():

@@ -23,7 +23,14 @@ from typing import Any
 
 import trio
 
-from beaver_vault.errors import BeaverVaultError, ConfigBusy, InvariantViolation, NoLeader, Overloaded, Rejected
+from beaver_vault.errors import (
+    BeaverVaultError,
+    ConfigBusy,
+    HistoryCompacted,
+    InvariantViolation,
+    NoLeader,
+    Overloaded,
+)
 from beaver_vault.kv import commands
 from beaver_vault.kv.state import KeyRecord
 from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
@@ -290,12 +297,12 @@ class NodeRuntime:
 
     def watch(self, prefix: str, from_revision: int | None, *, buffer_max: int = 1000) -> Watcher:
         """Subscribe to applied changes under ``prefix``: events with revision >= from_revision
-        (default: changes after now). Raises Rejected(410) if that history is no longer kept,
+        (default: changes after now). Raises HistoryCompacted if that history is no longer kept,
         Overloaded if too many watchers. Read with ``next_events``; ``close()`` when done."""
         try:
             return self.watch_hub.subscribe(prefix, from_revision, buffer_max)
         except WatchCompacted as e:
-            raise Rejected(str(e), status=410) from e
+            raise HistoryCompacted(str(e), e.requested, e.first_available) from e
         except OverflowError as e:
             raise Overloaded(str(e)) from e
 

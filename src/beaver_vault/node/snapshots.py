@@ -16,8 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from beaver_vault.raft.messages import InstallSnapshot, NodeId, SnapshotAck
+from beaver_vault.raft.core import FOLLOWER, LEADER
+from beaver_vault.raft.messages import InstallSnapshot, Membership, NodeId, SnapshotAck
+
+if TYPE_CHECKING:
+    from beaver_vault.node.driver import NodeDriver
 
 
 @dataclass(slots=True)
@@ -77,3 +82,143 @@ class Installer:
     index: int
     snap_term: int
     next_seq: int = 1
+
+
+class SnapshotTransfers:
+    """The driver's snapshot work: compaction, the senders it streams (leader), the install in
+    progress (follower). It reaches core, storage and transport through the driver (``d``)."""
+
+    def __init__(self, driver: NodeDriver) -> None:
+        self.d = driver
+        self.senders: dict[str, SnapshotSender] = {}
+        self.installer: Installer | None = None
+
+    def reset(self) -> None:
+        """The node reloaded its state: transfers in progress are forgotten."""
+        self.senders = {}
+        self.installer = None
+
+    def tick(self) -> None:
+        d = self.d
+        for pid, snd in list(self.senders.items()):
+            snd.idle_ticks += 1
+            if snd.idle_ticks > d.options.snapshot_timeout_ticks:
+                self.stop_sender(pid, ok=False)
+            elif snd.idle_ticks % d.options.snapshot_resend_ticks == 0 and d.core.role == LEADER:
+                # The chunk or its ack may have been lost: send it again (receivers ack a
+                # duplicate without staging it twice) rather than wait for the timeout.
+                d.transport.send(snd.message(d.core.term, d.id))
+
+    def stop_unless_leader(self) -> None:
+        if self.senders and self.d.core.role != LEADER:
+            for pid in list(self.senders):
+                self.stop_sender(pid, ok=False)
+
+    def compact(self) -> None:
+        """Keep the log bounded: compact up to the applied index, less a margin (a tenth of
+        the threshold) so a briefly slow follower still catches up from the log."""
+        core = self.d.core
+        index = self.d.applied_index - self.d.options.snapshot_threshold // 10
+        if index <= core.log.offset or index > core.log.stable:
+            return
+        self.d.storage.compact(index, core.log.term(index), core.membership_at(index).encode())
+        core.compact(index)
+        self.d.counters["compactions"] = self.d.counters.get("compactions", 0) + 1
+
+    def start_sender(self, pid: str) -> None:
+        core = self.d.core
+        if core.role != LEADER:
+            return
+        old = self.senders.pop(pid, None)
+        if old is not None:
+            # The core asks again only once it left SNAPSHOT state for pid: the follower answered
+            # from the snapshot still being streamed while the log was compacted past that
+            # snapshot. The old transfer is obsolete; ignoring the request would leave the core
+            # in SNAPSHOT state waiting for a transfer that never comes. No snapshot_finished for
+            # the old one: the core has moved on (a late ack for it no longer matches).
+            close = getattr(old.chunks, "close", None)
+            if close is not None:
+                close()
+        if len(self.senders) >= self.d.options.max_snapshot_senders:
+            core.snapshot_finished(pid, ok=False)  # try again later
+            return
+        index, chunks = self.d.storage.snapshot_reader(self.d.options.snapshot_chunk_bytes)
+        snd = SnapshotSender(pid, index, core.log.term(index), core.membership_at(index).encode(), chunks)
+        self.senders[pid] = snd
+        self.d.counters["snapshots_sent"] = self.d.counters.get("snapshots_sent", 0) + 1
+        self.d.transport.send(snd.first(core.term, self.d.id))
+
+    def stop_sender(self, pid: str, ok: bool) -> None:
+        snd = self.senders.pop(pid, None)
+        if snd is not None:
+            close = getattr(snd.chunks, "close", None)
+            if close is not None:
+                close()
+            self.d.core.snapshot_finished(pid, ok, snd.index if ok else 0)
+
+    def on_ack(self, ack: SnapshotAck) -> None:
+        snd = self.senders.get(ack.src)
+        core = self.d.core
+        if snd is None or ack.index != snd.index or ack.seq != snd.seq:
+            return
+        if core.role != LEADER or ack.term != core.term or not ack.ok:
+            self.stop_sender(ack.src, ok=False)
+            return
+        nxt = snd.on_ack(ack, core.term, self.d.id)
+        if nxt is None:
+            self.stop_sender(ack.src, ok=True)
+        else:
+            self.d.transport.send(nxt)
+
+    def on_chunk(self, m: InstallSnapshot) -> None:
+        core = self.d.core
+
+        def ack(ok: bool) -> None:
+            self.d.transport.send(SnapshotAck(core.term, self.d.id, m.src, m.index, m.seq, ok))
+
+        if m.term != core.term or core.role != FOLLOWER:
+            ack(False)
+            return
+        ins0 = self.installer
+        if m.seq == 0 and ins0 is not None and (ins0.leader, ins0.term, ins0.index) == (m.src, m.term, m.index):
+            ack(True)  # a duplicate of the first chunk: keep what is staged
+            return
+        if m.seq == 0:
+            if core.log.matches(m.index, m.snap_term) or m.index <= core.commit:
+                # We hold that entry already (Log Matching: and all before it): no transfer needed.
+                self.installer = None
+                ack(False)
+                if core.log.matches(m.index, m.snap_term):
+                    core.snapshot_matches(m.src, m.index)
+                return
+            self.d.storage.install_begin(m.index)
+            self.installer = Installer(m.src, m.term, m.index, m.snap_term)
+        else:
+            ins = self.installer
+            if ins is not None and (ins.leader, ins.term, ins.index) == (m.src, m.term, m.index) and m.seq < ins.next_seq:
+                ack(True)  # a duplicate (a resend, or the network): already staged
+                return
+            if ins is None or (ins.leader, ins.term, ins.index, ins.next_seq) != (m.src, m.term, m.index, m.seq):
+                ack(False)
+                return
+            ins.next_seq += 1
+            if m.done and (core.log.matches(m.index, m.snap_term) or m.index <= core.commit):
+                # Appends overtook the transfer: the log now holds (or committed past) the
+                # snapshot's index. Installing would roll storage back behind the core (log
+                # truncated to m.index while the core's log goes on). Drop the staged copy.
+                self.installer = None
+                ack(False)
+                return
+        self.d.storage.install_chunk(m.seq, m.data)
+        if m.done:
+            # One durable step replaces state, applied index and log; then the core follows.
+            self.d.storage.install_finish(m.index, m.snap_term, m.membership)
+            self.installer = None
+            membership = Membership.decode(m.membership)
+            core.restore(m.index, m.snap_term, membership)
+            self.d.applied_index = m.index
+            self.d.members.invalidate_peers()
+            self.d.counters["snapshots_installed"] = self.d.counters.get("snapshots_installed", 0) + 1
+            if self.d.on_restore is not None:
+                self.d.on_restore(m.index)
+        ack(True)

@@ -14,7 +14,7 @@ Two families travel on the raft port:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 
 NodeId = str
@@ -296,30 +296,3 @@ class ReadState:
 
     ctx: int
     index: int
-
-
-@dataclass(frozen=True, slots=True)
-class Ready:
-    """What the driver must do, in this order: persist ``entries`` (truncating any conflicting
-    suffix at ``entries[0].index``) and ``hard_state`` in one synced step, then send ``messages``,
-    then apply ``committed``, then call ``RaftCore.advance(ready)``."""
-
-    hard_state: HardState | None = None
-    entries: tuple[Entry, ...] = ()
-    messages: tuple[RaftMessage, ...] = ()
-    committed: tuple[Entry, ...] = ()
-    read_states: tuple[ReadState, ...] = ()
-    snapshots: tuple[NodeId, ...] = ()  # followers that need a snapshot (the driver streams it)
-    # Indices of proposals/reads the core has dropped (e.g. stepped down): outcome unknown.
-    dropped_reads: tuple[int, ...] = field(default=())
-
-    def is_empty(self) -> bool:
-        return not (
-            self.hard_state
-            or self.entries
-            or self.messages
-            or self.committed
-            or self.read_states
-            or self.dropped_reads
-            or self.snapshots
-        )

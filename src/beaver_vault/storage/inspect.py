@@ -1,7 +1,9 @@
 """``python -m beaver_vault.storage.inspect PATH``: print what a node's SQLite file holds.
 
 Opens the database read-only (safe next to a running node: WAL lets readers in), and prints
-the cluster id, hard state, log range, applied index and the first few keys.
+the cluster id, hard state, log range, applied index, the first few keys, and every table
+with its row count, columns and indexes (schema introspection is what ``sqlite-utils`` is
+for; the node's own storage in ``sqlite.py`` uses plain ``sqlite3`` with explicit SQL).
 """
 
 from __future__ import annotations
@@ -26,6 +28,17 @@ def _kind(k: int) -> str:
 
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _table_lines(db: sqlite_utils.Database) -> list[str]:
+    out: list[str] = []
+    for table in sorted(db.tables, key=lambda t: t.name):
+        columns = ", ".join(f"{c.name} {c.type}".strip() for c in table.columns)
+        out.append(f"  {table.name} ({table.count} rows): {columns}")
+        for index in sorted(table.indexes, key=lambda i: i.name):
+            if not index.name.startswith("sqlite_autoindex"):
+                out.append(f"    index {index.name} ({', '.join(index.columns)})")
+    return out
 
 
 def inspect(path: str, *, keys: int = 10, prefix: str = "", width: int = 80) -> str:
@@ -59,6 +72,8 @@ def inspect(path: str, *, keys: int = 10, prefix: str = "", width: int = 80) -> 
             lines.append(f"  {k!r}: {_short(v, width)}  (create={c} mod={m} version={ver})")
         if nkeys > len(rows) and not prefix:
             lines.append(f"  ... {nkeys - len(rows)} more")
+        lines.append("tables:")
+        lines.extend(_table_lines(db))
         return "\n".join(lines)
     finally:
         conn.close()
