@@ -149,6 +149,13 @@ def test_every_setting_can_come_from_every_source(tmp_path: Path) -> None:
         "request_timeout_s": "1.5",
         "forward_timeout_s": "2.5",
         "shutdown_timeout_s": "0",
+        "max_url_bytes": "4096",
+        "max_header_bytes": "4096",
+        "body_timeout_s": "2.5",
+        "client_rate_per_s": "100",
+        "client_burst": "200",
+        "watchers_per_client": "8",
+        "watch_buffer_bytes": "65536",
         "log_level": "WARNING",
         "seed": "42",
     }

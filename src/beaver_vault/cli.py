@@ -283,9 +283,18 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
             max_json_depth=cfg.max_json_depth,
             request_timeout_s=cfg.request_timeout_s,
             forward_timeout_s=cfg.forward_timeout_s,
+            max_url_bytes=cfg.max_url_bytes,
+            max_header_bytes=cfg.max_header_bytes,
+            body_timeout_s=cfg.body_timeout_s,
+            client_rate_per_s=cfg.client_rate_per_s,
+            client_burst=cfg.client_burst,
+            watchers_per_client_max=cfg.watchers_per_client,
+            watch_buffer_bytes_max=cfg.watch_buffer_bytes,
         ),
     )
     hconfig = HyperConfig()
+    # Headers beyond what the guard accepts are refused by h11 itself (no unbounded buffering).
+    hconfig.h11_max_incomplete_size = max(16 * 1024, cfg.max_url_bytes + cfg.max_header_bytes + 1024)
     hconfig.bind = [cfg.http_bind]
     hconfig.accesslog = None
     hconfig.errorlog = logging.getLogger("hypercorn.error")

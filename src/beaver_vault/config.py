@@ -64,6 +64,13 @@ class Config:
     request_timeout_s: float = 5.0
     forward_timeout_s: float = 10.0  # a forwarded request's whole budget (longer than the leader's own)
     shutdown_timeout_s: float = 3.0  # graceful HTTP shutdown before in-flight requests are cancelled
+    max_url_bytes: int = 8 * 1024  # request target (path + query); 414 beyond
+    max_header_bytes: int = 8 * 1024  # the request's whole header block; 431 beyond
+    body_timeout_s: float = 5.0  # a request body must arrive within this time; 408 beyond
+    client_rate_per_s: float = 5_000.0  # HTTP requests per second per client address; 0: unlimited
+    client_burst: int = 10_000  # requests a client may send at once before its rate applies
+    watchers_per_client: int = 64  # open watches per client address; 429 beyond
+    watch_buffer_bytes: int = 8 * 1024 * 1024  # pending event bytes per watcher before it is dropped
     log_level: str = "INFO"
     seed: int | None = None  # election-timeout and backoff randomness; None: from the OS
 
@@ -271,6 +278,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("request_timeout_s", _float_over(0.0), "how long a request waits for its outcome (default: 5)"),
     Setting("forward_timeout_s", _float_over(0.0), "how long a follower waits for the leader's answer (default: 10)"),
     Setting("shutdown_timeout_s", _float_over(0.0, inclusive=True), "graceful HTTP shutdown time (default: 3)"),
+    Setting("max_url_bytes", _int_in(256), "longest request URL (path and query) in bytes; 414 beyond (default: 8192)"),
+    Setting("max_header_bytes", _int_in(1024), "largest request header block in bytes; 431 beyond (default: 8192)"),
+    Setting("body_timeout_s", _float_over(0.0), "seconds a request body may take to arrive; 408 beyond (default: 5)"),
+    Setting(
+        "client_rate_per_s",
+        _float_over(0.0, inclusive=True),
+        "HTTP requests per second per client address, 429 beyond; 0: unlimited (default: 5000)",
+    ),
+    Setting("client_burst", _int_in(1), "requests a client may send in a burst before its rate applies (default: 10000)"),
+    Setting("watchers_per_client", _int_in(1), "open watches per client address; 429 beyond (default: 64)"),
+    Setting(
+        "watch_buffer_bytes",
+        _int_in(1024),
+        "bytes of events a watcher may have pending before it is disconnected (default: 8388608)",
+    ),
     Setting("log_level", _parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO)"),
     Setting("seed", _parse_seed, "integer seed for this node's randomness (default: from the OS)", nullable=True),
 )

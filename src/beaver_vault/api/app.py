@@ -59,6 +59,7 @@ from beaver_vault.api.errors import (
 )
 from beaver_vault.api.fast import RAISE_IN_QUART, FastKV
 from beaver_vault.api.forward import FORWARDED_BY_HEADER, FORWARDED_REQUEST_HEADERS, Forwarder
+from beaver_vault.api.limits import LimitOptions, RequestGuard
 from beaver_vault.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from beaver_vault.api.metrics import ApiMetrics
 from beaver_vault.errors import BeaverVaultError, NotLeader
@@ -80,8 +81,15 @@ class BeaverVaultApp(QuartTrio):
     through ``asgi_app`` untouched."""
 
     fast_kv: FastKV | None = None
+    guard: RequestGuard | None = None  # request limits in front of everything (limits.py)
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if self.guard is not None:
+            await self.guard(scope, receive, send)
+        else:
+            await self.serve_guarded(scope, receive, send)
+
+    async def serve_guarded(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if self.fast_kv is not None:
             await self.fast_kv(scope, receive, send)
         else:
@@ -102,6 +110,7 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
     opts = options if options is not None else ApiOptions()
     app = BeaverVaultApp(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = opts.max_body_bytes
+    app.config["BODY_TIMEOUT"] = opts.body_timeout_s
     app.url_map.merge_slashes = False
     app.url_map.converters["key"] = KeyConverter
     ctx = ApiContext(runtime, opts)
@@ -199,6 +208,17 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
     app.register_error_handler(BeaverVaultError, on_domain_error)
     app.register_error_handler(HTTPException, on_http_error)
     app.fast_kv = FastKV(app.asgi_app, ctx, metrics, body_timeout_s=app.config["BODY_TIMEOUT"])
+    app.guard = RequestGuard(
+        app.serve_guarded,
+        LimitOptions(
+            url_max_bytes=opts.max_url_bytes,
+            header_max_bytes=opts.max_header_bytes,
+            body_timeout_s=opts.body_timeout_s,
+            client_rate_per_s=opts.client_rate_per_s,
+            client_burst=opts.client_burst,
+        ),
+        on_refusal=metrics.count_refusal,
+    )
     return app
 
 

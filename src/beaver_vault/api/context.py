@@ -42,6 +42,13 @@ class ApiOptions:
     ttl_max_s: int = 30 * 24 * 3600
     watch_buffer_max: int = 1000  # events a watcher may have pending before it is disconnected
     watch_keepalive_s: float = 15.0  # SSE comment / WebSocket ping-free idle message period
+    watch_buffer_bytes_max: int = 8 * 1024 * 1024  # bytes of events a watcher may have pending
+    watchers_per_client_max: int = 64  # open watches per client address (429 beyond)
+    max_url_bytes: int = 8 * 1024  # request target (path + query): 414 beyond
+    max_header_bytes: int = 8 * 1024  # the whole header block: 431 beyond
+    body_timeout_s: float = 5.0  # a request body must have arrived this long after the request: 408
+    client_rate_per_s: float = 5_000.0  # requests per second per client address (0: unlimited): 429
+    client_burst: int = 10_000
 
     def __post_init__(self) -> None:
         for name in (
@@ -52,10 +59,17 @@ class ApiOptions:
             "list_limit_max",
             "ttl_max_s",
             "watch_buffer_max",
+            "watch_buffer_bytes_max",
+            "watchers_per_client_max",
+            "max_url_bytes",
+            "max_header_bytes",
+            "client_burst",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"ApiOptions.{name} must be at least 1")
-        for name in ("request_timeout_s", "forward_timeout_s", "watch_keepalive_s"):
+        if self.client_rate_per_s < 0:
+            raise ValueError("ApiOptions.client_rate_per_s must not be negative")
+        for name in ("request_timeout_s", "forward_timeout_s", "watch_keepalive_s", "body_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ApiOptions.{name} must be positive")
         if self.list_limit_default > self.list_limit_max:

@@ -206,11 +206,12 @@ def http_error_response(exc: HTTPException, *, method: str, path: str, max_body_
         return json_error(500, "internal error", outcome=outcome)
     if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         headers["Allow"] = ", ".join(sorted(exc.valid_methods))
-    if code == 413:
+    if code in (408, 413):
         headers.update(CLOSE_AFTER_UNREAD_BODY)
     message = {
         404: "no such route",
         405: f"method {method} is not allowed here",
+        408: "the request body did not arrive in time",
         413: too_large_message(max_body_bytes),
     }.get(code, exc.description or exc.name)
     extra = {"path": path} if code in (404, 405) else {}

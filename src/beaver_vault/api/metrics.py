@@ -68,6 +68,12 @@ class ApiMetrics:
             ["transport"],
             registry=self.registry,
         )
+        self.refusals = Counter(
+            "beaver_vault_http_limited",
+            "Requests refused by the request limits before any route saw them, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         self.registry.register(_RaftCollector(runtime))
         # The label children of each (route, method, status) seen, looked up once: ``labels()``
         # takes a lock and builds its key on every call. Bounded like the label sets themselves.
@@ -81,6 +87,9 @@ class ApiMetrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(elapsed_s)
+
+    def count_refusal(self, reason: str) -> None:
+        self.refusals.labels(reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

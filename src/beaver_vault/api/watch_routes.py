@@ -20,8 +20,13 @@ if the connection drops in the middle of a revision.
 SSE (``GET /api/v1/watch``): each event is ``id: <resume point>`` + ``data: {"type", "key",
 "value", "revision"}``; a ``: keep-alive`` comment every ``watch_keepalive_s``; when the
 watcher is closed by the server, ``event: error`` with ``{"error": reason}``, then the stream
-ends. Errors before the stream starts (bad input, 410 history gone, 503 too many watchers)
-are ordinary JSON error responses.
+ends. Errors before the stream starts (bad input, 410 history gone, 503 too many watchers on
+the node, 429 too many watchers from this client address) are ordinary JSON error responses.
+
+Memory: a watcher's pending events are bounded in count and bytes (``watch_buffer_max``,
+``watch_buffer_bytes_max``), and the SSE stream is written in pieces of at most
+``SSE_PIECE_BYTES`` (one larger event alone), so a client that stops reading costs the node
+at most one piece in flight, not its whole backlog serialised at once.
 
 WebSocket (``/api/v1/watch/ws``): each message is one JSON event; errors are reported as a
 last message ``{"error", "status", ...}`` followed by a close with a code and a reason (see
@@ -36,7 +41,8 @@ before a 1013 close): reconnecting with that ``last_event_id`` continues exactly
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import trio
@@ -47,15 +53,90 @@ from beaver_vault.api.context import API_PREFIX, ApiContext
 from beaver_vault.api.errors import (
     WS_CLOSE_FELL_BEHIND,
     error_parts,
+    json_error,
     websocket_close_code,
     websocket_reason,
 )
+from beaver_vault.api.limits import client_address
 from beaver_vault.api.metrics import ApiMetrics
 from beaver_vault.api.validation import BadInput, parse_optional_int, parse_resume_point
 from beaver_vault.errors import BeaverVaultError
 from beaver_vault.node.watch import Watcher
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_PIECE_BYTES = 64 * 1024
+
+
+class ClientWatchers:
+    """Open watches per client address, capped (a bounded table: one entry per address with an
+    open watch)."""
+
+    def __init__(self, per_client_max: int) -> None:
+        self.per_client_max = per_client_max
+        self.open: dict[str, int] = {}
+
+    def acquire(self, client: str) -> bool:
+        n = self.open.get(client, 0)
+        if n >= self.per_client_max:
+            return False
+        self.open[client] = n + 1
+        return True
+
+    def release(self, client: str) -> None:
+        n = self.open.get(client, 0) - 1
+        if n > 0:
+            self.open[client] = n
+        else:
+            self.open.pop(client, None)
+
+
+class _BigEventCache:
+    """The JSON of recent large events, shared by every watcher that sends them (a stalled
+    client then pins one shared copy, not one of its own). Holds the event itself, so an
+    ``id()`` cannot be reused while cached; a few entries only."""
+
+    def __init__(self, entries_max: int = 8) -> None:
+        self.entries_max = entries_max
+        self._items: OrderedDict[int, tuple[dict[str, Any], bytes]] = OrderedDict()
+
+    def encoded(self, ev: dict[str, Any]) -> bytes:
+        hit = self._items.get(id(ev))
+        if hit is not None and hit[0] is ev:
+            return hit[1]
+        data = event_json(ev).encode("utf-8")
+        if len(data) > SSE_PIECE_BYTES:
+            self._items[id(ev)] = (ev, data)
+            while len(self._items) > self.entries_max:
+                self._items.popitem(last=False)
+        return data
+
+
+_big_events = _BigEventCache()
+
+
+def sse_pieces(labelled: list[tuple[str, dict[str, Any]]]) -> Iterator[bytes]:
+    """SSE text for the events, in pieces of about ``SSE_PIECE_BYTES`` cut at event borders;
+    a larger event goes alone, its JSON shared with the other watchers sending it."""
+    current: list[bytes] = []
+    size = 0
+    for i, ev in labelled:
+        data = _big_events.encoded(ev)
+        if len(data) > SSE_PIECE_BYTES:
+            if current:
+                yield b"".join(current)
+                current, size = [], 0
+            yield f"id: {i}\ndata: ".encode()
+            yield data
+            yield b"\n\n"
+            continue
+        block = b"id: " + i.encode() + b"\ndata: " + data + b"\n\n"
+        if current and size + len(block) > SSE_PIECE_BYTES:
+            yield b"".join(current)
+            current, size = [], 0
+        current.append(block)
+        size += len(block)
+    if current:
+        yield b"".join(current)
 
 
 class Cursor:
@@ -108,6 +189,8 @@ def event_json(ev: dict[str, Any]) -> str:
 def register(app: QuartTrio, ctx: ApiContext, metrics: ApiMetrics) -> None:
     runtime = ctx.runtime
     opts = ctx.opts
+    per_client = ClientWatchers(opts.watchers_per_client_max)
+    too_many = f"too many open watches from this client (the limit is {opts.watchers_per_client_max})"
 
     def watch_params(args: Any, last_event_id: str | None) -> tuple[str, int | None, int]:
         prefix = args.get("prefix", "")
@@ -131,7 +214,16 @@ def register(app: QuartTrio, ctx: ApiContext, metrics: ApiMetrics) -> None:
     @app.route(f"{API_PREFIX}/watch", methods=["GET"])
     async def watch_sse() -> Response:
         prefix, from_revision, skip = watch_params(request.args, request.headers.get("Last-Event-ID"))
-        watcher = runtime.watch(prefix, from_revision, buffer_max=opts.watch_buffer_max)
+        client = client_address(request.scope)
+        if not per_client.acquire(client):
+            return json_error(429, too_many, headers={"Retry-After": "1"})
+        try:
+            watcher = runtime.watch(
+                prefix, from_revision, buffer_max=opts.watch_buffer_max, bytes_max=opts.watch_buffer_bytes_max
+            )
+        except BaseException:
+            per_client.release(client)
+            raise
 
         async def stream() -> AsyncIterator[bytes]:
             cursor = Cursor(from_revision, skip)
@@ -147,11 +239,12 @@ def register(app: QuartTrio, ctx: ApiContext, metrics: ApiMetrics) -> None:
                         yield f"event: error\ndata: {json.dumps(closed_body(watcher, cursor))}\n\n".encode()
                         return
                     labelled = cursor.label(events, complete=watcher.closed_reason is None)
-                    chunk = "".join(f"id: {i}\ndata: {event_json(ev)}\n\n" for i, ev in labelled)
-                    if chunk:
-                        yield chunk.encode("utf-8")
+                    del events
+                    for piece in sse_pieces(labelled):
+                        yield piece
             finally:
                 watcher.close("the client went away")
+                per_client.release(client)
                 metrics.watchers.labels("sse").dec()
 
         response = Response(stream(), status=200, mimetype="text/event-stream", headers=dict(SSE_HEADERS))
@@ -172,13 +265,23 @@ def register(app: QuartTrio, ctx: ApiContext, metrics: ApiMetrics) -> None:
     @app.websocket(f"{API_PREFIX}/watch/ws")
     async def watch_ws() -> None:
         await websocket.accept()
+        client = client_address(websocket.scope)
+        if not per_client.acquire(client):
+            await ws_fail(WS_CLOSE_FELL_BEHIND, {"error": too_many, "status": 429})
+            return
         try:
             prefix, from_revision, skip = watch_params(websocket.args, websocket.headers.get("Last-Event-ID"))
-            watcher = runtime.watch(prefix, from_revision, buffer_max=opts.watch_buffer_max)
+            watcher = runtime.watch(
+                prefix, from_revision, buffer_max=opts.watch_buffer_max, bytes_max=opts.watch_buffer_bytes_max
+            )
         except BeaverVaultError as exc:
+            per_client.release(client)
             status, body, _ = error_parts(exc)
             await ws_fail(websocket_close_code(status), {**body, "status": status})
             return
+        except BaseException:
+            per_client.release(client)
+            raise
         cursor = Cursor(from_revision, skip)
         metrics.watchers.labels("websocket").inc()
         try:
@@ -194,4 +297,5 @@ def register(app: QuartTrio, ctx: ApiContext, metrics: ApiMetrics) -> None:
                 nursery.cancel_scope.cancel()
         finally:
             watcher.close("the client went away")
+            per_client.release(client)
             metrics.watchers.labels("websocket").dec()

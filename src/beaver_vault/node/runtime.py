@@ -35,7 +35,7 @@ from beaver_vault.kv import commands
 from beaver_vault.kv.state import KeyRecord
 from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
 from beaver_vault.node.status import NodeStatus
-from beaver_vault.node.watch import Event, WatchCompacted, Watcher, WatchHub
+from beaver_vault.node.watch import DEFAULT_BUFFER_BYTES, Event, WatchCompacted, Watcher, WatchHub
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.messages import Membership, Message
 from beaver_vault.storage.base import Storage
@@ -295,12 +295,14 @@ class NodeRuntime:
                 events = raw
         self.watch_hub.publish(index, events)
 
-    def watch(self, prefix: str, from_revision: int | None, *, buffer_max: int = 1000) -> Watcher:
+    def watch(
+        self, prefix: str, from_revision: int | None, *, buffer_max: int = 1000, bytes_max: int = DEFAULT_BUFFER_BYTES
+    ) -> Watcher:
         """Subscribe to applied changes under ``prefix``: events with revision >= from_revision
         (default: changes after now). Raises HistoryCompacted if that history is no longer kept,
         Overloaded if too many watchers. Read with ``next_events``; ``close()`` when done."""
         try:
-            return self.watch_hub.subscribe(prefix, from_revision, buffer_max)
+            return self.watch_hub.subscribe(prefix, from_revision, buffer_max, bytes_max)
         except WatchCompacted as e:
             raise HistoryCompacted(str(e), e.requested, e.first_available) from e
         except OverflowError as e:

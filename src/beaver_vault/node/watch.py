@@ -12,11 +12,22 @@ Pure (no Trio): the runtime wakes waiting tasks through ``Watcher.on_ready``.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 Event = dict[str, Any]
+DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
+
+
+def event_size(ev: Event) -> int:
+    """Roughly the bytes the event costs a watcher (its key and JSON value), measured once."""
+    value = ev.get("value")
+    size = 64 + len(str(ev.get("key", "")).encode("utf-8", "surrogatepass"))
+    if value is not None:
+        size += len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    return size
 
 
 class WatchCompacted(Exception):
@@ -30,32 +41,40 @@ class WatchCompacted(Exception):
 
 
 class Watcher:
-    def __init__(self, hub: WatchHub, prefix: str, from_revision: int, buffer_max: int) -> None:
+    def __init__(
+        self, hub: WatchHub, prefix: str, from_revision: int, buffer_max: int, bytes_max: int = DEFAULT_BUFFER_BYTES
+    ) -> None:
         self.hub = hub
         self.prefix = prefix
         self.from_revision = from_revision
         self.buffer: deque[Event] = deque()
         self.buffer_max = buffer_max
         self.base_max = buffer_max
+        self.buffer_bytes = 0
+        self.bytes_max = bytes_max
+        self.base_bytes_max = bytes_max
         self.closed_reason: str | None = None
         self.on_ready: Callable[[], None] | None = None
 
-    def _push(self, ev: Event) -> None:
+    def _push(self, ev: Event, size: int) -> None:
         if self.closed_reason is not None:
             return
         if ev["revision"] < self.from_revision or not str(ev["key"]).startswith(self.prefix):
             return
-        if len(self.buffer) >= self.buffer_max:
+        if len(self.buffer) >= self.buffer_max or (self.buffer and self.buffer_bytes + size > self.bytes_max):
             self.close("watcher fell behind: its buffer is full; reconnect from the last revision seen")
             return
         self.buffer.append(ev)
+        self.buffer_bytes += size
         if self.on_ready is not None:
             self.on_ready()
 
     def take(self) -> list[Event]:
         out = list(self.buffer)
         self.buffer.clear()
+        self.buffer_bytes = 0
         self.buffer_max = self.base_max  # the replayed backlog (if any) has been handed over
+        self.bytes_max = self.base_bytes_max
         return out
 
     def close(self, reason: str = "closed") -> None:
@@ -93,22 +112,29 @@ class WatchHub:
             if len(self.history) > self.history_max:
                 dropped = self.history.popleft()
                 self.first_retained = dropped["revision"] + 1
-            for w in list(self.watchers):
-                w._push(ev)
+            if self.watchers:
+                size = event_size(ev)
+                for w in list(self.watchers):
+                    w._push(ev, size)
 
-    def subscribe(self, prefix: str, from_revision: int | None, buffer_max: int = 1_000) -> Watcher:
+    def subscribe(
+        self, prefix: str, from_revision: int | None, buffer_max: int = 1_000, bytes_max: int = DEFAULT_BUFFER_BYTES
+    ) -> Watcher:
         if len(self.watchers) >= self.watchers_max:
             raise OverflowError("too many watchers on this node")
         start = self.applied_index + 1 if from_revision is None else max(1, from_revision)
         if start < self.first_retained:
             raise WatchCompacted(start, self.first_retained)
-        w = Watcher(self, prefix, start, buffer_max)
+        w = Watcher(self, prefix, start, buffer_max, bytes_max)
         # The replayed backlog is already in memory (bounded by history_max): let it exceed the
-        # per-watcher limit once, so a watcher resuming from far back is not closed at once.
+        # per-watcher limits once, so a watcher resuming from far back is not closed at once.
         w.buffer_max = len(self.history) + 1
+        w.bytes_max = 2**62
         for ev in self.history:
-            w._push(ev)
+            if ev["revision"] >= start and str(ev["key"]).startswith(prefix):
+                w._push(ev, event_size(ev))
         w.buffer_max = buffer_max + len(w.buffer)
+        w.bytes_max = bytes_max + w.buffer_bytes
         if w.closed_reason is None:
             self.watchers.add(w)
         return w
