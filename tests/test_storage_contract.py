@@ -333,18 +333,30 @@ CHILD = textwrap.dedent(
 
 
 def _run_child(path: Path, mode: str, kill_after_s: float | None) -> list[str]:
+    """Run the child; with ``kill_after_s``, SIGKILL it that long after it first reported an
+    apply (so the kill lands mid-work however slowly the child started on a loaded machine)."""
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(path), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    early: list[str] = []
     if kill_after_s is not None:
-        time.sleep(kill_after_s)
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break  # the child ended by itself: communicate() below reports it
+            early.append(line.rstrip("\n"))
+            if line.startswith("applied"):
+                break
+        time.sleep(kill_after_s)  # not synchronisation: where the kill lands is meant to vary
         proc.send_signal(signal.SIGKILL)
     out, err = proc.communicate(timeout=60)
     if kill_after_s is None:
         assert proc.returncode == 0, err
     else:
         assert proc.returncode == -signal.SIGKILL, err
-    return out.split("\n")[:-1]  # complete lines only: the last one may be torn by the kill
+    return early + out.split("\n")[:-1]  # complete lines only: the last one may be torn by the kill
 
 
 def _check_recovered(path: Path, lines: list[str]) -> None:
@@ -387,7 +399,7 @@ def test_sqlite_reopen_after_sigkill_during_saves(tmp_path: Path, round_: int) -
     path = tmp_path / "n.db"
     lines: list[str] = []
     for attempt in range(3):  # kill, recover, continue from the recovered state, kill again
-        lines = _run_child(path, "loop", 0.4 + 0.07 * round_ + 0.05 * attempt)
+        lines = _run_child(path, "loop", 0.01 + 0.03 * round_ + 0.02 * attempt)
         _check_recovered(path, lines)
         assert any(line.startswith("applied") for line in lines), "the child never got far enough"
 
