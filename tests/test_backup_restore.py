@@ -357,3 +357,51 @@ def test_backup_under_load_restores_into_a_new_cluster(cluster: Cluster, tmp_pat
         print(f"backup revision {revision}: {len(load.ops)} acknowledged writes, {len(expected)} keys, uncertain {len(load.uncertain)}")
     finally:
         new.close()
+
+
+@pytest.mark.e2e
+def test_backup_command_draws_progress_only_on_a_terminal_and_fails_cleanly(cluster: Cluster, tmp_path: Path) -> None:
+    import pty
+
+    node = cluster.start("node1")
+    cluster.wait_leader([node])
+    with Client([node.url]) as c:
+        for i in range(20):
+            c.put(f"p/{i}", i)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEAVER_VAULT_")}
+    target = tmp_path / "tty.backup"
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run(
+            [*server_command(), "backup", "--endpoints", node.url, str(target)],
+            stdout=subprocess.PIPE, stderr=slave, text=True, timeout=60, env=env,
+        )
+        os.close(slave)
+        drawn = b""
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the other side is closed and everything was read
+                break
+            if not data:
+                break
+            drawn += data
+    finally:
+        os.close(master)
+    assert done.returncode == 0 and "saved a backup of revision" in done.stdout
+    saved = verify_backup(target)
+    assert saved.tables["kv"] == 20 and saved.rows >= 20  # the keys, and the idempotency records of the puts
+    assert b"\rbackup [" in drawn and f"100.0%  {saved.rows}/{saved.rows} rows".encode() in drawn, drawn
+    import re
+
+    counts = [(int(a), int(b)) for a, b in re.findall(rb"(\d+)/(\d+) rows", drawn)]
+    assert counts and all(b == saved.rows and a <= b for a, b in counts), drawn  # rows, not lines
+    # No node answers: exit 3, nothing written (the old file, if any, is left alone).
+    dead = f"http://127.0.0.1:{cluster.add('ghost').http_port}"
+    missing = tmp_path / "never.backup"
+    done = subprocess.run(
+        [*server_command(), "backup", "--endpoints", dead, str(missing)],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert done.returncode == 3 and "no node gave a complete backup" in done.stderr
+    assert not missing.exists() and [p.name for p in tmp_path.iterdir() if ".partial" in p.name] == []

@@ -271,13 +271,18 @@ def _download(url: str, args: argparse.Namespace, tmp: Path, show: bool) -> str 
             total = resp.headers.get(ROWS_HEADER)
             progress = _Progress(int(total) if total and total.isdigit() else None, show)
             lines = nbytes = 0
+            overhead = 2  # the header line and one table line, until the header says how many tables
+            first = b""
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 for chunk in resp.iter_bytes():
                     os.write(fd, chunk)  # a regular file: writes are complete
                     nbytes += len(chunk)
                     lines += chunk.count(b"\n")
-                    progress.update(lines, nbytes)  # a line per row, plus a few header lines: close enough
+                    if len(first) < 65536 and b"\n" not in first:
+                        first += chunk[:65536]
+                        overhead = 1 + _table_count(first, default=1)
+                    progress.update(max(0, lines - overhead), nbytes)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -287,6 +292,20 @@ def _download(url: str, args: argparse.Namespace, tmp: Path, show: bool) -> str 
     except OSError as e:
         return f"cannot write {tmp}: {e.strerror or e}"
     return None
+
+
+def _table_count(head: bytes, default: int) -> int:
+    """How many tables the backup's header line (the start of ``head``) announces."""
+    import json
+
+    line, sep, _ = head.partition(b"\n")
+    if not sep:
+        return default
+    try:
+        tables = json.loads(line).get("tables")
+    except (ValueError, AttributeError):
+        return default
+    return len(tables) if isinstance(tables, dict) else default
 
 
 # --- restore ------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""GET /health and GET /ready: the readiness tracker (pure), the routes over a real runtime on
-SQLite (virtual time), and a real 3-node cluster losing and regaining its quorum."""
+"""GET /health, GET /ready and GET /api/v1/backup: the readiness tracker (pure), the routes
+over a real runtime on SQLite (virtual time), and a real 3-node cluster losing and regaining
+its quorum."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from beaver_vault.api.ops_routes import PROBE_FILE, begin_shutdown
 from beaver_vault.node.readiness import ReadinessTracker
 from beaver_vault.node.runtime import NodeRuntime, RuntimeOptions
 from beaver_vault.raft.messages import AppendRequest, AppendResponse
+from beaver_vault.storage.backup import verify_backup
 from beaver_vault.storage.sqlite import SQLiteStorage
 
 
@@ -160,6 +162,37 @@ async def test_health_is_503_when_the_storage_does_not_answer(
     status, body, _ = await get_json(client, "/health")
     assert status == 503 and body["status"] == "failing"
     assert "storage does not answer" in body["reasons"][0]
+
+
+async def test_backup_route_streams_a_verified_copy_with_its_revision(
+    app_client: tuple[Any, Client], runtime: NodeRuntime, tmp_path: Path
+) -> None:
+    _app, client = app_client
+    for i in range(50):
+        assert (await client.put(f"/api/v1/kv/key{i}", json={"i": i})).status_code == 200
+    r = await client.get("/api/v1/backup")
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/x-ndjson"
+    revision = int(r.headers["X-Beaver-Vault-Revision"])
+    assert revision == runtime.applied_index() and r.headers["X-Beaver-Vault-Consistency"] == "linearizable"
+    assert r.headers["X-Beaver-Vault-Backup-Rows"] == "50"
+    path = tmp_path / "copy.backup"
+    path.write_bytes(await r.get_data(as_text=False))
+    backup = verify_backup(path)
+    assert backup.revision == revision and backup.tables["kv"] == 50
+    stale = await client.get("/api/v1/backup?consistency=stale")
+    assert stale.status_code == 200 and stale.headers["X-Beaver-Vault-Consistency"] == "stale"
+    await stale.get_data()
+    bad = await client.get("/api/v1/backup?consistency=eventual")
+    assert bad.status_code == 400 and "consistency" in json.loads(await bad.get_data(as_text=True))["error"]
+    head = await client.head("/api/v1/backup")
+    assert head.status_code == 200 and head.headers["X-Beaver-Vault-Revision"] == str(revision)
+
+
+async def test_backup_route_without_a_storage_file_is_501() -> None:
+    app = create_app(FakeRuntime("node1"), ApiOptions())
+    async with app.test_app() as test_app:
+        r = await test_app.test_client().get("/api/v1/backup")
+    assert r.status_code == 501 and "no storage file" in json.loads(await r.get_data(as_text=True))["error"]
 
 
 class BehindRuntime(FakeRuntime):
