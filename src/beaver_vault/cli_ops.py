@@ -282,7 +282,8 @@ def _download(url: str, args: argparse.Namespace, tmp: Path, show: bool) -> str 
                     if len(first) < 65536 and b"\n" not in first:
                         first += chunk[:65536]
                         overhead = 1 + _table_count(first, default=1)
-                    progress.update(max(0, lines - overhead), nbytes)
+                    rows = max(0, lines - overhead)  # the trailer line is counted too at the very end
+                    progress.update(rows if progress.total is None else min(rows, progress.total), nbytes)
                 os.fsync(fd)
             finally:
                 os.close(fd)
