@@ -46,6 +46,11 @@ class BackupError(ValueError):
     """The file is not a complete, intact backup this program can restore. For humans."""
 
 
+def _read_only_uri(path: str | Path) -> str:
+    """A read-only SQLite URI for ``path`` (percent-encoded: any file name works)."""
+    return Path(path).resolve().as_uri() + "?mode=ro"
+
+
 def _line(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
@@ -94,9 +99,7 @@ class BackupReader:
 
     def open(self) -> BackupHeader:
         # Read-only: a backup never writes to the node's file (uri mode=ro keeps WAL readable).
-        db = sqlite3.connect(
-            f"file:{self.db_path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
-        )
+        db = sqlite3.connect(_read_only_uri(self.db_path), uri=True, isolation_level=None, check_same_thread=False)
         try:
             db.execute("BEGIN")
             cluster_id, revision = db.execute("SELECT cluster_id, applied_index FROM meta WHERE id = 0").fetchone()
@@ -319,7 +322,7 @@ def seed_from_backup(
 
 
 def _row_counts(db_path: Path) -> dict[str, int]:
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    db = sqlite3.connect(_read_only_uri(db_path), uri=True)
     try:
         names = [
             n
