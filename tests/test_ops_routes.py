@@ -271,3 +271,17 @@ def test_ready_follows_the_quorum_on_real_processes(cluster: Cluster) -> None:
             n.kill(signal.SIGCONT)
     for n in nodes:
         wait_for(f"{n.node_id} ready again", lambda n=n: _ready(n.url)[0] == 200, 30.0)
+
+
+async def test_a_backup_body_never_started_still_closes_its_read_transaction(runtime: NodeRuntime) -> None:
+    from beaver_vault.api.backup_routes import _BackupBody
+    from beaver_vault.storage.backup import BackupReader
+
+    released: list[bool] = []
+    reader = BackupReader(runtime.storage.path)  # type: ignore[attr-defined]
+    await trio.to_thread.run_sync(reader.open)
+    body = _BackupBody(reader, lambda: released.append(True))
+    await body.aclose()  # what Quart does when a response ends before its body is iterated
+    assert released == [True] and reader._db is None
+    await body.aclose()  # idempotent
+    assert released == [True]

@@ -22,6 +22,7 @@ works without one); 501 a node without a storage file (in-memory storage, tests 
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from beaver_vault.storage.backup import BackupReader
 REVISION_HEADER = "X-Beaver-Vault-Revision"
 ROWS_HEADER = "X-Beaver-Vault-Backup-Rows"
 CONTENT_TYPE = "application/x-ndjson"
+log = logging.getLogger("beaver_vault.api.backup")
 MAX_CONCURRENT_BACKUPS = 2
 BACKUP_TIMEOUT_S = 3600.0  # a read transaction held longer keeps SQLite from checkpointing its WAL
 
@@ -50,6 +52,7 @@ class _BackupBody:
         self.chunks: Generator[bytes, None, None] = reader.chunks()
         self.release = release
         self.closed = False
+        self.complete = False
 
     def __aiter__(self) -> _BackupBody:
         return self
@@ -59,6 +62,7 @@ class _BackupBody:
             raise StopAsyncIteration
         chunk = await trio.to_thread.run_sync(next, self.chunks, None)
         if chunk is None:
+            self.complete = True
             await self.aclose()
             raise StopAsyncIteration
         return chunk
@@ -69,6 +73,16 @@ class _BackupBody:
             self.chunks.close()
             self.reader.close()
             self.release()
+            header = self.reader.header
+            revision = header.revision if header is not None else None
+            fields = {"revision": revision, "bytes": self.reader.bytes_out, "complete": self.complete}
+            log.info(
+                "backup of revision %s %s after %d bytes",
+                revision,
+                "sent" if self.complete else "abandoned",
+                self.reader.bytes_out,
+                extra={"event": "backup_finished", "fields": fields},
+            )
 
 
 def register(app: QuartTrio, ctx: ApiContext) -> None:
@@ -112,10 +126,18 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
             "Cache-Control": "no-store",
             "Content-Disposition": f'attachment; filename="beaver-vault-{header.revision}.backup"',
         }
-        body = _BackupBody(reader, release)
-        if request.method == "HEAD":
-            await body.aclose()
+        if request.method == "HEAD":  # the headers only: nothing to stream
+            reader.close()
+            release()
             return Response(b"", status=200, headers=headers, content_type=CONTENT_TYPE)
+        body = _BackupBody(reader, release)
+        log.info(
+            "backup of revision %d started (%d rows, %s)",
+            header.revision,
+            header.rows,
+            level,
+            extra={"event": "backup_started", "fields": {"revision": header.revision, "rows": header.rows}},
+        )
         response = Response(body, status=200, headers=headers, content_type=CONTENT_TYPE)
         response.timeout = BACKUP_TIMEOUT_S
         return response
