@@ -22,7 +22,7 @@ from beaver_vault.api import ApiOptions, create_app
 from beaver_vault.api.ops_routes import PROBE_FILE, begin_shutdown
 from beaver_vault.node.readiness import ReadinessTracker
 from beaver_vault.node.runtime import NodeRuntime, RuntimeOptions
-from beaver_vault.raft.messages import AppendRequest, AppendResponse
+from beaver_vault.raft.messages import AppendRequest, AppendResponse, InstallSnapshot
 from beaver_vault.storage.backup import verify_backup
 from beaver_vault.storage.sqlite import SQLiteStorage
 
@@ -55,6 +55,23 @@ def test_tracker_follows_the_newest_term_and_ignores_other_messages() -> None:
     t.saw(append(term=4, commit=40))  # a new leader may announce less until it commits in its term
     t.processed("follower", commit_index=0, term=4)
     assert t.catch_up(45).leader_commit_index == 40
+
+
+def test_tracker_is_not_fooled_by_heartbeats_capped_at_the_followers_match() -> None:
+    t = ReadinessTracker()
+    t.saw(append(term=2, commit=900))  # an append (or probe) carries the leader's commit index
+    t.saw(append(term=2, commit=120))  # a heartbeat carries min(commit, this follower's match)
+    t.processed("follower", commit_index=120, term=2)
+    assert t.catch_up(120).leader_commit_index == 900 and not t.catch_up(120).caught_up
+
+
+def test_tracker_counts_a_snapshot_being_streamed() -> None:
+    t = ReadinessTracker()
+    t.saw(append(term=5, commit=3))  # heartbeat at the compacted position: min(commit, match)
+    t.saw(InstallSnapshot(5, "leader", "me", 5000, 4, 0, b"...", False, b""))
+    t.processed("follower", commit_index=3, term=5)
+    assert t.catch_up(3).leader_commit_index == 5000 and not t.catch_up(3).caught_up
+    assert t.catch_up(5000).caught_up  # once installed (applied = the snapshot's index)
 
 
 def test_tracker_on_the_leader_uses_its_own_commit_index() -> None:

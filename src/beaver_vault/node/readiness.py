@@ -3,7 +3,12 @@
 Theory of operation: a node is caught up when it has applied what the leader had committed
 the last time the leader spoke to it. A follower learns the leader's commit index from every
 ``AppendRequest`` (heartbeats included); no round trip to the leader is made to answer
-``/ready``. The runtime calls :meth:`ReadinessTracker.saw` for each inbound message (before
+``/ready``. Within one term the leader's commit index only grows, but what a message carries
+may be less: a heartbeat carries ``min(commit, match)`` (the follower must not commit past
+what it holds), so a far-behind follower hears only its own position from heartbeats. The
+target is therefore the HIGHEST value announced in the current leader's term, and a snapshot
+being streamed (``InstallSnapshot.index``, committed on the leader) counts too: a follower
+waiting for a snapshot is not caught up. The runtime calls :meth:`ReadinessTracker.saw` for each inbound message (before
 the core steps it) and :meth:`ReadinessTracker.processed` after each ``driver.process()``.
 Only the announcements that were processed count: between the arrival of a message and its
 processing, the applied index lags the announcement by design, and ``/ready`` must not flap
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from beaver_vault.raft.messages import AppendRequest, Message
+from beaver_vault.raft.messages import AppendRequest, InstallSnapshot, Message
 
 LEADER_ROLE = "leader"
 
@@ -36,7 +41,7 @@ class CatchUp:
 
 
 class ReadinessTracker:
-    """The leader's commit index as last announced to this node (``AppendRequest.commit``)."""
+    """The highest commit index the current leader announced to this node."""
 
     __slots__ = ("_announced", "_announced_term", "_pending", "_pending_term")
 
@@ -47,12 +52,22 @@ class ReadinessTracker:
         self._announced_term = 0
 
     def saw(self, msg: Message) -> None:
-        """Every inbound message, before the core steps it (only appends carry the commit)."""
-        if isinstance(msg, AppendRequest) and msg.term >= self._pending_term:
-            # The last announcement of the newest term wins (a new leader may announce a lower
-            # commit index than its predecessor until it commits an entry of its own term).
-            self._pending_term = msg.term
-            self._pending = msg.commit
+        """Every inbound message, before the core steps it (appends and snapshots count)."""
+        match msg:
+            case AppendRequest():
+                self._announce(msg.term, msg.commit)
+            case InstallSnapshot():
+                self._announce(msg.term, msg.index)
+            case _:
+                pass
+
+    def _announce(self, term: int, commit: int) -> None:
+        if term > self._pending_term:
+            # A new leader starts afresh (it may know less than its predecessor announced
+            # until it commits an entry of its own term).
+            self._pending_term, self._pending = term, commit
+        elif term == self._pending_term:
+            self._pending = max(self._pending, commit)
 
     def processed(self, role: str, commit_index: int, term: int) -> None:
         """After ``driver.process()``: what arrived before it now counts."""
