@@ -7,8 +7,9 @@ leader (a backup may take a read barrier first, as any linearizable read does).
   ``{"status": "ok", ...}``, else 503 ``{"status": "failing", "reasons": [...]}``.
 * ``/ready`` (readiness, for load balancers and orchestrators): 200 ``{"ready": true, ...}``
   when ALL of: this node belongs to a cluster and knows a leader; it has applied what the
-  leader had committed when it last spoke to this node (``node.readiness``: the commit index
-  carried by the leader's last append or heartbeat, counted once processed); it is not
+  leader had committed when it last spoke to this node (``node.readiness``: the highest commit
+  index the current leader announced in its appends and heartbeats, or a snapshot it streams,
+  counted once processed); it is not
   shutting down; its data directory takes a small write (a probe file written and fsynced at
   most once per second from a worker thread, the result cached in between). Else 503 with
   every failing check in ``reasons``. Both carry ``Cache-Control: no-store``; a 503 carries
