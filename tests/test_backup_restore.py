@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_cluster import Cluster, cluster_fixture, server_command, wait_for
+from e2e_cluster import Cluster, server_command, wait_for
 
 from beaver_vault.client import Client, UnknownOutcome
 from beaver_vault.kv import commands
@@ -187,11 +187,6 @@ def test_restore_refuses_damaged_files_and_used_data_dirs(source: Writer, tmp_pa
 
 
 # --- the round trip on real processes -----------------------------------------------------------
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    yield from cluster_fixture(tmp_path, request)
 
 
 class Load:

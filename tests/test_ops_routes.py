@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trio
 import trio.testing
-from e2e_cluster import Cluster, cluster_fixture, wait_for
+from e2e_cluster import Cluster, wait_for
 from fake_runtime import FakeRuntime
 from quart.typing import TestClientProtocol as Client
 
@@ -86,11 +86,6 @@ def test_tracker_on_the_leader_uses_its_own_commit_index() -> None:
 
 
 # --- the routes over a real single-node runtime on SQLite ---------------------------------------
-
-
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
 
 
 @pytest.fixture
@@ -250,11 +245,6 @@ async def test_ready_without_a_leader() -> None:
 
 
 # --- real processes -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    yield from cluster_fixture(tmp_path, request)
 
 
 def _ready(url: str) -> tuple[int, dict[str, Any]]:
