@@ -132,6 +132,7 @@ class NodeRuntime:
         self.driver.start(self.options.bootstrap)
         self.watch_hub = WatchHub(self.driver.applied_index)
         self.driver.process()
+        self.readiness.processed(self.driver.core.role, self.driver.core.commit, self.driver.core.term)
         self._started = True
         log.info("%s: started (cluster %s, term %d)", self.node_id, self.driver.cluster_id, self.driver.core.term)
         async with trio.open_nursery() as nursery:
