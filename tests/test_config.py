@@ -157,6 +157,7 @@ def test_every_setting_can_come_from_every_source(tmp_path: Path) -> None:
         "watchers_per_client": "8",
         "watch_buffer_bytes": "65536",
         "log_level": "WARNING",
+        "log_format": "json",
         "seed": "42",
     }
     assert set(values) == {s.name for s in SETTINGS}

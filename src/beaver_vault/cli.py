@@ -38,6 +38,7 @@ import httpx
 import trio
 
 from beaver_vault import __version__
+from beaver_vault.cli_ops import add_ops_commands, print_config
 from beaver_vault.client.commands import add_client_commands
 from beaver_vault.config import (
     LOG_LEVELS,
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=setting.help,
         )
     server.set_defaults(handler=_cmd_server)
+    add_ops_commands(sub, server)  # backup, restore, server --print-config (cli_ops.py)
 
     cluster = sub.add_parser(
         "cluster",
@@ -172,27 +174,24 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 # --- server -------------------------------------------------------------------------------------
 
 
-def configure_logging(level: str, tag: str) -> None:
-    # One line per event on stderr, tagged with the node id so interleaved cluster logs stay readable.
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format=f"%(asctime)s {tag} %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
-    # httpx logs every request at INFO: too chatty for the join loop and the cluster's polling.
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+def configure_logging(level: str, tag: str, log_format: str = "text") -> None:
+    # One line per event on stderr, tagged with the node id so interleaved cluster logs stay
+    # readable; text or one JSON object per line (logfmt.py).
+    from beaver_vault import logfmt
+
+    logfmt.configure_logging(level, tag, log_format)
 
 
 def _cmd_server(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     flags = server_flags(args)
+    if getattr(args, "print_config", False):
+        return print_config(flags, env, sys.stdout)
     try:
         cfg = load_config(flags=flags, env=env, config_file=config_file_from(flags, env))
     except ConfigError as e:
         print(f"beaver-vault: configuration error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(cfg.log_level, cfg.node_id)
+    configure_logging(cfg.log_level, cfg.node_id, cfg.log_format)
     try:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -247,6 +246,8 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> int:
     from hypercorn.config import Config as HyperConfig
 
+    from beaver_vault import logfmt
+    from beaver_vault.api import ops_routes
     from beaver_vault.api.app import ApiOptions, create_app
     from beaver_vault.node.runtime import NodeRuntime, RuntimeOptions
     from beaver_vault.transport.tcp import TcpTransport
@@ -275,6 +276,7 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
         rng=_rng(cfg.seed, "transport"),
     )
     runtime.attach_transport(transport)
+    logfmt.set_term_source(lambda: runtime.status().term)
     app = create_app(
         runtime,
         ApiOptions(
@@ -331,6 +333,7 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
             nursery.start_soon(join_cluster, cfg, runtime, stop.request)
 
         await stop.event.wait()
+        ops_routes.begin_shutdown(app)  # /ready answers 503 while in-flight requests finish
         shutdown_http.set()  # let in-flight requests finish (hypercorn's graceful_timeout) ...
         with trio.move_on_after(cfg.shutdown_timeout_s + 1.0):
             await http_done.wait()

@@ -32,6 +32,7 @@ CLIENT_ENV = ("BEAVER_VAULT_ENDPOINTS",)
 CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 _NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
@@ -72,6 +73,7 @@ class Config:
     watchers_per_client: int = 64  # open watches per client address; 429 beyond
     watch_buffer_bytes: int = 8 * 1024 * 1024  # pending event bytes per watcher before it is dropped
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one object per line (beaver_vault.logfmt)
     seed: int | None = None  # election-timeout and backoff randomness; None: from the OS
 
     @property
@@ -218,6 +220,13 @@ def _parse_log_level(raw: object) -> str:
     return value
 
 
+def _parse_log_format(raw: object) -> str:
+    value = _parse_str(raw).lower()
+    if value not in LOG_FORMATS:
+        raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}, got {_describe(raw)}")
+    return value
+
+
 def _parse_seed(raw: object) -> int | None:
     if isinstance(raw, str) and raw.strip().lower() in ("", "none", "random"):
         return None
@@ -294,6 +303,7 @@ SETTINGS: tuple[Setting, ...] = (
         "bytes of events a watcher may have pending before it is disconnected (default: 8388608)",
     ),
     Setting("log_level", _parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO)"),
+    Setting("log_format", _parse_log_format, "text (default) or json: one JSON object per log line"),
     Setting("seed", _parse_seed, "integer seed for this node's randomness (default: from the OS)", nullable=True),
 )
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}

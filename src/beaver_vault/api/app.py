@@ -40,7 +40,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from beaver_vault.api import kv_routes, raft_routes, ui_routes, watch_routes
+from beaver_vault.api import kv_routes, ops_routes, raft_routes, ui_routes, watch_routes
 from beaver_vault.api.context import (
     API_PREFIX,
     CONSISTENCY_HEADER,
@@ -165,6 +165,7 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
     kv_routes.register(app, ctx)
     watch_routes.register(app, ctx, metrics)
     raft_routes.register(app, ctx)
+    ops_routes.register(app, ctx)  # /health, /ready, /api/v1/backup
     ui_routes.register(app, runtime)  # the monitoring web UI at / and /ui/ (api/ui/)
 
     @app.route("/metrics", methods=["GET"])

@@ -34,6 +34,7 @@ from beaver_vault.errors import (
 from beaver_vault.kv import commands
 from beaver_vault.kv.state import KeyRecord
 from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
+from beaver_vault.node.readiness import ReadinessTracker
 from beaver_vault.node.status import NodeStatus
 from beaver_vault.node.watch import DEFAULT_BUFFER_BYTES, Event, WatchCompacted, Watcher, WatchHub
 from beaver_vault.raft.config import RaftConfig
@@ -110,6 +111,7 @@ class NodeRuntime:
         )
         self._wake = trio.Event()
         self._started = False
+        self.readiness = ReadinessTracker()  # the leader's announced commit index, for GET /ready
         self.watch_hub = WatchHub(0)
         self.driver.on_applied = self._on_applied
         self.driver.on_restore = lambda index: self.watch_hub.reset(index)
@@ -121,6 +123,7 @@ class NodeRuntime:
         """Called by the transport for every inbound message (sync, never blocks)."""
         if not self._started:
             return
+        self.readiness.saw(msg)
         self.driver.receive(msg)
         self._wake.set()
 
@@ -129,6 +132,7 @@ class NodeRuntime:
         self.driver.start(self.options.bootstrap)
         self.watch_hub = WatchHub(self.driver.applied_index)
         self.driver.process()
+        self.readiness.processed(self.driver.core.role, self.driver.core.commit, self.driver.core.term)
         self._started = True
         log.info("%s: started (cluster %s, term %d)", self.node_id, self.driver.cluster_id, self.driver.core.term)
         async with trio.open_nursery() as nursery:
@@ -173,8 +177,11 @@ class NodeRuntime:
                 log.critical("%s: invariant violated; stopping the node", self.node_id, exc_info=True)
                 raise
             role = self.driver.core.role
+            self.readiness.processed(role, self.driver.core.commit, self.driver.core.term)
             if role != last_role:
-                log.info("%s: now %s in term %d", self.node_id, role, self.driver.core.term)
+                term = self.driver.core.term
+                fields = {"role": role, "term": term}
+                log.info("%s: now %s in term %d", self.node_id, role, term, extra={"event": "role_changed", "fields": fields})
                 last_role = role
             # Let request handlers that were woken run (and propose more) before the next batch.
             await trio.sleep(0)
