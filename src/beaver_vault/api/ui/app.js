@@ -198,7 +198,10 @@
       if (id === own.node_id) nameTd.append(el("span", { cls: "note", text: " (this page)" }));
       let reach = "unknown";
       if (lv) reach = lv.reachable ? "yes" : "no";
-      const tr = el("tr", { "data-node-id": id, "data-role": roleTd.dataset.role },
+      const tr = el("tr", {
+        "data-node-id": id, "data-role": roleTd.dataset.role,
+        "data-voter": voter === undefined ? "unknown" : voter ? "yes" : "no",
+      },
         nameTd,
         roleTd,
         el("td", { text: voter === undefined ? "—" : voter ? "voter" : "learner" }),
