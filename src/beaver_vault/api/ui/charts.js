@@ -51,7 +51,8 @@
     for (const m of markers) {
       if (m.t < t0 || m.t > t1) continue;
       root.append(svg("line", { x1: x(m.t), x2: x(m.t), y1: TOP - 6, y2: TOP + plotH, class: "marker", "data-marker": m.label }));
-      root.append(svg("text", { x: x(m.t) + 3, y: TOP - 6 + 8, class: "marker-label" }, m.label));
+      const right = x(m.t) > LEFT + plotW * 0.7; // keep the label inside the plot
+      root.append(svg("text", { x: x(m.t) + (right ? -3 : 3), y: TOP - 6 + 8, "text-anchor": right ? "end" : "start", class: "marker-label" }, m.label));
     }
     const legend = document.createElement("ul");
     legend.className = "legend";
