@@ -18,6 +18,7 @@ from fake_runtime import FakeRuntime
 from beaver_vault.api.stats import BUCKET_BOUNDS_S, RequestStats, StatsSampler, bucket_of, percentile_ms
 from beaver_vault.node.events import EventJournal, StatusObserver
 from beaver_vault.node.status import MemberStatus, NodeStatus
+from beaver_vault.raft.messages import Member
 
 
 def member(node_id: str, voter: bool = True) -> MemberStatus:
@@ -168,6 +169,11 @@ def test_sampler_rates_lag_and_window() -> None:
     second = sampler.sample()
     assert second.applied == 4 and second.reads == 1 and second.read_p50_ms is not None
     assert second.lag == {}  # a single-node cluster: no followers
+    runtime.membership = runtime.membership.with_member(Member("node2", "127.0.0.1:7001", "http://node2.invalid"))
+    assert sampler.sample().lag == {"node2": 0}
+    runtime.follow("node2", None)  # not the leader: no lag of its own to report
+    assert sampler.sample().lag == {}
+    runtime.lead()
     for _ in range(5):
         sampler.sample()
     assert len(sampler.samples) == 3  # the window is a bound, not a suggestion

@@ -84,7 +84,7 @@ def lag_series(stats: dict[str, Any]) -> dict[str, Any]:
     return {"node_id": stats.get("node_id"), "samples": out}
 
 
-def register(app: QuartTrio, runtime: NodeRuntime, sampler: StatsSampler | None = None) -> None:
+def register(app: QuartTrio, runtime: NodeRuntime, sampler: StatsSampler) -> None:
     files = ui_files()
     peer_client: list[httpx.AsyncClient] = []  # one per app, opened on first use
 
@@ -167,8 +167,6 @@ def register(app: QuartTrio, runtime: NodeRuntime, sampler: StatsSampler | None 
 
     @app.route("/ui/stats", methods=["GET"])
     async def ui_stats() -> Response:
-        if sampler is None:
-            return json_error(404, "no stats on this node", outcome="not_applied")
         own = sampler.to_json()
         st = runtime.status()
         leader: dict[str, Any] | None = None
