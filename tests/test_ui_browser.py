@@ -8,6 +8,13 @@ moves leadership to the chosen node; SIGKILL of the leader and the page names th
 SIGKILL of the last other node and the page says plainly that there is no leader, while
 still showing the table.
 
+A second scenario drives the operator's console (``test_operator_console_on_a_real_cluster``):
+the charts move under a write load, a paused node is shown down within two seconds, a 4th node
+joined from the page (after a confirmation) becomes a voter on the page and is removed from it,
+the killed leader's successor and the dead node are shown, a removal that would lose the quorum
+is refused with the server's reason, ``/docs`` renders; no console error, and every request
+the browser made went to loopback.
+
 The browser is Debian's ``/usr/bin/chromium`` (``scripts/install-browser.sh``); playwright's
 own browser download is never used. Missing chromium is a failure with the fix in the
 message, not a skip: CI installs it through the scripts.
