@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fake_runtime import FakeRuntime
@@ -323,3 +323,43 @@ async def test_openapi_json_and_docs_are_served(client: Client) -> None:
     assert loaded and all(u.startswith("/") and not u.startswith("//") for u in loaded), loaded
     for url in loaded:
         assert (await client.get(url)).status_code == 200, url
+
+
+async def test_the_request_guards_answers_are_listed_on_every_operation() -> None:
+    """The request guard (limits.py) answers in front of every route: 414, 431, 400 (framing),
+    429 (rate), before the app runs (408 for a late body is driven in test_http_limits.py)."""
+    app = create_app(FakeRuntime("node1"), ApiOptions(client_rate_per_s=0.001, client_burst=1))
+    guard = app.guard
+    assert guard is not None
+    for i, ((method, path), requests) in enumerate(sorted(SCENARIOS.items())):
+        url = requests[0][0]
+        raw_path, _, query = url.partition("?")
+
+        def scope(
+            extra: list[tuple[bytes, bytes]], target: str = raw_path, client: int = i, method: str = method, query: str = query
+        ) -> dict[str, Any]:
+            return {
+                "type": "http",
+                "method": method,
+                "path": target,
+                "raw_path": target.encode(),
+                "query_string": query.encode(),
+                "headers": [(b"host", b"127.0.0.1")] + extra,
+                "client": (f"10.0.{client // 250}.{client % 250 + 1}", 5000),
+            }
+
+        statuses = set()
+        for sc in (
+            scope([], target=raw_path + "x" * 9000),
+            scope([(b"x-filler", b"y" * 9000)]),
+            scope([(b"content-length", b"2"), (b"transfer-encoding", b"chunked")]),
+            scope([]),  # the client's one token
+            scope([]),  # ... used up
+        ):
+            _, refusal = guard.precheck(cast(Any, sc))
+            if refusal is not None:
+                statuses.add(refusal.status)
+        assert statuses == {414, 431, 400, 429}, (method, path, statuses)
+        listed = set(map(int, operations()[(method, path)]["responses"]))
+        assert statuses <= listed, (method, path, statuses - listed)
+        assert 408 in listed, (method, path)

@@ -128,7 +128,7 @@
   }
 
   function responsesTable(responses) {
-    const rows = Object.entries(responses || {}).map(([code, raw]) => {
+    const rows = Object.entries(responses || {}).sort(([a], [b]) => a.localeCompare(b)).map(([code, raw]) => {
       const r = resolve(raw);
       const headers = Object.entries(r.headers || {}).map(([name, h]) => {
         const hh = resolve(h);
