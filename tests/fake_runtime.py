@@ -29,6 +29,7 @@ import trio
 from beaver_vault.errors import NotLeader, Rejected
 from beaver_vault.kv.memory import MemoryKV
 from beaver_vault.kv.state import KeyRecord, apply
+from beaver_vault.node.events import EventJournal
 from beaver_vault.node.runtime import NodeRuntime
 from beaver_vault.node.status import MemberStatus, NodeStatus
 from beaver_vault.node.watch import WatchHub
@@ -52,6 +53,7 @@ class FakeRuntime(NodeRuntime):
         self._failures: list[tuple[str | None, BaseException]] = []
         self._hangs: list[str | None] = []
         self.removals: list[tuple[str, bool]] = []  # (node_id, force) of every removal asked
+        self.events = EventJournal(clock_ms=lambda: self.clock_ms)
 
     # ------------------------------------------------------------------ steering
 

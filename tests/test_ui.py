@@ -108,3 +108,27 @@ async def test_peers_reports_self_and_unreachable_members(runtime: FakeRuntime, 
     assert peers["node1"]["status"]["role"] == "leader" and peers["node1"]["error"] is None
     assert peers["node2"]["status"] is None and peers["node2"]["error"] == "ConnectError"
     assert peers["node3"]["status"] is None and peers["node3"]["error"] == "no HTTP address known"
+
+
+async def test_stats_for_the_charts(runtime: FakeRuntime, client: Client) -> None:
+    # The leader answers its own lag series; the samples are this node's.
+    body = json.loads(await (await client.get("/ui/stats")).get_data(as_text=True))
+    assert body["node"]["node_id"] == "node1" and body["node"]["window_s"] == 300
+    assert body["leader"] == {"node_id": "node1", "samples": []} and body["leader_error"] is None
+    # A follower whose leader has no known HTTP address says so instead of failing.
+    runtime.follow("node9", None)
+    body = json.loads(await (await client.get("/ui/stats")).get_data(as_text=True))
+    assert body["leader"] is None and body["leader_error"] == "no HTTP address known for the leader"
+    runtime.follow(None, None)
+    body = json.loads(await (await client.get("/ui/stats")).get_data(as_text=True))
+    assert body["leader"] is None and body["leader_error"] == "no leader known to this node"
+
+
+async def test_events_route_pages_the_journal(runtime: FakeRuntime, client: Client) -> None:
+    for term in (1, 2, 3):
+        runtime.events.record("leader", term=term, **{"from": None, "to": "node1"})
+    body = json.loads(await (await client.get("/api/v1/events?after=1&limit=1")).get_data(as_text=True))
+    assert body["node_id"] == "node1" and (body["first_seq"], body["last_seq"], body["missed"]) == (1, 3, 0)
+    assert [(e["seq"], e["kind"], e["term"], e["to"]) for e in body["events"]] == [(2, "leader", 2, "node1")]
+    resp = await client.get("/api/v1/events?after=x")
+    assert resp.status_code == 400 and "after" in json.loads(await resp.get_data(as_text=True))["error"]

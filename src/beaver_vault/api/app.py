@@ -40,7 +40,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from beaver_vault.api import kv_routes, ops_routes, raft_routes, ui_routes, watch_routes
+from beaver_vault.api import console_routes, kv_routes, ops_routes, raft_routes, ui_routes, watch_routes
 from beaver_vault.api.context import (
     API_PREFIX,
     CONSISTENCY_HEADER,
@@ -62,6 +62,7 @@ from beaver_vault.api.forward import FORWARDED_BY_HEADER, FORWARDED_REQUEST_HEAD
 from beaver_vault.api.limits import LimitOptions, RequestGuard
 from beaver_vault.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from beaver_vault.api.metrics import ApiMetrics
+from beaver_vault.api.stats import StatsSampler
 from beaver_vault.errors import BeaverVaultError, NotLeader
 from beaver_vault.node.runtime import NodeRuntime
 
@@ -166,7 +167,9 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
     watch_routes.register(app, ctx, metrics)
     raft_routes.register(app, ctx)
     ops_routes.register(app, ctx)  # /health, /ready, /api/v1/backup
-    ui_routes.register(app, runtime)  # the monitoring web UI at / and /ui/ (api/ui/)
+    sampler = StatsSampler(runtime, metrics.stats)
+    ui_routes.register(app, runtime, sampler)  # the operator's console at / and /ui/ (api/ui/)
+    console_routes.register(app, runtime, sampler)  # /api/v1/events, /api/v1/stats, /openapi.json, /docs
 
     @app.route("/metrics", methods=["GET"])
     async def metrics_route() -> Response:

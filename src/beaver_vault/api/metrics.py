@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from beaver_vault.api.stats import RequestStats
 from beaver_vault.node.runtime import NodeRuntime
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -78,6 +79,7 @@ class ApiMetrics:
         # The label children of each (route, method, status) seen, looked up once: ``labels()``
         # takes a lock and builds its key on every call. Bounded like the label sets themselves.
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self.stats = RequestStats()  # the current second, for the console's charts (stats.py)
 
     def observe(self, route: str, method: str, status: int, elapsed_s: float) -> None:
         key = (route, method, status)
@@ -87,6 +89,7 @@ class ApiMetrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(elapsed_s)
+        self.stats.observe(route, method, status, elapsed_s)
 
     def count_refusal(self, reason: str) -> None:
         self.refusals.labels(reason).inc()

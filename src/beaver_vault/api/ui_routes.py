@@ -14,7 +14,9 @@ The page itself talks to the ordinary API of the node serving it (``/api/v1/stat
 that one origin, so ``GET /ui/peers`` asks every member listed in this node's own status
 for *its* ``/api/v1/status`` (in parallel, each bounded by ``PEER_TIMEOUT_S``) and returns
 what each said, or why it did not answer. It takes no input and only reads, so it cannot be
-used to reach anything but the cluster's own members.
+used to reach anything but the cluster's own members. ``GET /ui/stats`` is the console's
+chart data: this node's per-second samples (``stats.py``) and the leader's replication-lag
+series (only the leader knows its followers' lag), asked from the leader the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from quart_trio import QuartTrio
 
 from beaver_vault.api.context import API_PREFIX
 from beaver_vault.api.errors import json_error, json_response
+from beaver_vault.api.stats import StatsSampler
 from beaver_vault.node.runtime import NodeRuntime
 
 UI_PACKAGE = "beaver_vault.api"
@@ -70,9 +73,25 @@ def ui_files() -> dict[str, bytes]:
     return files
 
 
-def register(app: QuartTrio, runtime: NodeRuntime) -> None:
+def lag_series(stats: dict[str, Any]) -> dict[str, Any]:
+    """``{node_id, samples: [{t_ms, lag}]}`` out of a node's ``/api/v1/stats`` answer."""
+    samples = stats.get("samples")
+    out = []
+    if isinstance(samples, list):
+        for s in samples:
+            if isinstance(s, dict) and isinstance(s.get("t_ms"), int) and isinstance(s.get("lag"), dict):
+                out.append({"t_ms": s["t_ms"], "lag": s["lag"]})
+    return {"node_id": stats.get("node_id"), "samples": out}
+
+
+def register(app: QuartTrio, runtime: NodeRuntime, sampler: StatsSampler) -> None:
     files = ui_files()
     peer_client: list[httpx.AsyncClient] = []  # one per app, opened on first use
+
+    def client() -> httpx.AsyncClient:
+        if not peer_client:
+            peer_client.append(httpx.AsyncClient(timeout=httpx.Timeout(PEER_TIMEOUT_S), trust_env=False))
+        return peer_client[0]
 
     def serve(name: str) -> Response:
         data = files.get(name)
@@ -103,9 +122,11 @@ def register(app: QuartTrio, runtime: NodeRuntime) -> None:
         while peer_client:
             await peer_client.pop().aclose()
 
-    async def ask(client: httpx.AsyncClient, http_address: str) -> tuple[dict[str, Any] | None, str | None]:
+    async def ask(
+        client: httpx.AsyncClient, http_address: str, path: str = f"{API_PREFIX}/status"
+    ) -> tuple[dict[str, Any] | None, str | None]:
         try:
-            resp = await client.get(http_address.rstrip("/") + f"{API_PREFIX}/status")
+            resp = await client.get(http_address.rstrip("/") + path)
         except (httpx.HTTPError, ValueError) as exc:
             return None, type(exc).__name__  # ConnectError, ReadTimeout, ...
         if resp.status_code != 200:
@@ -119,9 +140,7 @@ def register(app: QuartTrio, runtime: NodeRuntime) -> None:
     @app.route("/ui/peers", methods=["GET"])
     async def ui_peers() -> Response:
         own = runtime.status().to_json()
-        if not peer_client:
-            peer_client.append(httpx.AsyncClient(timeout=httpx.Timeout(PEER_TIMEOUT_S)))
-        client = peer_client[0]
+        http = client()
         results: dict[str, dict[str, Any]] = {}
 
         async def one(member: dict[str, Any]) -> None:
@@ -135,7 +154,7 @@ def register(app: QuartTrio, runtime: NodeRuntime) -> None:
             if isinstance(address, str) and address:
                 error = "timed out"
                 with trio.move_on_after(PEER_TIMEOUT_S + 0.25):
-                    status, error = await ask(client, address)
+                    status, error = await ask(http, address)
             results[node_id] = {"id": node_id, "status": status, "error": error}
 
         members = own.get("members") or []
@@ -145,3 +164,24 @@ def register(app: QuartTrio, runtime: NodeRuntime) -> None:
         if own["node_id"] not in results:  # e.g. a node still joining: not a member yet
             results[own["node_id"]] = {"id": own["node_id"], "status": own, "error": None}
         return json_response({"node_id": own["node_id"], "peers": [results[k] for k in sorted(results)]})
+
+    @app.route("/ui/stats", methods=["GET"])
+    async def ui_stats() -> Response:
+        own = sampler.to_json()
+        st = runtime.status()
+        leader: dict[str, Any] | None = None
+        error: str | None = None
+        if st.role == "leader":
+            leader = lag_series(own)
+        elif st.leader_id is None:
+            error = "no leader known to this node"
+        else:
+            address = next((m.http_address for m in st.members if m.id == st.leader_id), "")
+            error = "no HTTP address known for the leader"
+            if address:
+                error = "timed out"
+                with trio.move_on_after(PEER_TIMEOUT_S + 0.25):
+                    body, error = await ask(client(), address, f"{API_PREFIX}/stats")
+                    if body is not None:
+                        leader = lag_series(body)
+        return json_response({"node": own, "leader": leader, "leader_error": error})

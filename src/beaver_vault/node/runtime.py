@@ -34,6 +34,7 @@ from beaver_vault.errors import (
 from beaver_vault.kv import commands
 from beaver_vault.kv.state import KeyRecord
 from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
+from beaver_vault.node.events import EventJournal, StatusObserver
 from beaver_vault.node.readiness import ReadinessTracker
 from beaver_vault.node.status import NodeStatus
 from beaver_vault.node.watch import DEFAULT_BUFFER_BYTES, Event, WatchCompacted, Watcher, WatchHub
@@ -115,6 +116,10 @@ class NodeRuntime:
         self.watch_hub = WatchHub(0)
         self.driver.on_applied = self._on_applied
         self.driver.on_restore = lambda index: self.watch_hub.reset(index)
+        # What happened to this node's Raft state, for operators (GET /api/v1/events, the UI).
+        self.events = EventJournal(clock_ms=self._wall_clock_ms)
+        self._observer = StatusObserver(self.events)
+        self._observed: tuple[Any, ...] = ()
 
     def attach_transport(self, transport: Transport) -> None:
         self.driver.transport = transport
@@ -133,6 +138,7 @@ class NodeRuntime:
         self.watch_hub = WatchHub(self.driver.applied_index)
         self.driver.process()
         self.readiness.processed(self.driver.core.role, self.driver.core.commit, self.driver.core.term)
+        self._observe()
         self._started = True
         log.info("%s: started (cluster %s, term %d)", self.node_id, self.driver.cluster_id, self.driver.core.term)
         async with trio.open_nursery() as nursery:
@@ -176,6 +182,7 @@ class NodeRuntime:
             except InvariantViolation:
                 log.critical("%s: invariant violated; stopping the node", self.node_id, exc_info=True)
                 raise
+            self._observe()
             role = self.driver.core.role
             self.readiness.processed(role, self.driver.core.commit, self.driver.core.term)
             if role != last_role:
@@ -185,6 +192,26 @@ class NodeRuntime:
                 last_role = role
             # Let request handlers that were woken run (and propose more) before the next batch.
             await trio.sleep(0)
+
+    def _observe(self) -> None:
+        """Record Raft events (node/events.py) when something they are made of changed."""
+        d = self.driver
+        core = d.core
+        c = d.counters
+        key = (
+            core.role,
+            core.term,
+            core.leader_id,
+            getattr(core, "membership_index", 0),
+            d.cluster_id,
+            c.get("snapshots_sent", 0),
+            c.get("snapshots_installed", 0),
+            c.get("compactions", 0),
+        )
+        if key == self._observed:
+            return
+        self._observed = key
+        self._observer.observe(d.status(), c, membership_index=key[3], senders=tuple(getattr(d, "senders", ())))
 
     async def _wait(self, w: Waiter, timeout_s: float, what: str) -> Any:
         if not w.done:

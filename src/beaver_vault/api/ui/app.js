@@ -107,6 +107,9 @@
     return text.length > max ? `${text.slice(0, max - 1)}…` : text;
   }
 
+  // Shared with console.js (charts, Raft events, membership), loaded after this file.
+  window.BV = { el, call, errorText, outcomeOf, showError, showOk, fmt, WRITE_TIMEOUT_MS };
+
   // ------------------------------------------------------------------ cluster
 
   const ROLE_MARK = {
@@ -130,6 +133,8 @@
     banner.replaceChildren(...lines.map((line) => el("p", {}, ...line)));
     banner.hidden = false;
   }
+
+  const downSince = new Map(); // node id -> when the page first saw it not answering
 
   function renderCluster(st, rn, peers) {
     const own = st.ok && st.data && typeof st.data === "object" ? st.data : null;
@@ -193,7 +198,10 @@
       if (id === own.node_id) nameTd.append(el("span", { cls: "note", text: " (this page)" }));
       let reach = "unknown";
       if (lv) reach = lv.reachable ? "yes" : "no";
-      const tr = el("tr", { "data-node-id": id, "data-role": roleTd.dataset.role },
+      const tr = el("tr", {
+        "data-node-id": id, "data-role": roleTd.dataset.role,
+        "data-voter": voter === undefined ? "unknown" : voter ? "yes" : "no",
+      },
         nameTd,
         roleTd,
         el("td", { text: voter === undefined ? "—" : voter ? "voter" : "learner" }),
@@ -207,7 +215,18 @@
         el("td", { cls: `reach reach-${reach}`, "data-reachable": reach },
           el("span", { "aria-hidden": "true", cls: "mark", text: reach === "yes" ? "✓" : reach === "no" ? "✕" : "?" }),
           ` ${reach}`),
-        el("td", {}, el("code", { text: m.http_address || (lv && lv.http_address) || "—" })));
+        el("td", {}, el("code", { text: m.http_address || (lv && lv.http_address) || "—" })),
+        el("td", {}, members.has(id) || lv ? el("button", {
+          type: "button", cls: "small danger remove-node", "data-node-id": id, text: "Remove…",
+          "aria-label": `Remove ${id} from the cluster`,
+        }) : null));
+      if (roleTd.dataset.role === "no answer") {
+        if (!downSince.has(id)) downSince.set(id, Date.now());
+        tr.dataset.downSince = String(downSince.get(id));
+        roleTd.append(el("span", { cls: "note", text: ` for ${Math.round((Date.now() - downSince.get(id)) / 1000)} s` }));
+      } else {
+        downSince.delete(id);
+      }
       if (self && self.role === "leader") tr.classList.add("is-leader");
       rows.push(tr);
     }
@@ -228,20 +247,28 @@
     select.value = voters.includes(chosen) ? chosen : "";
   }
 
+  // The leader's view is forwarded to the leader, which may be the node that just stopped
+  // answering: the page does not wait for it longer than LEADER_VIEW_WAIT_MS (it uses the last
+  // one, and the late answer next time), so a dead node is shown within two seconds.
+  const LEADER_VIEW_WAIT_MS = 700;
+  let leaderView = { ok: false, status: 0, data: null, network: "not asked yet" };
+  let leaderViewPending = null;
+
   async function poll() {
+    const started = Date.now();
     try {
-      const [st, rn, peers] = await Promise.all([
-        call("GET", `${API}/status`),
-        call("GET", `${API}/raft/nodes`),
-        call("GET", "/ui/peers"),
-      ]);
-      renderCluster(st, rn, peers);
+      if (!leaderViewPending) {
+        leaderViewPending = call("GET", `${API}/raft/nodes`).then((r) => { leaderView = r; leaderViewPending = null; });
+      }
+      const waitLeader = Promise.race([leaderViewPending, new Promise((ok) => setTimeout(ok, LEADER_VIEW_WAIT_MS))]);
+      const [st, peers] = await Promise.all([call("GET", `${API}/status`), call("GET", "/ui/peers"), waitLeader]);
+      renderCluster(st, leaderView, peers);
     } catch (e) {
       // A bug in rendering must not stop the polling; say so where it is seen.
       $("poll-state").textContent = `display error: ${e}`;
       $("poll-state").dataset.state = "error";
     } finally {
-      setTimeout(poll, POLL_MS);
+      setTimeout(poll, Math.max(100, POLL_MS - (Date.now() - started)));
     }
   }
 
