@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from sim.failures import EXIT_BY_KIND, EXIT_OK
 from sim.params import draw, reproduce
@@ -32,6 +32,7 @@ def swarm(
     stop_on_failure: bool,
     out: TextIO,
     progress: TextIO | None = None,
+    draw_kw: dict[str, Any] | None = None,
 ) -> int:
     progress = progress if progress is not None else sys.stderr
     out.write(f"sim swarm seeds={seeds.start}..{seeds.stop - 1} commit={commit} bug={bug or 'none'}\n")
@@ -44,7 +45,7 @@ def swarm(
     for seed in seeds:
         if max_seconds is not None and _wall() - t0 >= max_seconds:
             break
-        p = draw(seed, nodes, faults, bug)
+        p = draw(seed, nodes, faults, bug, **(draw_kw or {}))
         outcome = run(p)
         done += 1
         if outcome.verdict == "unknown":

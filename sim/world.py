@@ -59,6 +59,7 @@ from sim.events import EventQueue
 from sim.failures import SimCrash, SimFailure
 from sim.network import Network, SimTransport
 from sim.params import Params, derive
+from sim.sqlite_disk import SqliteDisk, run_directory, remove_directory
 
 CRASH_MODES = ("now", "before-save", "after-save", "after-send", "before-apply", "after-apply")
 INSTALL_CRASH_MODES = ("install-chunk", "after-install")  # inside a snapshot install (see disk)
@@ -78,15 +79,14 @@ class SimNode:
         self.id = node_id
         self.addr = f"{node_id}:7000"
         self.tick_ms = tick_ms
-        p = world.params
-        self.disk = SimDisk(self, lying=p.bug == "ack-before-fsync", forget_vote=p.bug == "forget-vote")
+        self.disk_gen = 0  # bumped when the disk is wiped (a re-join as a brand-new machine)
+        self.disk = world.new_disk(self)
         self.driver: NodeDriver | None = None
         self.incarnation = 0
         self.busy_until = 0
         self.sync_delay_ms = 0  # syncs done so far in the current process() call
         self.arm: tuple[str, int, str] | None = None  # (where, countdown, message kind filter)
         self.arm_until = 0  # install arms expire (a node may never receive a snapshot)
-        self.disk_gen = 0  # bumped when the disk is wiped (a re-join as a brand-new machine)
         self.senders_seen: set[tuple[str, int]] = set()  # (follower, snapshot index) streamed to
         self.checked_commit = 0
         self.flush_pending = False
@@ -151,6 +151,9 @@ class World:
         self.disk_rng = derive(params.seed, "disk")
         self.network = Network(self.queue, params, self.net_rng)
         self.network.deliver = self.deliver
+        # --storage sqlite: every disk is the production SQLiteStorage on a file in this directory.
+        self.sqlite_dir = run_directory() if params.storage == "sqlite" else None
+        self.marks: list[tuple[int, str]] | None = None  # fault/leader events, for a timeline
         self.raft_config = RaftConfig(election_ticks=params.election_ticks, heartbeat_ticks=params.heartbeat_ticks)
         # The first ``params.nodes`` machines form the cluster; the spares may join it later
         # (a spare ticks at the nominal rate).
@@ -181,6 +184,7 @@ class World:
             "install_crashes": 0,
             "snapshot_restarts": 0,
             "wipes": 0,
+            "disk_rollbacks": 0,  # SQLite: a crash rolled the files back past written data
         }
         # The latest configuration any node saw committed, and the index it was seen at.
         self.config = Membership()
@@ -190,7 +194,26 @@ class World:
 
     # ---------------------------------------------------------------- tracing
 
+    def new_disk(self, node: SimNode) -> SimDisk | SqliteDisk:
+        p = self.params
+        lying, forget = p.bug == "ack-before-fsync", p.bug == "forget-vote"
+        if self.sqlite_dir is not None:
+            path = f"{self.sqlite_dir}/{node.id}-{node.disk_gen}.db"
+            return SqliteDisk(node, path, lying=lying, forget_vote=forget)
+        return SimDisk(node, lying=lying, forget_vote=forget)
+
+    def close(self) -> None:
+        """Release what the run holds outside memory (the SQLite files)."""
+        if self.sqlite_dir is not None:
+            for n in self.nodes:
+                if isinstance(n.disk, SqliteDisk):
+                    n.disk.destroy()
+            remove_directory(self.sqlite_dir)
+            self.sqlite_dir = None
+
     def log(self, text: str) -> None:
+        if self.marks is not None and not text.startswith("client ") and "->" not in text.split(" ", 1)[0]:
+            self.marks.append((self.queue.now, text))
         if self.verbose and self.out is not None:
             self.out.write(f"{self.queue.now:>7} {text}\n")
 
@@ -236,7 +259,10 @@ class World:
         node.driver = None
         node.arm = None
         node.busy_until = 0
+        lost = getattr(node.disk, "lost_on_crash", 0)
         node.disk.crash()
+        if getattr(node.disk, "lost_on_crash", 0) > lost:
+            self.stats["disk_rollbacks"] += 1
         self.log(f"{node.id} CRASH ({why})")
         if why.startswith("armed, install") or why.startswith("armed, after-install"):
             self.stats["install_crashes"] += 1
@@ -251,8 +277,11 @@ class World:
         """A machine that left the cluster gets a brand-new, empty disk (and must be down)."""
         if node.driver is not None:
             raise RuntimeError(f"wipe of running node {node.id}")
-        node.disk = SimDisk(node, lying=node.disk.lying, forget_vote=node.disk.forget_vote)
+        old = node.disk
         node.disk_gen += 1
+        node.disk = self.new_disk(node)
+        if isinstance(old, SqliteDisk):
+            old.destroy()
         node.flush_pending = False
         self.stats["wipes"] += 1
         self.log(f"{node.id} WIPE disk")
