@@ -101,25 +101,38 @@ def run(
     verbose: bool = False,
     history_path: str | None = None,
     timeline_path: str | None = None,
+    make_workload: Callable[[World], Workload] | None = None,
+    label: str = "",
 ) -> Outcome:
+    """One run. ``make_workload`` replaces the built-in clients (``sim.product``: a user's
+    workload file); ``label`` names it in the timeline's title."""
     w = World(params, out, verbose)
     try:
-        outcome = _run(w, history_path, timeline_path)
+        outcome = _run(w, history_path, timeline_path, make_workload, label)
     finally:
         w.close()
     return outcome
 
 
-def _run(w: World, history_path: str | None, timeline_path: str | None) -> Outcome:
+def _run(
+    w: World,
+    history_path: str | None,
+    timeline_path: str | None,
+    make_workload: Callable[[World], Workload] | None,
+    label: str,
+) -> Outcome:
     if timeline_path is not None:
         w.marks = []
-    wl = Workload(w)
+    wl = make_workload(w) if make_workload is not None else Workload(w)
     faults = Faults(w)
     churn = Churn(w)
     verdict = "-"
     try:
         try:
             _phases(w, wl, faults, churn)
+            finish = getattr(wl, "finish", None)
+            if finish is not None:
+                finish()  # a user workload: its end-of-run check, and its history for the checker
             w.log("CHECK history")
             result = check_history(wl.history, step_budget=CHECKER_STEP_BUDGET)
             if result.verdict == "unknown":
@@ -149,7 +162,18 @@ def _run(w: World, history_path: str | None, timeline_path: str | None) -> Outco
     if timeline_path is not None:
         from sim.timeline import write_timeline
 
-        write_timeline(timeline_path, w.params, outcome.kind, outcome.detail, wl.history, w.marks or [])
+        events = getattr(wl, "events", wl.history)
+        write_timeline(
+            timeline_path,
+            w.params,
+            outcome.kind,
+            outcome.detail,
+            events,
+            w.marks or [],
+            label,
+            end_ms=w.queue.now,
+            highlight=events is wl.history,
+        )
     return outcome
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,13 +80,16 @@ def render(
     history: Sequence[dict[str, Any]],
     marks: Sequence[tuple[int, str]],
     culprits: Sequence[str] = (),
+    failed_at: int | None = None,
 ) -> str:
     ops = operations(history)[:MAX_OPS]
     marks = list(marks)[:MAX_MARKS]
-    end = max([1] + [o["end"] or o["start"] for o in ops] + [t for t, _ in marks])
+    end = max([1, failed_at or 0] + [o["end"] or o["start"] for o in ops] + [t for t, _ in marks])
     procs = sorted({o["process"] for o in ops}, key=lambda p: (str(type(p)), p))
+    nodes = sorted({t.split(" ", 1)[0] for _, t in marks if re.fullmatch(r"n\d+", t.split(" ", 1)[0])}, key=_node_order)
+    node_row = {n: i + 1 for i, n in enumerate(nodes)}
+    top = 60 + (len(nodes) + 1) * ROW
     row_of = {p: i for i, p in enumerate(procs)}
-    top = 60
     height = top + (len(procs) + 1) * ROW + 40
     scale = (WIDTH - LEFT - 20) / end
 
@@ -100,14 +104,23 @@ def render(
             f'<line x1="{x(t):.1f}" y1="{top - 10}" x2="{x(t):.1f}" y2="{height - 30}" stroke="#eee"/>'
             f'<text x="{x(t):.1f}" y="{height - 15}" font-size="10" text-anchor="middle">{t} ms</text>'
         )
-    parts.append(f'<text x="4" y="{top + 4}" font-size="10">world</text>')
+    base = 60
+    parts.append(f'<text x="4" y="{base + 4}" font-size="10">cluster</text>')
+    for n, i in node_row.items():
+        parts.append(f'<text x="4" y="{base + i * ROW + 4}" font-size="10">{html.escape(n)}</text>')
     for t, text in marks:
         colour = _mark_colour(text)
         if colour is None:
             continue
+        y = base + node_row.get(text.split(" ", 1)[0], 0) * ROW
         parts.append(
-            f'<line x1="{x(t):.1f}" y1="{top - 8}" x2="{x(t):.1f}" y2="{top + 8}" stroke="{colour}" stroke-width="2">'
+            f'<line x1="{x(t):.1f}" y1="{y - 6}" x2="{x(t):.1f}" y2="{y + 6}" stroke="{colour}" stroke-width="2">'
             f"<title>{html.escape(f'{t} ms: {text}')}</title></line>"
+        )
+    if failed_at is not None:
+        parts.append(
+            f'<line x1="{x(failed_at):.1f}" y1="{base - 12}" x2="{x(failed_at):.1f}" y2="{height - 30}" '
+            f'stroke="#d62728" stroke-dasharray="4 3"><title>failure detected at {failed_at} ms</title></line>'
         )
     culprit_set = set(culprits)
     for o in ops:
@@ -140,7 +153,7 @@ def render(
         + html.escape(title)
         + "</title></head><body style=\"font-family:sans-serif\">\n<h1 style=\"font-size:16px\">"
         + html.escape(title)
-        + "</h1>\n<pre>"
+        + "</h1>\n<pre style=\"white-space:pre-wrap\">"
         + html.escape(detail)
         + "</pre>\n<p>"
         + html.escape(" ".join(f"{k}={v}" for k, v in counts.items()))
@@ -156,10 +169,15 @@ def write_timeline(
     history: Sequence[dict[str, Any]],
     marks: Sequence[tuple[int, str]],
     label: str = "",
+    end_ms: int | None = None,
+    highlight: bool = True,
 ) -> None:
+    """``highlight``: the checker's line numbers in ``detail`` refer to ``history`` (outline the
+    operations it named)."""
     title = f"Beaver-Vault simulator {label}seed {params.seed}: {kind}"
-    culprits = [tok.strip("[](),:") for tok in detail.replace("line", " line ").split() if tok.strip("[](),:").isdigit()]
-    page = render(title, detail + "\n" + " ".join(params.describe()), history, marks, culprits)
+    culprits = re.findall(r"invoked line (\d+)", detail) if highlight else []
+    failed_at = end_ms if kind != "ok" else None
+    page = render(title, detail + "\n" + " ".join(params.describe()), history, marks, culprits, failed_at)
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(page)
 
@@ -169,3 +187,7 @@ def _nice_step(end: int) -> int:
         if end / step <= 20:
             return step
     return 100_000
+
+
+def _node_order(node: str) -> int:
+    return int(node[1:])

@@ -59,7 +59,7 @@ from sim.events import EventQueue
 from sim.failures import SimCrash, SimFailure
 from sim.network import Network, SimTransport
 from sim.params import Params, derive
-from sim.sqlite_disk import SqliteDisk, run_directory, remove_directory
+from sim.sqlite_disk import SqliteDisk, remove_directory, run_directory
 
 CRASH_MODES = ("now", "before-save", "after-save", "after-send", "before-apply", "after-apply")
 INSTALL_CRASH_MODES = ("install-chunk", "after-install")  # inside a snapshot install (see disk)
@@ -191,6 +191,7 @@ class World:
         self.config_index = 0
         self.crash_listeners: list[Callable[[SimNode], None]] = []
         self.snapshot_listeners: list[Callable[[SimNode], None]] = []  # a snapshot is on its way to it
+        self.apply_listeners: list[Callable[[SimNode, MemoryStorage], None]] = []  # after each apply
 
     # ---------------------------------------------------------------- tracing
 
@@ -496,6 +497,8 @@ class World:
             if seen is not None and seen[0] != e:
                 self._fail(f"{node.id} applied entry {e.index} (term {e.term}) that differs from the committed one")
         self.check_state(node, storage)
+        for listener in self.apply_listeners:
+            listener(node, storage)
 
     def check_state(self, node: SimNode, storage: MemoryStorage) -> None:
         fp = _fingerprint(storage)
