@@ -1,7 +1,7 @@
 """The simulator as a product: run a user's workload file against the simulated cluster.
 
 ``python -m sim --workload FILE (--seed S | --seeds A..B) [--nodes N] [--faults ...]
-[--storage memory|sqlite] [--timeline DIR]`` loads FILE (see ``sim.workload_api`` for what it
+[--storage memory|sqlite] [--bug NAME] [--timeline DIR] [--stop-on-failure]`` loads FILE (see ``sim.workload_api`` for what it
 defines), and for each seed runs the same world as ``python -m sim`` (formation, a safety phase
 with the seed's faults, a liveness phase, the linearizability check) with the workload's
 clients instead of the built-in ones. Per seed it prints one verdict line; for each failure a
@@ -375,6 +375,8 @@ def reproduce_line(wl: LoadedWorkload, p: Params) -> str:
         f"REPRODUCE: python -m sim --workload {wl.path} --seed {p.seed} --nodes {p.nodes} "
         f"--faults {faults_text(p.faults)}"
     )
+    if p.bug:
+        line += f" --bug {p.bug}"
     extra = _storage_only(overrides(p))
     if extra:
         line += " " + " ".join(extra)
@@ -406,7 +408,7 @@ def run_workload_cli(args: argparse.Namespace, faults: tuple[str, ...], kw: dict
     failed = 0
     done = 0
     for seed in seeds:
-        p = draw(seed, args.nodes, faults, None, clients=wl.clients, ops=wl.ops, storage=kw.get("storage"))
+        p = draw(seed, args.nodes, faults, args.bug, clients=wl.clients, ops=wl.ops, storage=kw.get("storage"))
         outcome = run_workload(wl, p)
         done += 1
         if outcome.kind == "ok":
