@@ -336,7 +336,12 @@ class ProductWorkload(Workload):
             now = w.queue.now
             keys = d.storage.expired_keys(now, EXPIRE_BATCH)
             if keys:
-                w.call(n, lambda drv, ks=keys, t=now: drv.propose(commands.expire(ks, t)))
+                cmd = commands.expire(keys, now)
+
+                def propose(drv: NodeDriver, cmd: bytes = cmd) -> Waiter:
+                    return drv.propose(cmd)
+
+                w.call(n, propose)
 
 
 def _ttl_item(item: Any) -> Any:

@@ -37,6 +37,7 @@ class Outcome:
     detail: str
     verdict: str  # linearizable / not-linearizable / unknown / - (not checked)
     summary: str
+    rechecked: bool = False  # the first checker budget did not decide the history
 
 
 class _Formation:
@@ -127,6 +128,7 @@ def _run(
     faults = Faults(w)
     churn = Churn(w)
     verdict = "-"
+    rechecked = False
     try:
         try:
             _phases(w, wl, faults, churn)
@@ -137,6 +139,7 @@ def _run(
             result = check_history(wl.history, step_budget=CHECKER_STEP_BUDGET)
             if result.verdict == "unknown":
                 w.log(f"CHECK undecided within {CHECKER_STEP_BUDGET} steps per key: rechecking")
+                rechecked = True
                 result = check_history(wl.history, step_budget=RECHECK_STEP_BUDGET)
             verdict = result.verdict
             if verdict == "not-linearizable":
@@ -152,13 +155,13 @@ def _run(
             if history_path is not None:
                 wl.write_history(history_path)
     except SimFailure as f:
-        outcome = Outcome(f.kind, f.detail, verdict, _summary(w, wl, verdict))
+        outcome = Outcome(f.kind, f.detail, verdict, _summary(w, wl, verdict), rechecked)
     except Exception as e:  # the code under test (or the simulator) blew up
         tb = traceback.format_exception(type(e), e, e.__traceback__)
         detail = f"{type(e).__name__}: {e}\n" + "".join(tb[-6:]).rstrip()
-        outcome = Outcome("crash", detail, verdict, _summary(w, wl, verdict))
+        outcome = Outcome("crash", detail, verdict, _summary(w, wl, verdict), rechecked)
     else:
-        outcome = Outcome("ok", "", verdict, _summary(w, wl, verdict))
+        outcome = Outcome("ok", "", verdict, _summary(w, wl, verdict), rechecked)
     if timeline_path is not None:
         from sim.timeline import write_timeline
 

@@ -38,6 +38,7 @@ back as the new ``image`` then.
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import tempfile
@@ -149,7 +150,7 @@ class SqliteDisk:
     def _durable(self, force_checkpoint: bool = False) -> None:
         """Everything written so far is on disk now."""
         self.durable_points += 1
-        self.readers = [g for g in self.readers if g.gi_frame is not None]
+        self.readers = [g for g in self.readers if inspect.getgeneratorstate(g) != inspect.GEN_CLOSED]
         size = self._wal_size()
         if (force_checkpoint or size > CHECKPOINT_BYTES) and not self.readers and self.store.checkpoint():
             with open(self.path, "rb") as fh:

@@ -41,6 +41,7 @@ def swarm(
     done = 0
     failures: list[tuple[int, str]] = []
     unknown = 0
+    rechecked = 0
     kinds: dict[str, int] = {}
     for seed in seeds:
         if max_seconds is not None and _wall() - t0 >= max_seconds:
@@ -50,6 +51,7 @@ def swarm(
         done += 1
         if outcome.verdict == "unknown":
             unknown += 1
+        rechecked += outcome.rechecked
         if outcome.kind != "ok":
             failures.append((seed, outcome.kind))
             kinds[outcome.kind] = kinds.get(outcome.kind, 0) + 1
@@ -69,7 +71,7 @@ def swarm(
     kinds_text = " ".join(f"{k}={v}" for k, v in sorted(kinds.items())) or "none"
     out.write(
         f"swarm: {done} seeds in {elapsed:.1f}s ({rate:.0f} seeds/min), {len(failures)} failed ({kinds_text}), "
-        f"{unknown} with an undecided (unknown) history\n"
+        f"{rechecked} rechecked with a larger budget, {unknown} undecided even then\n"
     )
     out.flush()
     if failures:

@@ -91,7 +91,7 @@ def render(
     top = 60 + (len(nodes) + 1) * ROW
     row_of = {p: i for i, p in enumerate(procs)}
     height = top + (len(procs) + 1) * ROW + 40
-    scale = (WIDTH - LEFT - 20) / end
+    scale = float(WIDTH - LEFT - 20) / int(end)
 
     def x(t: int) -> float:
         return LEFT + t * scale

@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from beaver_vault.errors import BeaverVaultError, InvariantViolation
+from beaver_vault.kv.state import KeyRecord
 from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.core import LEADER
@@ -66,7 +67,17 @@ INSTALL_CRASH_MODES = ("install-chunk", "after-install")  # inside a snapshot in
 SEND_KINDS = ("", "VoteGranted", "VoteResponse", "AppendResponse", "AppendRequest", "VoteRequest")
 
 
-def _fingerprint(storage: MemoryStorage) -> bytes:
+class StateLike(Protocol):
+    """What the invariants read of a node's applied state: a ``MemoryStorage``, or the view of
+    a SQLite file (``sim.sqlite_disk.StateView``)."""
+
+    @property
+    def applied_index(self) -> int: ...
+
+    def items(self) -> list[tuple[str, KeyRecord]]: ...
+
+
+def _fingerprint(storage: StateLike) -> bytes:
     # repr of frozen dataclasses and str keys: stable across processes (no hash randomisation).
     return hashlib.blake2b(repr(storage.items()).encode(), digest_size=16).digest()
 
@@ -191,7 +202,7 @@ class World:
         self.config_index = 0
         self.crash_listeners: list[Callable[[SimNode], None]] = []
         self.snapshot_listeners: list[Callable[[SimNode], None]] = []  # a snapshot is on its way to it
-        self.apply_listeners: list[Callable[[SimNode, MemoryStorage], None]] = []  # after each apply
+        self.apply_listeners: list[Callable[[SimNode, StateLike], None]] = []  # after each apply
 
     # ---------------------------------------------------------------- tracing
 
@@ -490,7 +501,7 @@ class World:
             f"only {best[0]} of {best[1]} voters hold it"
         )
 
-    def check_applied(self, node: SimNode, entries: Sequence[Entry], storage: MemoryStorage) -> None:
+    def check_applied(self, node: SimNode, entries: Sequence[Entry], storage: StateLike) -> None:
         committed = self.committed
         for e in entries:
             seen = committed.get(e.index)
@@ -500,7 +511,7 @@ class World:
         for listener in self.apply_listeners:
             listener(node, storage)
 
-    def check_state(self, node: SimNode, storage: MemoryStorage) -> None:
+    def check_state(self, node: SimNode, storage: StateLike) -> None:
         fp = _fingerprint(storage)
         seen = self.states.setdefault(storage.applied_index, fp)
         if seen != fp:

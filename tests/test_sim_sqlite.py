@@ -18,8 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from beaver_vault.kv.state import apply as kv_apply  # noqa: E402
 from beaver_vault.kv import commands  # noqa: E402
+from beaver_vault.kv.state import apply as kv_apply  # noqa: E402
 from beaver_vault.raft.messages import Entry, EntryKind, HardState  # noqa: E402
 from sim.cli import main  # noqa: E402
 from sim.failures import SimCrash  # noqa: E402
