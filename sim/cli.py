@@ -45,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage", choices=STORAGES, help="memory or sqlite (default: drawn from the seed, sqlite in one in four)"
     )
     ap.add_argument("--workload", metavar="FILE", help="run your own workload module (see sim/workload_api.py)")
-    ap.add_argument("--timeline", metavar="FILE", help="write an HTML timeline of the run (--seed) or first failure")
+    ap.add_argument(
+        "--timeline",
+        metavar="PATH",
+        help="--seed: write an HTML timeline of the run to PATH; --workload: the directory for the pictures of "
+        "failing runs (default sim-timelines)",
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="one trace line per event")
     ap.add_argument("--history", metavar="FILE", help="write the client history (JSON lines) to FILE")
     ap.add_argument("--max-seconds", type=float, help="swarm: stop starting new seeds after this much wall time")
@@ -66,6 +71,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, commit: s
         value = getattr(args, name)
         if value is not None and not 1 <= value <= 100_000:
             ap.error(f"--{name} must be between 1 and 100000")
+    if args.timeline and args.seeds is not None and args.workload is None:
+        ap.error("--timeline with a swarm needs --workload (or use --seed S --timeline FILE)")
     kw = {"clients": args.clients, "ops": args.ops, "storage": args.storage}
     if args.workload is not None:
         from sim.product import run_workload_cli

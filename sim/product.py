@@ -50,13 +50,12 @@ from sim.workload_api import (
     Result,
 )
 
-EXIT_INVARIANT = 15
-EXIT_BY_KIND.setdefault("invariant", EXIT_INVARIANT)
 SETUP = "setup"
 EXPIRE_EVERY_MS = 250  # as the production runtime's expirer (options.expire_interval_ms)
 EXPIRE_BATCH = 500
 STATE_CHECK_MAX_KEYS = 10_000  # a limit on everything: a larger state is not handed to the invariant
 
+DEFAULT_TIMELINES = "sim-timelines"
 _STATUS = {"ok": OK, "fail": FAIL, "info": UNKNOWN}
 
 
@@ -140,11 +139,11 @@ class ProductWorkload(Workload):
                 tainted.update(e["value"][1])  # the keys the transaction touches
             elif e.get("ttl_ms") is not None:
                 tainted.add(e["key"])
-        mapping = {"put": "write", "get": "read", "delete": "delete", "cas": "cas", "write": "write"}
+        registers = ("read", "write", "delete", "cas")
         self.history = [
-            {**{k: v for k, v in e.items() if k != "ttl_ms"}, "f": mapping[e["f"]]}
+            {k: v for k, v in e.items() if k != "ttl_ms"}
             for e in self.events
-            if e["f"] in mapping and e["key"] not in tainted
+            if e["f"] in registers and e["key"] not in tainted
         ]
         check = getattr(self.wl.module, "check", None)
         if check is not None:
@@ -242,7 +241,9 @@ class ProductWorkload(Workload):
             raise ValueError(f"unknown call {call.f!r}")
         p = self.w.params
         retries = p.write_retries if build is not None else 0
-        op = _Op(process, call.f, key, history_value, build, self.w.queue.now + p.op_timeout_ms * (1 + retries))
+        # The history speaks the checker's names (read, write); the user's record keeps call.f.
+        f = {"get": "read", "put": "write"}.get(call.f, call.f)
+        op = _Op(process, f, key, history_value, build, self.w.queue.now + p.op_timeout_ms * (1 + retries))
         op.retries_left = retries
         op.request_id = self._new_request_id()
         op.call = call
@@ -250,7 +251,7 @@ class ProductWorkload(Workload):
         return op
 
     def _answered(self, op: Op, node: Any, waiter: Waiter) -> None:
-        if not isinstance(op, _Op) or op.call is None or op.f not in ("get", "list", "cas", "txn"):
+        if not isinstance(op, _Op) or op.call is None or op.f not in ("list", "cas", "txn"):
             super()._answered(op, node, waiter)
             return
         if op.closed or op.pending is None or op.pending[2] is not waiter:
@@ -260,14 +261,10 @@ class ProductWorkload(Workload):
             return
         op.pending = None
         d: NodeDriver | None = node.driver
-        if op.f in ("get", "list"):
+        if op.f == "list":
             assert d is not None
-            if op.f == "get":
-                rec = d.get(op.key)
-                self._reply(op, "ok", None if rec is None else rec.document())
-            else:
-                rows = d.storage.scan(op.key, None, LIST_LIMIT)
-                self._reply(op, "ok", {k: r.document() for k, r in rows})
+            rows = d.storage.scan(op.key, None, LIST_LIMIT)
+            self._reply(op, "ok", {k: r.document() for k, r in rows})
             return
         result = waiter.result
         if not isinstance(result, dict) or "error" in result:
@@ -283,7 +280,7 @@ class ProductWorkload(Workload):
         if isinstance(op, _Op) and op.call is not None:
             raw = self.raw.pop(id(op), {})
             shown = value
-            if op.f in ("get", "list"):
+            if op.f in ("read", "list"):
                 result_value = value if type_ == "ok" else None
             elif op.f == "cas":
                 result_value = _cas_current(raw)
@@ -294,7 +291,7 @@ class ProductWorkload(Workload):
             self.records.append(
                 OpRecord(
                     self.names.get(op.process, op.process),
-                    op.f,
+                    op.call.f,
                     op.key,
                     op.call.value,
                     op.call.ttl_ms,
@@ -383,6 +380,10 @@ def reproduce_line(wl: LoadedWorkload, p: Params) -> str:
     if p.bug:
         line += f" --bug {p.bug}"
     extra = _storage_only(overrides(p))
+    if p.clients != wl.clients:
+        extra += ["--clients", str(p.clients)]
+    if p.ops != wl.ops:
+        extra += ["--ops", str(p.ops)]
     if extra:
         line += " " + " ".join(extra)
     return line
@@ -403,7 +404,7 @@ def run_workload_cli(args: argparse.Namespace, faults: tuple[str, ...], kw: dict
         sys.stderr.write(f"python -m sim: error: {e}\n")
         return 2
     seeds = range(args.seed, args.seed + 1) if args.seed is not None else args.seeds
-    directory = args.timeline or "sim-timelines"
+    directory = args.timeline or DEFAULT_TIMELINES
     out.write(
         f"sim workload={wl.path} seeds={seeds.start}..{seeds.stop - 1} clients={wl.clients} ops={wl.ops} "
         f"commit={commit}\n"
@@ -413,7 +414,15 @@ def run_workload_cli(args: argparse.Namespace, faults: tuple[str, ...], kw: dict
     failed = 0
     done = 0
     for seed in seeds:
-        p = draw(seed, args.nodes, faults, args.bug, clients=wl.clients, ops=wl.ops, storage=kw.get("storage"))
+        p = draw(
+            seed,
+            args.nodes,
+            faults,
+            args.bug,
+            clients=kw.get("clients") or wl.clients,
+            ops=kw.get("ops") or wl.ops,
+            storage=kw.get("storage"),
+        )
         outcome = run_workload(wl, p)
         done += 1
         if outcome.kind == "ok":
