@@ -153,3 +153,13 @@ def test_workload_errors_are_reported_not_swallowed(tmp_path: Path) -> None:
     bad_yield = _workload(tmp_path, "def client(c, i, rng):\n    yield 42\n")
     status, text = _run(["--workload", bad_yield, "--seed", "0", "--timeline", str(tmp_path / "t")])
     assert status == 10 and "not a Call" in text
+
+
+def test_a_plain_seed_draws_its_timeline_with_the_checker_culprits_outlined(tmp_path: Path) -> None:
+    page_path = tmp_path / "run.html"
+    status, text = _run(["--seed", "2", "--bug", "stale-read", "--timeline", str(page_path)])
+    assert status == 12, text
+    page = page_path.read_text()
+    assert "seed 2: linearizability</title>" in page
+    assert page.count('stroke="#d62728" stroke-width="2">') >= 2  # the operations that cannot be ordered
+    assert "CRASH" in page or "PARTITION" in page  # the world's faults are on it
