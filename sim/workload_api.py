@@ -28,8 +28,8 @@ A workload file is a plain Python module. The simulator imports it and looks for
     message saying what is wrong: the seed fails with kind ``invariant`` (exit 15).
 
 ``check(ops)`` (optional)
-    Called once at the end with every operation of the run (a list of ``OpRecord``, in invoke
-    order; the same record type the ``Result`` came from). Return ``None`` or a message, as
+    Called once at the end of the run with every operation the workload issued (a
+    list of ``OpRecord``, in the order they completed, each with the ``Result`` its client got). Return ``None`` or a message, as
     above. Use it for rules over time, such as "never two lease holders at once".
 
 ``CLIENTS`` and ``OPS`` (optional ints)
@@ -42,8 +42,9 @@ Operations and their outcomes (``Result.status``):
 * ``fail``: certainly not applied (cas/txn: the compare did not hold; ``value`` is then the
   current value for cas, and ``raw`` has the txn's results);
 * ``unknown``: no answer in time (a timeout, a crash, a lost connection): it may have been
-  applied or not, now or LATER. The simulated client retries an unknown write under the same
-  idempotency key while its deadline lasts, so it is applied at most once.
+  applied or not, now or LATER. Depending on the seed (0 to 3 retries), the simulated client
+  retries an unknown write under the same idempotency key within its deadline, so one call is
+  applied at most once.
 
 The history of ``put``/``get``/``delete`` and ``cas`` without TTL also goes to the project's
 linearizability checker, per key; a key that a ``txn`` or any write with ``ttl_ms`` touched
