@@ -28,9 +28,10 @@ A workload file is a plain Python module. The simulator imports it and looks for
     message saying what is wrong: the seed fails with kind ``invariant`` (exit 15).
 
 ``check(ops)`` (optional)
-    Called once at the end of the run with every operation the workload issued (a
-    list of ``OpRecord``, in the order they completed, each with the ``Result`` its client got). Return ``None`` or a message, as
-    above. Use it for rules over time, such as "never two lease holders at once".
+    Called once at the end of the run with every operation the workload issued (a list of
+    ``OpRecord``, in the order they completed, each with the ``Result`` its client got).
+    Return ``None`` or a message, as above. Use it for rules over time, such as "never two
+    lease holders at once".
 
 ``CLIENTS`` and ``OPS`` (optional ints)
     The number of client processes (default 3) and the operation budget of one run
