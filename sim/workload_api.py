@@ -59,7 +59,7 @@ keys whose expiry has passed, through the log. Until then an expired key is stil
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,9 @@ class OpRecord:
     start_ms: int  # invoke (virtual time)
     end_ms: int  # answer (or the deadline, for an unknown outcome)
     result: Result
+
+
+Steps = Generator["Call", "Result", None]  # what ``client`` and ``setup`` return (type hints)
 
 
 class Client:

@@ -21,6 +21,12 @@ invariant catches it.
 
 from __future__ import annotations
 
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sim.workload_api import Client, OpRecord, Steps
+
 ACCOUNTS = 5
 START = 100
 TOTAL = ACCOUNTS * START
@@ -32,7 +38,7 @@ def account(i: int) -> str:
     return f"acct/{i}"
 
 
-def setup(c):
+def setup(c: Client) -> Steps:
     opened = [{"op": "put", "key": account(i), "value": START} for i in range(ACCOUNTS)]
     while True:
         r = yield c.txn([{"key": account(0), "target": "exists", "op": "==", "value": False}], opened)
@@ -41,11 +47,11 @@ def setup(c):
         # unknown: it may have happened; the compare makes a second attempt harmless
 
 
-def client(c, i, rng):
+def client(c: Client, i: int, rng: random.Random) -> Steps:
     return transfers(c, i, rng, atomic=True)
 
 
-def transfers(c, i, rng, atomic):
+def transfers(c: Client, i: int, rng: random.Random, atomic: bool) -> Steps:
     while True:
         if rng.random() < 0.15:
             yield c.list("acct/")  # an audit, judged in check()
@@ -76,7 +82,7 @@ def transfers(c, i, rng, atomic):
         yield c.sleep(rng.randint(0, 20))
 
 
-def _total(balances: dict) -> str | None:
+def _total(balances: Mapping[str, Any]) -> str | None:
     keys = [account(i) for i in range(ACCOUNTS)]
     present = [k for k in keys if k in balances]
     if not present:
@@ -92,11 +98,11 @@ def _total(balances: dict) -> str | None:
     return None
 
 
-def state_invariant(state):
+def state_invariant(state: Mapping[str, Any]) -> str | None:
     return _total({k: v for k, v in state.items() if k.startswith("acct/")})
 
 
-def check(ops):
+def check(ops: Sequence[OpRecord]) -> str | None:
     for op in ops:
         if op.f == "list" and op.result.ok:
             why = _total(op.result.value)

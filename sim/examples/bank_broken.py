@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
+
+from sim.workload_api import Client, Steps
 
 _spec = importlib.util.spec_from_file_location("sim_example_bank", os.path.join(os.path.dirname(__file__), "bank.py"))
 assert _spec is not None and _spec.loader is not None
@@ -18,5 +21,5 @@ CLIENTS, OPS = bank.CLIENTS, bank.OPS
 setup, state_invariant, check = bank.setup, bank.state_invariant, bank.check
 
 
-def client(c, i, rng):
-    return bank.transfers(c, i, rng, atomic=False)
+def client(c: Client, i: int, rng: random.Random) -> Steps:
+    yield from bank.transfers(c, i, rng, atomic=False)

@@ -20,6 +20,14 @@ Invariant (``check``): no two clients ever believed they held the lease at the s
 
 from __future__ import annotations
 
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sim.workload_api import Client, OpRecord, Steps
+
+Interval = tuple[int, int, "int | str"]  # (start ms, end ms, holder)
+
 KEY = "lease"
 TTL_MS = 600
 RENEW_BEFORE_MS = 300  # renew this long before the believed end
@@ -27,13 +35,13 @@ CLIENTS = 4
 OPS = 300
 
 
-def client(c, i, rng):
+def client(c: Client, i: int, rng: random.Random) -> Steps:
     return elect(c, i, rng, from_request=True)
 
 
-def elect(c, i, rng, from_request):
+def elect(c: Client, i: int, rng: random.Random, from_request: bool) -> Steps:
     me = f"client-{i}"
-    until = None  # the end of the lease this client believes it holds
+    until: int | None = None  # the end of the lease this client believes it holds
     while True:
         now = c.now_ms
         if until is not None and now >= until:
@@ -57,7 +65,7 @@ def elect(c, i, rng, from_request):
             until = None  # someone else holds it now (ours expired): stop believing at once
 
 
-def believed(ops, from_request=True):
+def believed(ops: Sequence[OpRecord], from_request: bool = True) -> list[Interval]:
     """(start, end, holder) of every lease a client believed it held, from the operations."""
     out = []
     for op in ops:
@@ -67,7 +75,7 @@ def believed(ops, from_request=True):
     return out
 
 
-def overlap(intervals):
+def overlap(intervals: list[Interval]) -> tuple[Interval, Interval] | None:
     """The first two intervals of different holders that overlap in time, or None."""
     intervals = sorted(intervals)
     for n, (s1, e1, h1) in enumerate(intervals):
@@ -79,7 +87,7 @@ def overlap(intervals):
     return None
 
 
-def check(ops):
+def check(ops: Sequence[OpRecord]) -> str | None:
     found = overlap(believed(ops, from_request=True))
     if found is None:
         return None
@@ -87,7 +95,7 @@ def check(ops):
     return f"two holders: client {h1} believed it held the lease {s1}..{e1} ms and client {h2} {s2}..{e2} ms"
 
 
-def state_invariant(state):
+def state_invariant(state: Mapping[str, Any]) -> str | None:
     holder = state.get(KEY)
     if holder is not None and not (isinstance(holder, str) and holder.startswith("client-")):
         return f"the lease holds {holder!r}"

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
+from collections.abc import Sequence
+
+from sim.workload_api import Client, OpRecord, Steps
 
 _spec = importlib.util.spec_from_file_location("sim_example_lease", os.path.join(os.path.dirname(__file__), "lease.py"))
 assert _spec is not None and _spec.loader is not None
@@ -19,11 +23,11 @@ CLIENTS, OPS = lease.CLIENTS, lease.OPS
 state_invariant = lease.state_invariant
 
 
-def client(c, i, rng):
-    return lease.elect(c, i, rng, from_request=False)
+def client(c: Client, i: int, rng: random.Random) -> Steps:
+    yield from lease.elect(c, i, rng, from_request=False)
 
 
-def check(ops):
+def check(ops: Sequence[OpRecord]) -> str | None:
     found = lease.overlap(lease.believed(ops, from_request=False))
     if found is None:
         return None
