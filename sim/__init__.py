@@ -10,7 +10,7 @@ production gets from the outside world:
 
 * network (``network``): delay, loss, duplication, reordering, symmetric and one-way
   partitions, partitions isolating the leader, healing;
-* disk (``disk``): a ``MemoryStorage`` with sync latency (slow syncs delay the node), crash
+* disk (``disk``, or ``sqlite_disk`` for SQLite seeds): a ``MemoryStorage`` with sync latency (slow syncs delay the node), crash
   points inside ``process()`` (before/after save, after a send, before/after apply);
 * clock: each node's ticker has its own period (skew); pauses freeze a node;
 * randomness: every generator is ``random.Random(f"{seed}:{name}")`` (``params.derive``), so a
@@ -53,9 +53,21 @@ with ``-v`` one line per event, a summary, and on failure exactly one ``REPRODUC
 
 Exit status: 0 ok; 10 crash (an exception in the code under test or the simulator);
 11 safety invariant; 12 not linearizable; 13 liveness (no convergence, no commit after
-healing, cluster never formed, event storm); 2 usage. A swarm exits with the status of its
-first failure. An ``unknown`` checker verdict (search budget spent) is not a failure; the
-summary counts it.
+healing, cluster never formed, event storm); 14 undecided history; 15 a user workload's
+invariant (``--workload``); 2 usage. A swarm exits with the status of its first failure.
+
+An undecided history is never a pass: a history the checker cannot decide within
+``run.CHECKER_STEP_BUDGET`` steps per key is checked again with ``run.RECHECK_STEP_BUDGET``
+(20M steps, a count, not a time, so every machine gives the same verdict); still undecided, the
+seed fails with kind ``undecided``. The built-in workload's size (3..8 clients, 200..400
+operations, 3..8 keys) is decided by the first budget in every seed tried (0 of 300 clean seeds
+needed the recheck); ``--clients``/``--ops`` make larger runs, and the REPRODUCE line keeps them.
+
+Storage: one seed in four (``params.drawn_storage``, its own generator) runs every node on the
+production ``SQLiteStorage`` with the fsync boundary held in simulated time (``sqlite_disk``);
+``--storage memory|sqlite`` forces one. ``--workload FILE`` runs a user's workload instead of
+the built-in clients (``product``, ``workload_api``, examples in ``sim/examples``);
+``--timeline FILE`` writes an HTML picture of the run (``timeline``).
 
 Determinism: the same arguments give the same output byte for byte (tests run it twice).
 Nothing here iterates a set or uses ``hash()``; the swarm alone reads wall time (budget, rate).

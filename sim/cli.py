@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from sim.failures import EXIT_BY_KIND, EXIT_OK
-from sim.params import BUGS, Params, draw, parse_faults, reproduce
+from sim.params import BUGS, STORAGES, Params, draw, parse_faults, reproduce
 from sim.run import Outcome, run
 from sim.swarm import swarm
 
@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m sim",
         description="Deterministic simulation of a Beaver-Vault cluster (production driver, simulated world).",
-        epilog="exit status: 0 ok, 10 crash (exception), 11 safety, 12 linearizability, 13 liveness, 2 usage",
+        epilog="exit status: 0 ok, 10 crash (exception), 11 safety, 12 linearizability, 13 liveness, "
+        "14 undecided history, 2 usage",
     )
     group = ap.add_mutually_exclusive_group(required=True)
     group.add_argument("--seed", type=int, help="run one seed")
@@ -38,6 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults", default="all", help="all, none, or a comma list of: net,partition,crash,pause,skew,disk,churn"
     )
     ap.add_argument("--bug", choices=BUGS, help="plant a known bug through an injected seam")
+    ap.add_argument("--clients", type=int, metavar="N", help="client processes (default: drawn from the seed)")
+    ap.add_argument("--ops", type=int, metavar="N", help="client operations (default: drawn from the seed)")
+    ap.add_argument(
+        "--storage", choices=STORAGES, help="memory or sqlite (default: drawn from the seed, sqlite in one in four)"
+    )
+    ap.add_argument("--workload", metavar="FILE", help="run your own workload module (see sim/workload_api.py)")
+    ap.add_argument(
+        "--timeline",
+        metavar="PATH",
+        help="--seed: write an HTML timeline of the run to PATH; --workload: the directory for the pictures of "
+        "failing runs (default sim-timelines)",
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="one trace line per event")
     ap.add_argument("--history", metavar="FILE", help="write the client history (JSON lines) to FILE")
     ap.add_argument("--max-seconds", type=float, help="swarm: stop starting new seeds after this much wall time")
@@ -54,9 +67,24 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, commit: s
         faults = parse_faults(args.faults)
     except ValueError as e:
         ap.error(str(e))
+    for name in ("clients", "ops"):
+        value = getattr(args, name)
+        if value is not None and not 1 <= value <= 100_000:
+            ap.error(f"--{name} must be between 1 and 100000")
+    if args.timeline and args.seeds is not None and args.workload is None:
+        ap.error("--timeline with a swarm needs --workload (or use --seed S --timeline FILE)")
+    kw = {"clients": args.clients, "ops": args.ops, "storage": args.storage}
+    if args.workload is not None:
+        from sim.product import run_workload_cli
+
+        return run_workload_cli(args, faults, kw, commit, out)
     if args.seed is not None:
-        return run_one(args.seed, args.nodes, faults, args.bug, commit, args.verbose, args.history, out)
-    return swarm(args.seeds, args.nodes, faults, args.bug, commit, args.max_seconds, args.stop_on_failure, out)
+        return run_one(
+            args.seed, args.nodes, faults, args.bug, commit, args.verbose, args.history, out, kw, args.timeline
+        )
+    return swarm(
+        args.seeds, args.nodes, faults, args.bug, commit, args.max_seconds, args.stop_on_failure, out, draw_kw=kw
+    )
 
 
 def run_one(
@@ -68,12 +96,14 @@ def run_one(
     verbose: bool,
     history: str | None,
     out: TextIO,
+    draw_kw: dict[str, Any] | None = None,
+    timeline: str | None = None,
 ) -> int:
-    p = draw(seed, nodes, faults, bug)
+    p = draw(seed, nodes, faults, bug, **(draw_kw or {}))
     out.write(f"sim seed={seed} commit={commit}\n")
     out.write("params " + " ".join(p.describe()) + "\n")
     out.flush()
-    outcome = run(p, out, verbose, history)
+    outcome = run(p, out, verbose, history, timeline)
     report(p, outcome, out)
     return EXIT_BY_KIND[outcome.kind]
 

@@ -7,6 +7,8 @@ EXIT_CRASH = 10  # an unexpected exception in the simulator or the production co
 EXIT_SAFETY = 11  # a safety invariant broke (checked on every step)
 EXIT_LINEARIZABILITY = 12  # the checker proved the client history not linearizable
 EXIT_LIVENESS = 13  # after healing, the cluster did not converge / commit in time
+EXIT_UNDECIDED = 14  # the checker could not decide the history, even with the larger recheck budget
+EXIT_INVARIANT = 15  # a user workload's own invariant failed (python -m sim --workload)
 
 EXIT_BY_KIND = {
     "ok": EXIT_OK,
@@ -14,6 +16,8 @@ EXIT_BY_KIND = {
     "safety": EXIT_SAFETY,
     "linearizability": EXIT_LINEARIZABILITY,
     "liveness": EXIT_LIVENESS,
+    "undecided": EXIT_UNDECIDED,
+    "invariant": EXIT_INVARIANT,
 }
 
 

@@ -13,6 +13,14 @@ from dataclasses import dataclass, fields
 
 FAULT_CLASSES = ("net", "partition", "crash", "pause", "skew", "disk", "churn")
 BUGS = ("ack-before-fsync", "stale-read", "forget-vote", "dup-retry")
+STORAGES = ("memory", "sqlite")
+SQLITE_EVERY = 4  # one seed in four runs every node on the production SQLite storage
+
+
+def drawn_storage(seed: int) -> str:
+    """The storage a seed runs on unless ``--storage`` forces one (its own generator, so the
+    choice shifts no other draw)."""
+    return "sqlite" if derive(seed, "storage").randrange(SQLITE_EVERY) == 0 else "memory"
 
 
 def derive(seed: int, name: str) -> random.Random:
@@ -47,6 +55,7 @@ class Params:
     nodes: int
     faults: tuple[str, ...]
     bug: str | None
+    storage: str  # memory (MemoryStorage) or sqlite (the production SQLiteStorage, see sim.sqlite_disk)
     # time base
     tick_ms: int  # nominal tick period; each node's own period is skewed around it
     tick_ms_by_node: tuple[int, ...]
@@ -105,9 +114,20 @@ class Params:
         return out
 
 
-def draw(seed: int, nodes: int | None, faults: tuple[str, ...], bug: str | None) -> Params:
+def draw(
+    seed: int,
+    nodes: int | None,
+    faults: tuple[str, ...],
+    bug: str | None,
+    *,
+    clients: int | None = None,
+    ops: int | None = None,
+    storage: str | None = None,
+) -> Params:
     """Draw a world from the seed. Fault classes not enabled get rate zero; the rates of the
-    enabled ones vary per seed so a swarm covers gentle and brutal worlds alike."""
+    enabled ones vary per seed so a swarm covers gentle and brutal worlds alike. ``clients``,
+    ``ops`` and ``storage`` override the drawn values (every draw is still made, so the rest of
+    the world is the seed's own)."""
     r = derive(seed, "params")
     drawn = r.choice((3, 3, 5, 5, 5, 7))  # always drawn, so --nodes N replays a swarm's seed exactly
     n = nodes if nodes is not None else drawn
@@ -144,6 +164,7 @@ def draw(seed: int, nodes: int | None, faults: tuple[str, ...], bug: str | None)
         nodes=n,
         faults=faults,
         bug=bug,
+        storage=storage if storage is not None else drawn_storage(seed),
         tick_ms=tick_ms,
         tick_ms_by_node=ticks,
         election_ticks=10,
@@ -173,8 +194,8 @@ def draw(seed: int, nodes: int | None, faults: tuple[str, ...], bug: str | None)
         churn_every_ms=r.choice((300, 800, 2000)) if churn else 0,
         force_remove_p=r.choice((0.0, 0.1, 0.3)) if churn else 0.0,
         wipe_rejoin_p=r.choice((0.5, 0.9)) if churn else 0.0,
-        clients=r.randint(3, 8),
-        ops=r.randint(200, 400),
+        clients=_pick(r.randint(3, 8), clients),
+        ops=_pick(r.randint(200, 400), ops),
         keys=r.randint(3, 8),
         op_timeout_ms=op_timeout_ms,
         write_retries=write_retries,
@@ -189,4 +210,24 @@ def reproduce(p: Params) -> str:
     line = f"REPRODUCE: python -m sim --seed {p.seed} --nodes {p.nodes} --faults {faults_text(p.faults)}"
     if p.bug:
         line += f" --bug {p.bug}"
+    extra = overrides(p)
+    if extra:
+        line += " " + " ".join(extra)
     return line
+
+
+def _pick(drawn: int, override: int | None) -> int:
+    return drawn if override is None else override
+
+
+def overrides(p: Params) -> list[str]:
+    """Command-line flags that reproduce ``p``'s departures from its seed's own draw."""
+    base = draw(p.seed, p.nodes, p.faults, p.bug)
+    out = []
+    if p.clients != base.clients:
+        out += ["--clients", str(p.clients)]
+    if p.ops != base.ops:
+        out += ["--ops", str(p.ops)]
+    if p.storage != base.storage:
+        out += ["--storage", p.storage]
+    return out

@@ -24,7 +24,11 @@ from sim.world import World
 FORMATION_MS = 10_000
 CHECK_EVERY_MS = 50
 MAX_EVENTS = 200_000
-CHECKER_STEP_BUDGET = 300_000  # per key; past it the verdict is "unknown", never "linearizable"
+CHECKER_STEP_BUDGET = 300_000  # per key: decides every ordinary history in well under a second
+# An undecided history is never a pass: it is checked again with this budget per key (steps,
+# not seconds, so the verdict is the same on any machine), and a history still undecided fails
+# the seed with kind "undecided" (exit 14). 20M steps is about 8 s of search on one key.
+RECHECK_STEP_BUDGET = 20_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +37,7 @@ class Outcome:
     detail: str
     verdict: str  # linearizable / not-linearizable / unknown / - (not checked)
     summary: str
+    rechecked: bool = False  # the first checker budget did not decide the history
 
 
 class _Formation:
@@ -91,31 +96,88 @@ def _run_until(w: World, until: int, stop: Callable[[], bool] | None = None) -> 
             return
 
 
-def run(params: Params, out: TextIO | None = None, verbose: bool = False, history_path: str | None = None) -> Outcome:
+def run(
+    params: Params,
+    out: TextIO | None = None,
+    verbose: bool = False,
+    history_path: str | None = None,
+    timeline_path: str | None = None,
+    make_workload: Callable[[World], Workload] | None = None,
+    label: str = "",
+) -> Outcome:
+    """One run. ``make_workload`` replaces the built-in clients (``sim.product``: a user's
+    workload file); ``label`` names it in the timeline's title."""
     w = World(params, out, verbose)
-    wl = Workload(w)
+    try:
+        outcome = _run(w, history_path, timeline_path, make_workload, label)
+    finally:
+        w.close()
+    return outcome
+
+
+def _run(
+    w: World,
+    history_path: str | None,
+    timeline_path: str | None,
+    make_workload: Callable[[World], Workload] | None,
+    label: str,
+) -> Outcome:
+    if timeline_path is not None:
+        w.marks = []
+    wl = make_workload(w) if make_workload is not None else Workload(w)
     faults = Faults(w)
     churn = Churn(w)
     verdict = "-"
+    rechecked = False
     try:
         try:
             _phases(w, wl, faults, churn)
+            finish = getattr(wl, "finish", None)
+            if finish is not None:
+                finish()  # a user workload: its end-of-run check, and its history for the checker
             w.log("CHECK history")
             result = check_history(wl.history, step_budget=CHECKER_STEP_BUDGET)
+            if result.verdict == "unknown":
+                w.log(f"CHECK undecided within {CHECKER_STEP_BUDGET} steps per key: rechecking")
+                rechecked = True
+                result = check_history(wl.history, step_budget=RECHECK_STEP_BUDGET)
             verdict = result.verdict
             if verdict == "not-linearizable":
                 detail = result.detail + ("\n" + result.explanation if result.explanation else "")
                 raise SimFailure("linearizability", detail)
+            if verdict == "unknown":
+                raise SimFailure(
+                    "undecided",
+                    f"the checker could not decide the history, even with {RECHECK_STEP_BUDGET} steps per key: "
+                    f"{result.detail}",
+                )
         finally:
             if history_path is not None:
                 wl.write_history(history_path)
     except SimFailure as f:
-        return Outcome(f.kind, f.detail, verdict, _summary(w, wl, verdict))
+        outcome = Outcome(f.kind, f.detail, verdict, _summary(w, wl, verdict), rechecked)
     except Exception as e:  # the code under test (or the simulator) blew up
         tb = traceback.format_exception(type(e), e, e.__traceback__)
         detail = f"{type(e).__name__}: {e}\n" + "".join(tb[-6:]).rstrip()
-        return Outcome("crash", detail, verdict, _summary(w, wl, verdict))
-    return Outcome("ok", "", verdict, _summary(w, wl, verdict))
+        outcome = Outcome("crash", detail, verdict, _summary(w, wl, verdict), rechecked)
+    else:
+        outcome = Outcome("ok", "", verdict, _summary(w, wl, verdict), rechecked)
+    if timeline_path is not None:
+        from sim.timeline import write_timeline
+
+        events = getattr(wl, "events", wl.history)
+        write_timeline(
+            timeline_path,
+            w.params,
+            outcome.kind,
+            outcome.detail,
+            events,
+            w.marks or [],
+            label,
+            end_ms=w.queue.now,
+            highlight=events is wl.history,
+        )
+    return outcome
 
 
 def _phases(w: World, wl: Workload, faults: Faults, churn: Churn) -> None:
@@ -176,5 +238,6 @@ def _summary(w: World, wl: Workload, verdict: str) -> str:
         f"snapshots_installed={s['snapshots_installed']} install_crashes={s['install_crashes']} "
         f"snapshot_restarts={s['snapshot_restarts']} follower_reads={wl.stats['follower_reads']} "
         f"retries={wl.stats['retries']} dup_suppressed={wl.stats['dup_suppressed']} "
+        f"storage={w.params.storage} disk_rollbacks={s['disk_rollbacks']} "
         f"members={','.join(w.config.ids)} history={verdict}"
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from sim.failures import EXIT_BY_KIND, EXIT_OK
 from sim.params import draw, reproduce
@@ -32,6 +32,7 @@ def swarm(
     stop_on_failure: bool,
     out: TextIO,
     progress: TextIO | None = None,
+    draw_kw: dict[str, Any] | None = None,
 ) -> int:
     progress = progress if progress is not None else sys.stderr
     out.write(f"sim swarm seeds={seeds.start}..{seeds.stop - 1} commit={commit} bug={bug or 'none'}\n")
@@ -40,15 +41,17 @@ def swarm(
     done = 0
     failures: list[tuple[int, str]] = []
     unknown = 0
+    rechecked = 0
     kinds: dict[str, int] = {}
     for seed in seeds:
         if max_seconds is not None and _wall() - t0 >= max_seconds:
             break
-        p = draw(seed, nodes, faults, bug)
+        p = draw(seed, nodes, faults, bug, **(draw_kw or {}))
         outcome = run(p)
         done += 1
         if outcome.verdict == "unknown":
             unknown += 1
+        rechecked += outcome.rechecked
         if outcome.kind != "ok":
             failures.append((seed, outcome.kind))
             kinds[outcome.kind] = kinds.get(outcome.kind, 0) + 1
@@ -68,7 +71,7 @@ def swarm(
     kinds_text = " ".join(f"{k}={v}" for k, v in sorted(kinds.items())) or "none"
     out.write(
         f"swarm: {done} seeds in {elapsed:.1f}s ({rate:.0f} seeds/min), {len(failures)} failed ({kinds_text}), "
-        f"{unknown} with an undecided (unknown) history\n"
+        f"{rechecked} rechecked with a larger budget, {unknown} undecided even then\n"
     )
     out.flush()
     if failures:

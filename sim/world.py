@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from beaver_vault.errors import BeaverVaultError, InvariantViolation
+from beaver_vault.kv.state import KeyRecord
 from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.core import LEADER
@@ -59,13 +60,24 @@ from sim.events import EventQueue
 from sim.failures import SimCrash, SimFailure
 from sim.network import Network, SimTransport
 from sim.params import Params, derive
+from sim.sqlite_disk import SqliteDisk, remove_directory, run_directory
 
 CRASH_MODES = ("now", "before-save", "after-save", "after-send", "before-apply", "after-apply")
 INSTALL_CRASH_MODES = ("install-chunk", "after-install")  # inside a snapshot install (see disk)
 SEND_KINDS = ("", "VoteGranted", "VoteResponse", "AppendResponse", "AppendRequest", "VoteRequest")
 
 
-def _fingerprint(storage: MemoryStorage) -> bytes:
+class StateLike(Protocol):
+    """What the invariants read of a node's applied state: a ``MemoryStorage``, or the view of
+    a SQLite file (``sim.sqlite_disk.StateView``)."""
+
+    @property
+    def applied_index(self) -> int: ...
+
+    def items(self) -> list[tuple[str, KeyRecord]]: ...
+
+
+def _fingerprint(storage: StateLike) -> bytes:
     # repr of frozen dataclasses and str keys: stable across processes (no hash randomisation).
     return hashlib.blake2b(repr(storage.items()).encode(), digest_size=16).digest()
 
@@ -78,15 +90,14 @@ class SimNode:
         self.id = node_id
         self.addr = f"{node_id}:7000"
         self.tick_ms = tick_ms
-        p = world.params
-        self.disk = SimDisk(self, lying=p.bug == "ack-before-fsync", forget_vote=p.bug == "forget-vote")
+        self.disk_gen = 0  # bumped when the disk is wiped (a re-join as a brand-new machine)
+        self.disk = world.new_disk(self)
         self.driver: NodeDriver | None = None
         self.incarnation = 0
         self.busy_until = 0
         self.sync_delay_ms = 0  # syncs done so far in the current process() call
         self.arm: tuple[str, int, str] | None = None  # (where, countdown, message kind filter)
         self.arm_until = 0  # install arms expire (a node may never receive a snapshot)
-        self.disk_gen = 0  # bumped when the disk is wiped (a re-join as a brand-new machine)
         self.senders_seen: set[tuple[str, int]] = set()  # (follower, snapshot index) streamed to
         self.checked_commit = 0
         self.flush_pending = False
@@ -151,6 +162,9 @@ class World:
         self.disk_rng = derive(params.seed, "disk")
         self.network = Network(self.queue, params, self.net_rng)
         self.network.deliver = self.deliver
+        # --storage sqlite: every disk is the production SQLiteStorage on a file in this directory.
+        self.sqlite_dir = run_directory() if params.storage == "sqlite" else None
+        self.marks: list[tuple[int, str]] | None = None  # fault/leader events, for a timeline
         self.raft_config = RaftConfig(election_ticks=params.election_ticks, heartbeat_ticks=params.heartbeat_ticks)
         # The first ``params.nodes`` machines form the cluster; the spares may join it later
         # (a spare ticks at the nominal rate).
@@ -181,16 +195,37 @@ class World:
             "install_crashes": 0,
             "snapshot_restarts": 0,
             "wipes": 0,
+            "disk_rollbacks": 0,  # SQLite: a crash rolled the files back past written data
         }
         # The latest configuration any node saw committed, and the index it was seen at.
         self.config = Membership()
         self.config_index = 0
         self.crash_listeners: list[Callable[[SimNode], None]] = []
         self.snapshot_listeners: list[Callable[[SimNode], None]] = []  # a snapshot is on its way to it
+        self.apply_listeners: list[Callable[[SimNode, StateLike], None]] = []  # after each apply
 
     # ---------------------------------------------------------------- tracing
 
+    def new_disk(self, node: SimNode) -> SimDisk | SqliteDisk:
+        p = self.params
+        lying, forget = p.bug == "ack-before-fsync", p.bug == "forget-vote"
+        if self.sqlite_dir is not None:
+            path = f"{self.sqlite_dir}/{node.id}-{node.disk_gen}.db"
+            return SqliteDisk(node, path, lying=lying, forget_vote=forget)
+        return SimDisk(node, lying=lying, forget_vote=forget)
+
+    def close(self) -> None:
+        """Release what the run holds outside memory (the SQLite files)."""
+        if self.sqlite_dir is not None:
+            for n in self.nodes:
+                if isinstance(n.disk, SqliteDisk):
+                    n.disk.destroy()
+            remove_directory(self.sqlite_dir)
+            self.sqlite_dir = None
+
     def log(self, text: str) -> None:
+        if self.marks is not None and not text.startswith("client ") and "->" not in text.split(" ", 1)[0]:
+            self.marks.append((self.queue.now, text))
         if self.verbose and self.out is not None:
             self.out.write(f"{self.queue.now:>7} {text}\n")
 
@@ -236,7 +271,10 @@ class World:
         node.driver = None
         node.arm = None
         node.busy_until = 0
+        lost = getattr(node.disk, "lost_on_crash", 0)
         node.disk.crash()
+        if getattr(node.disk, "lost_on_crash", 0) > lost:
+            self.stats["disk_rollbacks"] += 1
         self.log(f"{node.id} CRASH ({why})")
         if why.startswith("armed, install") or why.startswith("armed, after-install"):
             self.stats["install_crashes"] += 1
@@ -251,8 +289,11 @@ class World:
         """A machine that left the cluster gets a brand-new, empty disk (and must be down)."""
         if node.driver is not None:
             raise RuntimeError(f"wipe of running node {node.id}")
-        node.disk = SimDisk(node, lying=node.disk.lying, forget_vote=node.disk.forget_vote)
+        old = node.disk
         node.disk_gen += 1
+        node.disk = self.new_disk(node)
+        if isinstance(old, SqliteDisk):
+            old.destroy()
         node.flush_pending = False
         self.stats["wipes"] += 1
         self.log(f"{node.id} WIPE disk")
@@ -460,15 +501,17 @@ class World:
             f"only {best[0]} of {best[1]} voters hold it"
         )
 
-    def check_applied(self, node: SimNode, entries: Sequence[Entry], storage: MemoryStorage) -> None:
+    def check_applied(self, node: SimNode, entries: Sequence[Entry], storage: StateLike) -> None:
         committed = self.committed
         for e in entries:
             seen = committed.get(e.index)
             if seen is not None and seen[0] != e:
                 self._fail(f"{node.id} applied entry {e.index} (term {e.term}) that differs from the committed one")
         self.check_state(node, storage)
+        for listener in self.apply_listeners:
+            listener(node, storage)
 
-    def check_state(self, node: SimNode, storage: MemoryStorage) -> None:
+    def check_state(self, node: SimNode, storage: StateLike) -> None:
         fp = _fingerprint(storage)
         seen = self.states.setdefault(storage.applied_index, fp)
         if seen != fp:

@@ -173,9 +173,24 @@ RULES = [
         lambda m: under(m, "beaver_vault.transport", "beaver_vault.api", "beaver_vault.cli", "beaver_vault.node.runtime")
         or under(m, "beaver_vault.storage.sqlite", "beaver_vault.client")
         or top(m) in {"trio", "sqlite3", "socket", "time", "asyncio", "threading", "httpx", "quart", "quart_trio", "hypercorn"},
-        exempt=("__main__.py",),  # asks git for the commit shown in the header, before any run
+        # __main__.py asks git for the commit shown in the header, before any run;
+        # sqlite_disk.py has its own rule below.
+        exempt=("__main__.py", "sqlite_disk.py"),
         planted="from beaver_vault.transport.codec import encode\n",
         fine="from beaver_vault.node.driver import NodeDriver\nfrom beaver_vault.storage.memory import MemoryStorage\n",
+    ),
+    Rule(
+        # Issue 13: some seeds run the production SQLite storage as code under test (as the sim
+        # runs the production driver and core), with the fsync boundary held in simulated time.
+        # This one module may import it; it still never imports sqlite3 itself, nor anything
+        # else the simulator may not.
+        "sim SQLite disk: the production SQLite storage and nothing else effectful",
+        (ROOT / "sim" / "sqlite_disk.py",),
+        lambda m: under(m, "beaver_vault.transport", "beaver_vault.api", "beaver_vault.cli", "beaver_vault.node.runtime")
+        or under(m, "beaver_vault.client")
+        or top(m) in {"trio", "sqlite3", "socket", "time", "asyncio", "threading", "httpx", "quart", "quart_trio", "hypercorn"},
+        planted="import sqlite3\n",
+        fine="from beaver_vault.storage.sqlite import SQLiteStorage\n",
     ),
     Rule(
         "sim entry point: no trio, sqlite3, socket or time either",
