@@ -1,7 +1,9 @@
 """The nemesis: a seeded schedule of faults, up to ``concurrent`` kinds at once.
 
 Loop: a quiet spell (1-3 s), then a round: 1..``concurrent`` distinct kinds drawn from the
-enabled ones (the seed decides), all injected, held 1-4 s together, then everything healed.
+enabled ones (the seed decides; the first round takes ``concurrent`` of them, so every run
+combines as many as it was asked to at least once), all injected, held 1-4 s together, then
+everything healed.
 Kinds:
 
 * kill: SIGKILL the leader (half the time) or random members (at most a minority), restart
@@ -104,7 +106,8 @@ class Nemesis:
             if stop.wait(self.rng.uniform(1.0, 3.0)) or time.monotonic() >= stop_at:
                 break
             self.settle_joins()
-            k = self.rng.randint(1, min(self.concurrent, len(self.kinds)))
+            top = min(self.concurrent, len(self.kinds))
+            k = top if self.rounds == 0 else self.rng.randint(1, top)  # the first round combines the most
             chosen = self.rng.sample(self.kinds, k)
             hold = self.rng.uniform(1.0, 4.0)
             self.rounds += 1
