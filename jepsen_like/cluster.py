@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from jepsen_like.clock import Clocks
+from jepsen_like.disk import Disks
 from jepsen_like.netns import Network
 
 STATUS_PATH = "/api/v1/status"
@@ -104,8 +105,10 @@ class Cluster:
         log: Callable[[str], None] = print,
         spare: int = 0,
         extra_flags: tuple[str, ...] = (),
+        disks: Disks | None = None,
     ) -> None:
         self.root = root
+        self.disks = disks
         self.network = network
         self.clocks = clocks
         self.seed = seed
@@ -119,11 +122,15 @@ class Cluster:
             else:
                 host, http_port, raft_port = "127.0.0.1", free_port(), free_port()
             self.nodes.append(
-                Node(i, host, http_port, raft_port, root / f"n{i}", root / "logs" / f"n{i}.log")
+                Node(i, host, http_port, raft_port, self.data_root(i) / f"n{i}", root / "logs" / f"n{i}.log")
             )
         (root / "logs").mkdir(parents=True, exist_ok=True)
         for node in self.nodes[n:]:
             node.member = False
+
+    def data_root(self, i: int) -> Path:
+        """Where slot i's data directories live (its FUSE layer when the disk fault is on)."""
+        return self.disks.mount(i) if self.disks is not None else self.root
 
     # ------------------------------------------------------------------ processes
 
@@ -211,7 +218,7 @@ class Cluster:
         if node.running():
             raise RuntimeError(f"slot {node.index} is busy")
         node.generation += 1
-        node.data_dir = self.root / f"{node.node_id}"
+        node.data_dir = self.data_root(node.index) / node.node_id
         node.member = True
         node.joining = True
         self.start(node, join=via.url)

@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-ALL = "kill,pause,partition,skew,clock,membership,restart-all,snapshot"
+ALL = "kill,pause,partition,skew,clock,membership,restart-all,snapshot,disk"
 CELLS: tuple[tuple[int, str, int], ...] = (
     (3, "kill,pause", 1),
     (3, "partition", 1),
     (3, "membership,kill", 2),
     (3, "restart-all,snapshot", 1),
+    (3, "disk,restart-all,kill", 2),
     (3, "clock,skew,partition", 2),
     (3, ALL, 3),
     (5, "kill,pause,partition", 2),

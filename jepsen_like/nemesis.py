@@ -18,6 +18,9 @@ Kinds:
 * membership: remove a member (the leader a third of the time), transfer leadership, or,
   when the cluster is short of its size, join a fresh node (new ID, empty data directory);
 * restart-all: SIGKILL every member at once, restart them all on heal;
+* disk: SIGKILL the leader or a minority and make their FUSE layers (``disk``/``lazyfs``) lose
+  every write not yet fsynced, as a power cut would; restart them on heal. With the disk fault
+  on, restart-all is a whole-cluster power cut: every layer loses its un-fsynced writes;
 * snapshot: SIGKILL a follower, restart it on heal (with a low ``--snapshot-threshold`` the
   leader compacted meanwhile and must install a snapshot), then SIGKILL it again 0.1-1.5 s
   into that restart (during the install) and restart it once more.
@@ -41,7 +44,7 @@ import httpx
 
 from jepsen_like.cluster import Cluster, Node
 
-KINDS = ("kill", "pause", "partition", "skew", "clock", "membership", "restart-all", "snapshot")
+KINDS = ("kill", "pause", "partition", "skew", "clock", "membership", "restart-all", "snapshot", "disk")
 PARTITION_MODES = ("isolate-leader", "isolate-one", "halves", "ring", "bridge", "one-way")
 MEMBERSHIP_TIMEOUT_S = 8.0
 
@@ -181,6 +184,17 @@ class Nemesis:
                 for node in victims:
                     self.cluster.kill(node)
                 self.record("restart-all", nodes=[n.node_id for n in victims])
+                disks = self.cluster.disks
+                if disks is not None:
+                    for node in victims:
+                        self.record("disk-crash", node=node.node_id, layer=disks.crash(node.index))
+            case "disk":
+                disks = self.cluster.disks
+                if disks is None:
+                    raise RuntimeError("disk fault without the FUSE layer")
+                for node in self._targets():
+                    self.cluster.kill(node)
+                    self.record("disk-crash", node=node.node_id, layer=disks.crash(node.index))
             case "snapshot":
                 leader = self.cluster.guess_leader()
                 followers = [n for n in self._live_members() if n is not leader]

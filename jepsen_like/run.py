@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from beaver_vault.checker import check_history, load_history
-from jepsen_like import clock, converge, netns, report
+from jepsen_like import clock, converge, disk, netns, report
 from jepsen_like.cluster import Cluster
 from jepsen_like.nemesis import KINDS, Nemesis
 from jepsen_like.workload import Keys, Recorder, Values, Workload, client_loop, final_reads
@@ -151,6 +151,10 @@ def probe_faults(kinds: list[str], workdir: Path) -> tuple[list[str], dict[str, 
         reason = netns.unavailable_reason()
         if reason is not None:
             unavailable["partition"] = reason
+    if "disk" in kinds:
+        reason = disk.unavailable_reason()
+        if reason is not None:
+            unavailable["disk"] = reason
     if "skew" in kinds or "clock" in kinds:
         reason = clock.unavailable_reason(workdir)
         if reason is not None:
@@ -189,7 +193,11 @@ def run(args: argparse.Namespace, workdir: Path, history_path: Path, summary: di
         clocks = clock.Clocks(workdir, base)
         say(f"clock base offsets (s): {base}")
     cluster: Cluster | None = None
+    disks = disk.Disks(workdir, slots) if "disk" in kinds else None
     try:
+        if disks is not None:
+            disks.setup()
+            say(f"lazyfs layers mounted under {workdir / 'mnt'} (un-fsynced writes are lost on a disk fault)")
         if network is not None:
             network.setup()
             say(f"network namespaces: hub {network.hub}, nodes {', '.join(network.nodes)} (10.77.0.0/24)")
@@ -199,7 +207,8 @@ def run(args: argparse.Namespace, workdir: Path, history_path: Path, summary: di
         flags = ("--snapshot-threshold", str(threshold)) if threshold is not None else ()
         summary["snapshot_threshold"] = threshold
         cluster = Cluster(
-            args.nodes, workdir, network=network, clocks=clocks, seed=args.seed, log=say, spare=spare, extra_flags=flags
+            args.nodes, workdir, network=network, clocks=clocks, seed=args.seed, log=say, spare=spare, extra_flags=flags,
+            disks=disks,
         )
         try:
             leader = cluster.start_all()
@@ -213,6 +222,9 @@ def run(args: argparse.Namespace, workdir: Path, history_path: Path, summary: di
         if cluster is not None:
             cluster.stop_all()
             say("stopped every server process this run started")
+        if disks is not None:
+            for p in disks.teardown():
+                say(f"teardown problem: {p}")
         if network is not None:
             problems = network.teardown()
             for p in problems:

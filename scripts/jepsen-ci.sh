@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Jepsen-like harness (python -m jepsen_like) for CI: one bounded run of real beaver-vault
 # processes under combined faults (up to 2 kinds at once): SIGKILL/restart, SIGSTOP/SIGCONT,
-# membership churn, whole-cluster restarts, kills during snapshot installs (low snapshot
+# membership churn, whole-cluster restarts, lost un-fsynced writes (a FUSE layer), kills during
+# snapshot installs (low snapshot
 # threshold), network partitions (namespaces + nftables: isolate, halves, bridge, one-way) and
 # clock faults (libfaketime: small skews, large jumps, strobe). Seeded from the commit so every
 # commit explores a new schedule. A failure prints its REPRODUCE line; the exit status is the
@@ -19,7 +20,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
 
-faults=${JEPSEN_FAULTS:-kill,pause,partition,skew,clock,membership,restart-all,snapshot}
+faults=${JEPSEN_FAULTS:-kill,pause,partition,skew,clock,membership,restart-all,snapshot,disk}
 commit=$(git rev-parse --short=7 HEAD 2>/dev/null || echo 0)
 seed=$(( (16#${commit}) % 1000000000 ))
 out=${JEPSEN_OUT:-$(mktemp -d -t jepsen-ci-XXXXXX)}
