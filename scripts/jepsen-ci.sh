@@ -2,8 +2,7 @@
 # The Jepsen-like harness (python -m jepsen_like) for CI: one bounded run of real beaver-vault
 # processes under combined faults (up to 2 kinds at once): SIGKILL/restart, SIGSTOP/SIGCONT,
 # membership churn, whole-cluster restarts, lost un-fsynced writes (a FUSE layer), kills during
-# snapshot installs (low snapshot
-# threshold), network partitions (namespaces + nftables: isolate, halves, bridge, one-way) and
+# snapshot installs (low snapshot threshold), network partitions (namespaces + nftables: isolate, halves, bridge, one-way) and
 # clock faults (libfaketime: small skews, large jumps, strobe). Seeded from the commit so every
 # commit explores a new schedule. A failure prints its REPRODUCE line; the exit status is the
 # harness's:
