@@ -235,13 +235,19 @@ class Cluster:
         node.paused = False
 
     def reported_members(self) -> list[str] | None:
-        leader = self.leader()
-        if leader is None:
-            return None
-        st = self.status(leader)
-        if st is None:
-            return None
-        return sorted(m["id"] for m in st.get("members", []))
+        """The member list of the node that leads in the highest term any member reports (a
+        removed node that has not heard of its removal may still answer and disagree)."""
+        best: tuple[int, list[str]] | None = None
+        for node in self.nodes:
+            if not node.running():
+                continue
+            st = self.status(node)
+            if st is None or st.get("role") != "leader":
+                continue
+            term = int(st.get("term", 0))
+            if best is None or term > best[0]:
+                best = (term, sorted(m["id"] for m in st.get("members", [])))
+        return best[1] if best is not None else None
 
     def reconcile(self, timeout_s: float = 60.0) -> list[str]:
         """Make the slots match the leader's configuration, then rejoin fresh nodes until the

@@ -307,9 +307,10 @@ class Nemesis:
         else:
             victim = self.rng.choice(members)
         resp = self._post(via, "/api/v1/raft/remove", {"NodeID": victim.node_id})
-        if resp.status_code == 200:
+        reported = c.reported_members() if resp.status_code != 200 else None
+        if resp.status_code == 200 or (reported is not None and victim.node_id not in reported):
             c.retire(victim)
-            self.record("remove", node=victim.node_id, via=via.node_id, leader=victim is leader)
+            self.record("remove", node=victim.node_id, via=via.node_id, leader=victim is leader, status=resp.status_code)
         else:
             self.record("remove-refused", node=victim.node_id, status=resp.status_code, body=resp.text[:200])
 
