@@ -180,7 +180,11 @@ def timeline_html(
                 f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{lane_h - 3}" fill="{colors.get(lane, "#555")}" '
                 f'opacity="0.75"><title>{html.escape(label)} ({a:.2f}-{b:.2f} s)</title></rect>'
             )
-    peak = max([o + f + i for o, f, i in zip(avail.ok_per_s, avail.fail_per_s, avail.info_per_s, strict=False)] + [1])
+    # Two panels: ok completions per second, and fail + info per second (each on its own scale).
+    ok_peak = max(avail.ok_per_s + [1])
+    bad_peak = max([f + i for f, i in zip(avail.fail_per_s, avail.info_per_s, strict=False)] + [1])
+    half = bar_h // 2 - 6
+    ok_base = chart_top + half
     base = chart_top + bar_h
     gx = left + avail.gap_start_s * scale
     parts.append(
@@ -191,21 +195,26 @@ def timeline_html(
     for s in range(avail.seconds):
         x = left + s * scale
         w = max(1.0, scale - 1)
+        if avail.ok_per_s[s]:
+            h = avail.ok_per_s[s] / ok_peak * half
+            parts.append(
+                f'<rect x="{x:.1f}" y="{ok_base - h:.1f}" width="{w:.1f}" height="{h:.1f}" fill="#27ae60">'
+                f"<title>{s}-{s + 1} s: {avail.ok_per_s[s]} ok</title></rect>"
+            )
         yy = float(base)
-        for count, color, name in (
-            (avail.ok_per_s[s], "#27ae60", "ok"),
-            (avail.fail_per_s[s], "#e67e22", "fail"),
-            (avail.info_per_s[s], "#e74c3c", "info"),
-        ):
+        for count, color, name in ((avail.fail_per_s[s], "#e67e22", "fail"), (avail.info_per_s[s], "#e74c3c", "info")):
             if count == 0:
                 continue
-            h = count / peak * bar_h
+            h = count / bad_peak * half
             yy -= h
             parts.append(
                 f'<rect x="{x:.1f}" y="{yy:.1f}" width="{w:.1f}" height="{h:.1f}" fill="{color}">'
                 f"<title>{s}-{s + 1} s: {count} {name}</title></rect>"
             )
-    parts.append(f'<text x="4" y="{chart_top + 12}">ops/s (max {peak})</text>')
+    parts.append(f'<text x="4" y="{chart_top + 12}">ok/s (max {ok_peak})</text>')
+    parts.append(f'<text x="4" y="{ok_base + 24}">fail+info/s</text>')
+    parts.append(f'<text x="4" y="{ok_base + 38}">(max {bad_peak})</text>')
+    parts.append(f'<line x1="{left}" y1="{ok_base}" x2="{width - 10}" y2="{ok_base}" stroke="#999"/>')
     parts.append(f'<line x1="{left}" y1="{base}" x2="{width - 10}" y2="{base}" stroke="#333"/>')
     step = max(1, int(end_s / 20) or 1)
     for s in range(0, int(end_s) + 1, step):
@@ -225,7 +234,8 @@ def timeline_html(
         f"<h2>{html.escape(title)}</h2>"
         f"<p>mean {avail.mean_ok_per_s:.1f} ok ops/s, lowest second {avail.min_ok_per_s}; longest window without a "
         f"successful write {avail.longest_write_gap_s:.2f} s (from {avail.gap_start_s:.2f} s, shaded). "
-        "Bars: completions per second (green ok, orange fail, red info). Hover for details.</p>"
+        "Bars: completions per second, ok (green) above, fail (orange) and info (red) below, each on its "
+        "own scale. Hover for details.</p>"
         + "".join(parts)
         + f"<h3>Summary</h3><table>{rows}</table></body></html>"
     )

@@ -169,7 +169,8 @@ class ClientState:
         self.idempotent = idempotent
         self.node: str | None = None
         self.url = ""
-        self.bad = 0
+        self.bad = 0  # non-ok completions in a row on this node
+        self.streak = 0  # non-ok completions in a row on any node (pacing)
         self.moves = 0
         self._ids = itertools.count(1)
 
@@ -247,6 +248,7 @@ class Workload:
             ex = exchange(c.http, method, c.url + path, body, headers)
             comp = classify(f, key, invoked, ex)
             c.bad = 0 if comp.type == OK else c.bad + 1
+            c.streak = 0 if comp.type == OK else c.streak + 1
             if ex.status is None or c.bad >= ClientState.MOVE_AFTER_BAD:
                 c.move_on(self.urls())
             if comp.type == OK:
@@ -334,8 +336,8 @@ def client_loop(
         c = ClientState(process, seed, http, idempotent)
         while not stop.is_set() and time.monotonic() < stop_at:
             workload.run_op(c)
-            if c.bad:  # pace a client whose node refuses or times out, as a real client would
-                stop.wait(min(0.05 * c.bad, 0.25))
+            if c.streak:  # pace a client whose nodes refuse or time out, as a real client would
+                stop.wait(min(0.05 * c.streak, 0.25))
         return c
 
 
