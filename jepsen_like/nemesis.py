@@ -22,8 +22,8 @@ Kinds:
   every write not yet fsynced, as a power cut would; restart them on heal. With the disk fault
   on, restart-all is a whole-cluster power cut: every layer loses its un-fsynced writes;
 * snapshot: SIGKILL a follower, restart it on heal (with a low ``--snapshot-threshold`` the
-  leader compacted meanwhile and must install a snapshot), then SIGKILL it again 0.1-1.5 s
-  into that restart (during the install) and restart it once more.
+  leader compacted meanwhile and must install a snapshot), then SIGKILL it again 0-0.6 s
+  after it first answers (during the install) and restart it once more.
 
 Faults may overlap (a kill of the leader during a partition and a membership change): the
 schedule is reproducible from the seed, what the cluster does under it is not. Every action
@@ -346,8 +346,16 @@ class Nemesis:
         for node in rekill:
             if not (node.member and node.running()):
                 continue
-            time.sleep(self.rng.uniform(0.1, 1.5))
+            # Once it answers, the leader is about to send (or sending) the snapshot: kill it
+            # within the next 0-0.6 s, mid-install as often as not.
+            deadline = time.monotonic() + 20
+            while self.cluster.status(node, timeout_s=0.3) is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            before = self.cluster.status(node, timeout_s=0.3) or {}
+            time.sleep(self.rng.uniform(0.0, 0.6))
             c.kill(node)
-            self.record("snapshot-kill-during-install", node=node.node_id)
+            self.record(
+                "snapshot-kill-during-install", node=node.node_id, snapshot_index_seen=before.get("snapshot_index")
+            )
             c.start(node)
             self.record("heal", what=[f"restart {node.node_id}"])
