@@ -28,9 +28,21 @@ from e2e_cluster import Cluster, cluster_fixture, wait_for
 pytestmark = pytest.mark.e2e
 
 
+# Elections after 0.4-0.8 s (a little slack over the default test timing for a loaded machine),
+# CheckQuorum every 0.4 s: well inside the 2 s reconnect backoff that caused the step-down.
+FLAGS = (
+    "--tick-ms", "25",
+    "--election-ticks", "16",
+    "--heartbeat-ticks", "2",
+    "--request-timeout-s", "3",
+    "--forward-timeout-s", "5",
+    "--shutdown-timeout-s", "1",
+)  # fmt: skip
+
+
 @pytest.fixture
 def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    yield from cluster_fixture(tmp_path, request)
+    yield from cluster_fixture(tmp_path, request, extra_args=FLAGS)
 
 
 def write_load(url: str, stop: threading.Event, counts: dict[str, int]) -> None:
