@@ -3,7 +3,8 @@
 Loop: a quiet spell (1-3 s), then a round: 1..``concurrent`` distinct kinds drawn from the
 enabled ones (the seed decides; the first round takes ``concurrent`` of them, so every run
 combines as many as it was asked to at least once), all injected, held 1-4 s together, then
-everything healed.
+everything healed; the next quiet spell starts once the restarted members answer (at most
+10 s later).
 Kinds:
 
 * kill: SIGKILL the leader (half the time) or random members (at most a minority), restart
@@ -127,6 +128,17 @@ class Nemesis:
             except Exception as e:
                 self.errors.append(f"heal: {e!r}")
                 self.record("error", kind="heal", error=repr(e))
+            self._wait_restarted(stop, stop_at)
+
+    def _wait_restarted(self, stop: threading.Event, stop_at: float, limit_s: float = 10.0) -> None:
+        """Let restarted members come up (a Python start takes seconds on a loaded machine)
+        before the next quiet spell, so the next faults hit a working cluster."""
+        deadline = min(stop_at, time.monotonic() + limit_s)
+        while not stop.is_set() and time.monotonic() < deadline:
+            down = [n for n in self._live_members() if self.cluster.status(n, timeout_s=0.5) is None]
+            if not down:
+                return
+            stop.wait(0.1)
 
     def _hold(self, seconds: float, stop: threading.Event) -> None:
         """Wait out a round; a strobing clock flips every second meanwhile."""
