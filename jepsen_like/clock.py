@@ -42,7 +42,7 @@ def unavailable_reason(workdir: Path) -> str | None:
     """Probe: does a Python under libfaketime see a +1h clock and still sleep? None if it works."""
     lib = library()
     if lib is None:
-        return "libfaketime is not installed (apt-get install faketime; see scripts/jepsen-ci.sh)"
+        return "libfaketime is not installed (apt-get install faketime; scripts/setup-env.sh installs them as root)"
     stamp = workdir / "clock-probe"
     stamp.write_text("+3600s\n")
     env = dict(os.environ, LD_PRELOAD=lib, FAKETIME_TIMESTAMP_FILE=str(stamp), FAKETIME_CACHE_DURATION="1")

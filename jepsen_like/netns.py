@@ -39,7 +39,7 @@ def unavailable_reason() -> str | None:
         return "needs root (network namespaces and nftables)"
     for tool in ("ip", "nft"):
         if shutil.which(tool) is None:
-            return f"`{tool}` is not installed (apt-get install iproute2 nftables; see scripts/jepsen-ci.sh)"
+            return f"`{tool}` is not installed (apt-get install iproute2 nftables; scripts/setup-env.sh installs them as root)"
     return None
 
 
