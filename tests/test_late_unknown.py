@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,3 +172,15 @@ def test_a_write_answered_unknown_is_not_applied_when_the_stopped_leader_resumes
         assert client.put(leader.url + KV + "after", content=json.dumps(1)).status_code == 200
         meta = read_meta(client, leader.url, "late")
         assert meta is not None and meta["value"] == "newer" and meta["version"] == 1, meta
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(150)
+def test_a_write_answered_unknown_during_a_partition_is_not_applied_after_healing() -> None:
+    # Needs root, `ip` and `nft` (network namespaces); the driver runs in its own process.
+    driver = Path(__file__).with_name("netns_late_unknown.py")
+    proc = subprocess.run([sys.executable, str(driver)], capture_output=True, text=True, timeout=140)
+    if proc.returncode == 77:
+        pytest.skip(proc.stdout.strip())
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.startswith("OK"), proc.stdout
