@@ -6,11 +6,12 @@ second, ``FAKETIME_CACHE_DURATION=1``), so the nemesis changes a running node's 
 rewriting that file. Every node starts at a seeded base offset (clocks disagree from the
 start); a skew fault bumps some nodes' offsets; healing restores the base.
 
-A limit found here (libfaketime 0.9.10, CPython 3.11): with ``FAKETIME_DONT_FAKE_MONOTONIC=1``
-``time.sleep`` fails with EINVAL, so the monotonic clock must be faked as well. A bump
-therefore moves the node's wall clock AND its monotonic clock: forward, the node sees a
-burst of elapsed time (timers fire at once); backward, its timers stall for that long. Both
-are reported by ``describe``.
+Only the wall clock moves (``FAKETIME_DONT_FAKE_MONOTONIC=1``), as with a real NTP step: the
+nodes' timers (Trio, on CLOCK_MONOTONIC) keep real time, and what the faults exercise is every
+use of the wall clock (TTL expiry stamps, forwarded requests' deadlines). A limit found here
+(libfaketime 0.9.10, CPython 3.11): with that setting ``time.sleep`` fails with EINVAL; the
+server never calls it (Trio sleeps through epoll timeouts), and the probe checks that Trio
+sleeps fine under the library.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ CANDIDATES = (
     "/usr/lib/faketime/libfaketimeMT.so.1",
     "/usr/local/lib/faketime/libfaketimeMT.so.1",
 )
-NOTE = "skew moves wall AND monotonic clocks (libfaketime cannot leave monotonic alone under CPython 3.11)"
+NOTE = "wall clock only: monotonic clocks (the nodes' timers) are left alone"
 
 
 def library() -> str | None:
@@ -41,11 +42,12 @@ def unavailable_reason(workdir: Path) -> str | None:
     """Probe: does a Python under libfaketime see a +1h clock and still sleep? None if it works."""
     lib = library()
     if lib is None:
-        return "libfaketime is not installed (apt-get install faketime; see scripts/jepsen-ci.sh)"
+        return "libfaketime is not installed (apt-get install faketime; scripts/setup-env.sh installs them as root)"
     stamp = workdir / "clock-probe"
     stamp.write_text("+3600s\n")
     env = dict(os.environ, LD_PRELOAD=lib, FAKETIME_TIMESTAMP_FILE=str(stamp), FAKETIME_CACHE_DURATION="1")
-    code = "import time,sys; a=time.time(); time.sleep(0.05); sys.stdout.write(repr(a))"
+    env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
+    code = "import time,sys,trio; a=time.time(); trio.run(trio.sleep, 0.05); sys.stdout.write(repr(a))"
     try:
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -83,6 +85,7 @@ class Clocks:
             "LD_PRELOAD": self.lib,
             "FAKETIME_TIMESTAMP_FILE": str(self.path(i)),
             "FAKETIME_CACHE_DURATION": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
         }
 
     def set(self, i: int, offset_s: float) -> None:

@@ -39,7 +39,7 @@ def unavailable_reason() -> str | None:
         return "needs root (network namespaces and nftables)"
     for tool in ("ip", "nft"):
         if shutil.which(tool) is None:
-            return f"`{tool}` is not installed (apt-get install iproute2 nftables; see scripts/jepsen-ci.sh)"
+            return f"`{tool}` is not installed (apt-get install iproute2 nftables; scripts/setup-env.sh installs them as root)"
     return None
 
 
@@ -107,18 +107,37 @@ class Network:
         """Cut every link between different groups (node ids 1..n); links inside a group stay."""
         groups = [sorted(g) for g in groups]
         side = {i: gi for gi, g in enumerate(groups) for i in g}
+        links = {
+            (i, j)
+            for i in range(1, self.n + 1)
+            for j in range(1, self.n + 1)
+            if i != j and i in side and j in side and side[i] != side[j]
+        }
+        self.cut(links)
+
+    def cut(self, links: Iterable[tuple[int, int]]) -> None:
+        """Drop the traffic of every directed link ``(src, dst)``: ``dst`` drops what comes from
+        ``src`` and ``src`` drops what it sends to ``dst``. A link cut in one direction only
+        (``one-way``) still lets the other direction through, TCP handshakes excepted."""
+        drop_in: dict[int, set[int]] = {}
+        drop_out: dict[int, set[int]] = {}
+        for src, dst in links:
+            drop_out.setdefault(src, set()).add(dst)
+            drop_in.setdefault(dst, set()).add(src)
         for i in range(1, self.n + 1):
-            others = [self.address(j) for j in range(1, self.n + 1) if j != i and side.get(j) != side.get(i)]
-            if i not in side or not others:
-                continue
-            peers = ", ".join(others)
-            rules = (
-                f"table inet {TABLE} {{\n"
-                f"  chain in {{ type filter hook input priority 0; policy accept; ip saddr {{ {peers} }} drop; }}\n"
-                f"  chain out {{ type filter hook output priority 0; policy accept; ip daddr {{ {peers} }} drop; }}\n"
-                "}\n"
-            )
+            ins = sorted(drop_in.get(i, ()))
+            outs = sorted(drop_out.get(i, ()))
             self.heal_node(i)
+            if not ins and not outs:
+                continue
+            chains = []
+            if ins:
+                peers = ", ".join(self.address(j) for j in ins)
+                chains.append(f"  chain in {{ type filter hook input priority 0; policy accept; ip saddr {{ {peers} }} drop; }}\n")
+            if outs:
+                peers = ", ".join(self.address(j) for j in outs)
+                chains.append(f"  chain out {{ type filter hook output priority 0; policy accept; ip daddr {{ {peers} }} drop; }}\n")
+            rules = f"table inet {TABLE} {{\n" + "".join(chains) + "}\n"
             _run(["ip", "netns", "exec", self.namespace(i), "nft", "-f", "-"], stdin=rules)
             self.partitioned.add(i)
 

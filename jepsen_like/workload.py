@@ -1,7 +1,14 @@
 """Clients, the operations they send, and the history they record.
 
 Every client is a thread with its own process id, its own seeded ``random.Random`` and its own
-``httpx.Client``; it picks a node at random for each operation. The recorder writes an
+``httpx.Client``. A client has node affinity, as real clients do: it sends every operation to
+its own node (process p starts on member p mod n) and moves on to the next member only when
+its node stops answering (no HTTP answer at all, or three non-ok completions in a row), so a
+paused or cut-off node does not soon hold every client. Each history line carries the extra
+field ``node`` (the node the request went to). Every third client sends an ``Idempotency-Key``
+with its writes and, when the outcome is unknown, retries the same request (same key) up to
+twice on its next node: one operation in the history, ``ok`` if any attempt was, else ``info``
+(a retry refused ``not_applied`` says nothing about the first attempt). The recorder writes an
 ``invoke`` line BEFORE the request leaves and the completion line AFTER the answer is in, under
 one lock, so the order of lines is a real-time order the checker may rely on.
 
@@ -51,9 +58,10 @@ class Recorder:
         self._out: IO[str] = path.open("w", encoding="utf-8")
         self._lock = threading.Lock()
         self._t0 = time.monotonic_ns()
+        self.t0_s = self._t0 / 1e9  # the time origin, on time.monotonic()'s scale
         self.counts: dict[tuple[str, str], int] = {}
 
-    def event(self, process: int, type_: str, f: str, key: str, value: Any) -> None:
+    def event(self, process: int, type_: str, f: str, key: str, value: Any, node: str | None = None) -> None:
         with self._lock:
             line = {
                 "process": process,
@@ -63,6 +71,8 @@ class Recorder:
                 "value": value,
                 "time": time.monotonic_ns() - self._t0,
             }
+            if node is not None:
+                line["node"] = node
             self._out.write(json.dumps(line, separators=(",", ":")) + "\n")
             if type_ != "invoke":
                 self.counts[(f, type_)] = self.counts.get((f, type_), 0) + 1
@@ -125,13 +135,17 @@ class Values:
             return next(self._next)
 
 
-def exchange(client: httpx.Client, method: str, url: str, body: Any = None) -> Exchange:
+def exchange(
+    client: httpx.Client, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+) -> Exchange:
     """Send one request; a transport error becomes an Exchange with status None."""
+    sent = dict(headers or {})
     try:
         if body is None:
-            resp = client.request(method, url)
+            resp = client.request(method, url, headers=sent)
         else:
-            resp = client.request(method, url, content=json.dumps(body), headers={"Content-Type": "application/json"})
+            sent["Content-Type"] = "application/json"
+            resp = client.request(method, url, content=json.dumps(body), headers=sent)
     except (httpx.ConnectError, httpx.ConnectTimeout) as e:
         return Exchange(None, error=type(e).__name__, connect_failed=True)
     except httpx.HTTPError as e:
@@ -143,86 +157,152 @@ def kv_url(base: str, key: str, meta: bool = False) -> str:
     return base + KV + key + ("?meta=true" if meta else "")
 
 
+class ClientState:
+    """One client's connection, affinity and idempotency settings."""
+
+    MOVE_AFTER_BAD = 3  # non-ok completions in a row before moving to the next node
+
+    def __init__(self, process: int, seed: int, http: httpx.Client, idempotent: bool) -> None:
+        self.process = process
+        self.rng = random.Random(f"{seed}:client:{process}")
+        self.http = http
+        self.idempotent = idempotent
+        self.node: str | None = None
+        self.url = ""
+        self.bad = 0  # non-ok completions in a row on this node
+        self.streak = 0  # non-ok completions in a row on any node (pacing)
+        self.moves = 0
+        self._ids = itertools.count(1)
+
+    def pick(self, members: list[tuple[str, str]]) -> None:
+        """Stay on our node while it is a member; else the next one in member order."""
+        if not members:
+            raise RuntimeError("no members to talk to")
+        ids = [m[0] for m in members]
+        if self.node in ids:
+            i = ids.index(self.node)
+            self.url = members[i][1]
+            return
+        self.node, self.url = members[self.process % len(members)]
+
+    def move_on(self, members: list[tuple[str, str]]) -> None:
+        ids = [m[0] for m in members]
+        i = ids.index(self.node) if self.node in ids else self.process
+        self.node, self.url = members[(i + 1) % len(members)]
+        self.bad = 0
+        self.moves += 1
+
+    def idempotency_headers(self) -> dict[str, str]:
+        if not self.idempotent:
+            return {}
+        return {"Idempotency-Key": f"p{self.process}-{next(self._ids)}", "X-Beaver-Vault-Client": f"jl-{self.process}"}
+
+
 @dataclass
 class Workload:
     recorder: Recorder
     keys: Keys
     values: Values
-    urls: Callable[[], list[str]]  # every node's base URL (the client picks one)
+    urls: Callable[[], list[tuple[str, str]]]  # (node id, base URL) of every member
     timeout_s: float
     appends: bool
     info_log: Callable[[str], None] | None = None
+    retries: int = 2  # extra attempts of an idempotent write whose outcome is unknown
 
-    def run_op(self, process: int, rng: random.Random, client: httpx.Client) -> None:
-        slot = self.keys.take(rng)
-        base = rng.choice(self.urls())
+    def run_op(self, c: ClientState) -> None:
+        c.pick(self.urls())
+        slot = self.keys.take(c.rng)
+        rng = c.rng
         if slot.kind == "list":
             roll = rng.random()
             if roll < 0.55 and self.appends:
-                self.append(process, slot, base, client)
+                self.append(c, slot)
             elif roll < 0.95:
-                self.read(process, slot, base, client)
+                self.read(c, slot)
             else:
-                self.delete(process, slot, base, client)
+                self.delete(c, slot)
             return
         roll = rng.random()
         if roll < 0.35:
-            self.read(process, slot, base, client)
+            self.read(c, slot)
         elif roll < 0.6:
-            self.write(process, slot, base, client)
+            self.write(c, slot)
         elif roll < 0.88:
             known = slot.known
             if known and rng.random() < 0.8:
                 expected = known[-1] if rng.random() < 0.6 else rng.choice(known)
             else:
                 expected = None if rng.random() < 0.5 else self.values.new()
-            self.cas(process, slot, base, client, expected, self.values.new())
+            self.cas(c, slot, expected, self.values.new())
         else:
-            self.delete(process, slot, base, client)
+            self.delete(c, slot)
 
-    def _done(self, process: int, f: str, slot: Slot, c: Completion) -> Completion:
-        self.recorder.event(process, c.type, f, slot.name, c.value)
-        if c.type == INFO and self.info_log is not None:
-            self.info_log(f"p{process} {f} {slot.name}: info ({c.reason})")
-        return c
+    def _send(
+        self, c: ClientState, f: str, key: str, invoked: Any, method: str, path: str, body: Any = None, write: bool = True
+    ) -> Completion:
+        """One operation's request(s): retried with the same idempotency key while unknown."""
+        headers = c.idempotency_headers() if write else {}
+        attempts = 1 + (self.retries if headers else 0)
+        first: Completion | None = None
+        for _ in range(attempts):
+            ex = exchange(c.http, method, c.url + path, body, headers)
+            comp = classify(f, key, invoked, ex)
+            c.bad = 0 if comp.type == OK else c.bad + 1
+            c.streak = 0 if comp.type == OK else c.streak + 1
+            if ex.status is None or c.bad >= ClientState.MOVE_AFTER_BAD:
+                c.move_on(self.urls())
+            if comp.type == OK:
+                return comp
+            if first is None:
+                first = comp
+            if first.type != INFO:
+                return first  # certainly not applied: nothing to retry
+        assert first is not None
+        return first  # unknown, and no retry came back ok
 
-    def read(self, process: int, slot: Slot, base: str, client: httpx.Client) -> Completion:
-        self.recorder.event(process, "invoke", "read", slot.name, None)
-        c = classify("read", slot.name, None, exchange(client, "GET", kv_url(base, slot.name)))
-        if c.type == OK and c.value is not None and slot.kind == "register":
-            self.keys.note(slot, c.value)
-        return self._done(process, "read", slot, c)
+    def _done(self, c: ClientState, f: str, slot: Slot, comp: Completion) -> Completion:
+        self.recorder.event(c.process, comp.type, f, slot.name, comp.value, c.node)
+        if comp.type == INFO and self.info_log is not None:
+            self.info_log(f"p{c.process} {f} {slot.name} on {c.node}: info ({comp.reason})")
+        return comp
 
-    def write(self, process: int, slot: Slot, base: str, client: httpx.Client) -> None:
+    def read(self, c: ClientState, slot: Slot) -> Completion:
+        self.recorder.event(c.process, "invoke", "read", slot.name, None, c.node)
+        comp = self._send(c, "read", slot.name, None, "GET", KV + slot.name, write=False)
+        if comp.type == OK and comp.value is not None and slot.kind == "register":
+            self.keys.note(slot, comp.value)
+        return self._done(c, "read", slot, comp)
+
+    def write(self, c: ClientState, slot: Slot) -> None:
         value = self.values.new()
-        self.recorder.event(process, "invoke", "write", slot.name, value)
-        c = classify("write", slot.name, value, exchange(client, "PUT", kv_url(base, slot.name), value))
-        if c.type != "fail":
+        self.recorder.event(c.process, "invoke", "write", slot.name, value, c.node)
+        comp = self._send(c, "write", slot.name, value, "PUT", KV + slot.name, value)
+        if comp.type != "fail":
             self.keys.note(slot, value)
-        self._done(process, "write", slot, c)
+        self._done(c, "write", slot, comp)
 
-    def delete(self, process: int, slot: Slot, base: str, client: httpx.Client) -> None:
-        self.recorder.event(process, "invoke", "delete", slot.name, None)
-        c = classify("delete", slot.name, None, exchange(client, "DELETE", kv_url(base, slot.name)))
-        self._done(process, "delete", slot, c)
+    def delete(self, c: ClientState, slot: Slot) -> None:
+        self.recorder.event(c.process, "invoke", "delete", slot.name, None, c.node)
+        comp = self._send(c, "delete", slot.name, None, "DELETE", KV + slot.name)
+        self._done(c, "delete", slot, comp)
 
-    def cas(self, process: int, slot: Slot, base: str, client: httpx.Client, expected: Any, new: Any) -> None:
+    def cas(self, c: ClientState, slot: Slot, expected: Any, new: Any) -> None:
         pair = [expected, new]
         if expected is None:
             compare = {"key": slot.name, "target": "exists", "op": "==", "value": False}
         else:
             compare = {"key": slot.name, "target": "value", "op": "==", "value": expected}
         body = {"compare": [compare], "success": [{"op": "put", "key": slot.name, "value": new}], "failure": []}
-        self.recorder.event(process, "invoke", "cas", slot.name, pair)
-        c = classify("cas", slot.name, pair, exchange(client, "POST", base + TXN, body))
-        if c.type != "fail":
+        self.recorder.event(c.process, "invoke", "cas", slot.name, pair, c.node)
+        comp = self._send(c, "cas", slot.name, pair, "POST", TXN, body)
+        if comp.type != "fail":
             self.keys.note(slot, new)
-        self._done(process, "cas", slot, c)
+        self._done(c, "cas", slot, comp)
 
-    def append(self, process: int, slot: Slot, base: str, client: httpx.Client) -> None:
+    def append(self, c: ClientState, slot: Slot) -> None:
         # The read half: its own operation in the history.
-        self.recorder.event(process, "invoke", "read", slot.name, None)
-        ex = exchange(client, "GET", kv_url(base, slot.name, meta=True))
+        self.recorder.event(c.process, "invoke", "read", slot.name, None, c.node)
+        ex = exchange(c.http, "GET", kv_url(c.url, slot.name, meta=True))
         revision = 0
         current: Any = None
         if ex.status == 200:
@@ -231,9 +311,11 @@ class Workload:
                 current, revision = meta["value"], int(meta["mod_revision"])
             except (ValueError, KeyError, TypeError):
                 ex = Exchange(None, error="unreadable meta body")
-        c = classify("read", slot.name, None, ex if ex.status != 200 else Exchange(200, json.dumps(current)))
-        self._done(process, "read", slot, c)
-        if c.type != OK or not (c.value is None or isinstance(c.value, list)):
+        comp = classify("read", slot.name, None, ex if ex.status != 200 else Exchange(200, json.dumps(current)))
+        if ex.status is None:
+            c.move_on(self.urls())
+        self._done(c, "read", slot, comp)
+        if comp.type != OK or not (comp.value is None or isinstance(comp.value, list)):
             return  # nothing to append to: no append invoked
         element = self.values.new()
         new_list = ([] if current is None else list(current)) + [element]
@@ -242,38 +324,43 @@ class Workload:
             "success": [{"op": "put", "key": slot.name, "value": new_list}],
             "failure": [],
         }
-        self.recorder.event(process, "invoke", "append", slot.name, element)
-        c = classify("append", slot.name, element, exchange(client, "POST", base + TXN, body))
-        self._done(process, "append", slot, c)
+        self.recorder.event(c.process, "invoke", "append", slot.name, element, c.node)
+        comp = self._send(c, "append", slot.name, element, "POST", TXN, body)
+        self._done(c, "append", slot, comp)
 
 
 def client_loop(
-    workload: Workload, process: int, seed: int, stop_at: float, stop: threading.Event
-) -> None:
-    rng = random.Random(f"{seed}:client:{process}")
-    with httpx.Client(timeout=httpx.Timeout(workload.timeout_s)) as client:
+    workload: Workload, process: int, seed: int, stop_at: float, stop: threading.Event, idempotent: bool = False
+) -> ClientState:
+    with httpx.Client(timeout=httpx.Timeout(workload.timeout_s)) as http:
+        c = ClientState(process, seed, http, idempotent)
         while not stop.is_set() and time.monotonic() < stop_at:
-            workload.run_op(process, rng, client)
+            workload.run_op(c)
+            if c.streak:  # pace a client whose nodes refuse or time out, as a real client would
+                stop.wait(min(0.05 * c.streak, 0.25))
+        return c
 
 
 def final_reads(workload: Workload, first_process: int, attempts: int = 5) -> tuple[int, list[str]]:
     """Read every key ever used, after healing; each attempt is its own history operation.
 
-    Returns (keys read ok, keys never read ok). Reads go to random nodes until one answers."""
-    rng = random.Random(f"final:{first_process}")
+    Returns (keys read ok, keys never read ok). A fresh process per key; it moves on to the
+    next member when one does not answer."""
     unread: list[str] = []
     good = 0
-    with httpx.Client(timeout=httpx.Timeout(workload.timeout_s)) as client:
+    with httpx.Client(timeout=httpx.Timeout(workload.timeout_s)) as http:
         process = first_process
         for name in list(workload.keys.used):
             slot = Slot("list" if name.startswith("l") else "register", name)
             ok = False
             for _ in range(attempts):
-                c = workload.read(process, slot, rng.choice(workload.urls()), client)
-                if c.type == OK:
+                c = ClientState(process, 0, http, idempotent=False)
+                c.pick(workload.urls())
+                comp = workload.read(c, slot)
+                process += 1  # a fresh process id after every read, as Jepsen does after an unclear one
+                if comp.type == OK:
                     ok = True
                     break
-                process += 1  # a fresh process id after an unclear read, as Jepsen does
                 time.sleep(0.2)
             if ok:
                 good += 1

@@ -13,7 +13,10 @@ say() { printf 'setup-env: %s\n' "$*" >&2; }
 # --- Debian packages needed by tests --------------------------------------------------------
 # >>> Add Debian packages a test needs here (e.g. chromium for browser tests, nftables for
 # >>> jepsen_like partitions). They are installed only when missing; apt-get update runs once.
-APT_PACKAGES=()
+# nftables, faketime, iproute2, libfuse2: the Jepsen-like harness's partitions (network
+# namespaces + nft), clock faults (libfaketime) and lost un-fsynced writes (its FUSE layer,
+# jepsen_like/lazyfs.py); a requested fault that cannot run is an error there.
+APT_PACKAGES=(nftables faketime iproute2 libfuse2)
 # <<<
 
 missing=()

@@ -35,6 +35,11 @@ if [[ -f sim/__main__.py && "${SIM_SEEDS:-200}" != 0 ]]; then
     base=$((16#$(git rev-parse --short=7 HEAD 2>/dev/null || echo 0)))
     step sim timeout 300 .venv/bin/python -m sim --seeds "$base..$((base + ${SIM_SEEDS:-200} - 1))" --max-seconds 120
 fi
+# One bounded Jepsen-like run of real processes under combined faults (seeded from the commit;
+# ~40-60 s). JEPSEN_CI=0 skips it; the full matrix is the opt-in scripts/jepsen-matrix.sh.
+if [[ "${JEPSEN_CI:-1}" != 0 ]]; then
+    step jepsen timeout 120 bash scripts/jepsen-ci.sh
+fi
 # Set BEAVER_VAULT_SLOW=1 to also run the tests marked slow.
 if [[ "${BEAVER_VAULT_SLOW:-0}" == 1 ]]; then
     step slow-tests timeout 1800 .venv/bin/pytest -q -m slow

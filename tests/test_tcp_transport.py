@@ -292,3 +292,31 @@ async def test_inbound_connection_limit() -> None:
                 with trio.fail_after(LIMIT_S):
                     assert await second.receive_some(10) == b""  # closed at once
             assert a.stats().inbound_rejected == 1
+
+
+async def test_an_inbound_connection_cuts_a_reconnect_backoff_short() -> None:
+    # a backs off for a minute after a failed attempt: only the wake-up on b's inbound
+    # connection can get a's frames to the restarted b within the test's limit.
+    a = make_node("a")
+    a.t._backoff_min_s = a.t._backoff_max_s = 60.0
+    b = make_node("b")
+    async with running(a):
+        async with trio.open_nursery() as b_nursery:
+            await b_nursery.start(b.t.run)
+            connect_all(a, b)
+            a.t.send(vote("a", "b", 1))
+            await wait_until(lambda: len(b.inbox) == 1)
+            b_nursery.cancel_scope.cancel()
+        b_port = b.t.listen_port
+        assert b_port is not None
+        # a now sleeps in its minute-long backoff (or will, once it notices b is gone).
+        b2 = make_node("b", port=b_port)
+        async with running(b2):
+            b2.t.set_peers({"a": a.address})
+            b2.t.send(vote("b", "a", 2))  # b2's connection to a wakes a's writer
+            await wait_until(lambda: len(a.inbox) == 1)
+            with trio.fail_after(LIMIT_S):
+                while not b2.inbox:
+                    a.t.send(vote("a", "b", 3))
+                    await trio.sleep(0.01)
+            assert b2.inbox[0] == vote("a", "b", 3)

@@ -45,10 +45,12 @@ from beaver_vault.api.context import (
     API_PREFIX,
     CONSISTENCY_HEADER,
     CONSISTENCY_LEVELS,
+    FORWARD_DEADLINE,
     RUNTIME_GRACE_S,
     ApiContext,
     ApiOptions,
 )
+from beaver_vault.api.deadline import BUDGET_HEADER, SENT_AT_HEADER
 from beaver_vault.api.errors import (
     CLOSE_AFTER_UNREAD_BODY,
     RETRY_AFTER_S,
@@ -150,6 +152,15 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
         handed_over = request.scope.get(RAISE_IN_QUART)
         if isinstance(handed_over, BaseException):
             raise handed_over
+        # A write forwarded by a follower carries its deadline: past it, the follower has
+        # answered (or will answer) "unknown" and the write must not start (deadline.py).
+        sender = request.headers.get(FORWARDED_BY_HEADER)
+        if sender is not None and request.method not in ("GET", "HEAD"):
+            deadline = ctx.deadlines.deadline(
+                sender, request.headers.get(SENT_AT_HEADER), request.headers.get(BUDGET_HEADER)
+            )
+            setattr(g, FORWARD_DEADLINE, deadline)
+            ctx.deadlines.check(deadline)
         return None
 
     @app.after_request

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import trio
-from quart import request
+from quart import g, has_request_context, request
 
+from beaver_vault.api.deadline import DeadlineBook, guarded
 from beaver_vault.api.validation import BadInput, parse_json_body
 from beaver_vault.errors import Unknown
 from beaver_vault.node.runtime import NodeRuntime
@@ -28,6 +29,8 @@ APPLIED_INDEX_HEADER = "X-Beaver-Vault-Applied-Index"
 CONSISTENCY_LEVELS = ("linearizable", "stale")
 # Extra time granted to the runtime beyond the timeout it was given before the API gives up.
 RUNTIME_GRACE_S = 1.0
+# Name in ``quart.g`` of a forwarded write's deadline (local monotonic seconds), set by app.py.
+FORWARD_DEADLINE = "forward_deadline"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +94,16 @@ class ApiContext:
     def __init__(self, runtime: NodeRuntime, opts: ApiOptions) -> None:
         self.runtime = runtime
         self.opts = opts
+        self.deadlines = DeadlineBook()  # forwarded writes' deadlines (deadline.py)
 
     async def bounded(self, call: Awaitable[T]) -> T:
-        """Await one runtime call, but never longer than its own timeout plus a grace period."""
+        """Await one runtime call, but never longer than its own timeout plus a grace period;
+        a forwarded write whose sender already gave up is not started (``deadline.py``)."""
         limit = self.opts.request_timeout_s + RUNTIME_GRACE_S
+        deadline = g.get(FORWARD_DEADLINE) if has_request_context() else None
         with trio.move_on_after(limit):
-            return await call
+            result: T = await guarded(self.deadlines, deadline, call)
+            return result
         raise Unknown(f"the node did not answer within {limit:g} s (timed out)")
 
     async def read_body(self) -> bytes:

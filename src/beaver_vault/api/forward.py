@@ -9,6 +9,11 @@ matter (Content-Type, ETag, consistency and applied index, Idempotency-Replayed,
 Retry-After). The request headers that change what the leader does (conditions, idempotency
 key and client) travel with it.
 
+A forwarded request carries its deadline (``deadline.py``: the follower's wall clock at
+sending and the leader's budget, shorter than ``timeout_s``) and every forwarding connection
+closes abortively (``SO_LINGER`` 0), so a write the follower answered ``unknown`` for is
+neither started late by the leader nor delivered late by TCP retransmission.
+
 Loops are impossible: the forwarded request carries ``X-Beaver-Vault-Forwarded-By: <node
 id>`` and a request carrying it is never forwarded again (the app answers 503
 ``not_applied`` "leader changed, retry").
@@ -25,9 +30,14 @@ What a failure means depends on whether the request may have reached the leader:
 
 from __future__ import annotations
 
+import socket
+import struct
+import time
+
 import httpx
 from quart import Response
 
+from beaver_vault.api import deadline
 from beaver_vault.api.errors import json_error
 
 FORWARDED_BY_HEADER = "X-Beaver-Vault-Forwarded-By"
@@ -52,6 +62,10 @@ PASSTHROUGH_HEADERS = (
     "Allow",
 )
 
+# Every forwarding connection closes abortively (RST, unsent bytes discarded): a request the
+# follower gave up on must not be delivered later by TCP retransmission (deadline.py).
+ABORTIVE_CLOSE = (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
 # Failures that happen before any byte of the request could have been sent.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -72,14 +86,18 @@ class Forwarder:
 
     async def start(self) -> None:
         if self._client is None:
+            limits = httpx.Limits(
+                max_connections=self._max_connections,
+                max_keepalive_connections=self._max_connections,
+            )
+            transport = self.transport
+            if transport is None:
+                transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=[ABORTIVE_CLOSE])
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout_s),
-                limits=httpx.Limits(
-                    max_connections=self._max_connections,
-                    max_keepalive_connections=self._max_connections,
-                ),
+                limits=limits,
                 follow_redirects=False,
-                transport=self.transport,
+                transport=transport,
                 trust_env=False,  # never route cluster-internal traffic through an environment proxy
             )
 
@@ -111,6 +129,7 @@ class Forwarder:
             return json_error(503, f"leader address {leader_http!r} is not a usable URL", outcome="not_applied")
         sent = dict(headers or {})
         sent[FORWARDED_BY_HEADER] = self.node_id
+        deadline.stamp(sent, self.timeout_s, lambda: time.time_ns() // 1_000_000)
         if content_type is not None:
             sent["Content-Type"] = content_type
         self.forwarded += 1

@@ -17,7 +17,8 @@ a message is always safe, waiting for a slow peer is not.
 Each peer's writer task connects (with a timeout), then writes whatever is queued in one
 ``send_all`` per batch. When the connection breaks, it reconnects after a backoff that
 doubles from ``backoff_min_s`` to ``backoff_max_s`` on consecutive failures, with jitter
-from the injected ``rng``. After a failed attempt it discards the frames queued meanwhile
+from the injected ``rng``; an inbound connection (a peer coming back) cuts every pending
+backoff short, so a restarted member is reconnected at once. After a failed attempt it discards the frames queued meanwhile
 (counted as ``dropped_unreachable``): stale heartbeats and appends are worth less than the
 bandwidth they would take once the peer is back. A write that makes no progress for
 ``write_timeout_s`` (a stopped peer) drops the connection too.
@@ -105,7 +106,7 @@ class _Counters:
 
 
 class _Peer:
-    __slots__ = ("node_id", "address", "send_ch", "recv_ch", "queued_bytes", "scope", "removed")
+    __slots__ = ("node_id", "address", "send_ch", "recv_ch", "queued_bytes", "scope", "removed", "wake")
 
     def __init__(self, node_id: NodeId, address: str, queue_max: int) -> None:
         self.node_id = node_id
@@ -114,6 +115,7 @@ class _Peer:
         self.queued_bytes = 0
         self.scope: trio.CancelScope | None = None
         self.removed = False
+        self.wake = trio.Event()  # set to cut a reconnect backoff short (a peer came back)
 
     def take_nowait(self) -> bytes:
         frame = self.recv_ch.receive_nowait()
@@ -274,20 +276,27 @@ class TcpTransport:
                 peer.scope = scope
                 delay_s = self._backoff_min_s
                 while True:
+                    peer.wake = trio.Event()  # set by an inbound connection from now on
                     stream = await self._connect(peer.address)
                     if stream is None:
                         self._counters.connect_failures += 1
                         self._discard_queued(peer)
-                        await trio.sleep(self._backoff(delay_s))
+                        await self._backoff_sleep(peer, delay_s)
                         delay_s = min(delay_s * 2, self._backoff_max_s)
                         continue
                     self._counters.connects += 1
                     delay_s = self._backoff_min_s
                     await self._pump(peer, stream)
-                    await trio.sleep(self._backoff(delay_s))
+                    await self._backoff_sleep(peer, delay_s)
         finally:
             peer.scope = None
             self._peer_tasks -= 1
+
+    async def _backoff_sleep(self, peer: _Peer, delay_s: float) -> None:
+        """Sleep before the next connection attempt, unless an inbound connection arrived since
+        the last attempt began (``_handle_inbound``)."""
+        with trio.move_on_after(self._backoff(delay_s)):
+            await peer.wake.wait()
 
     async def _connect(self, address: str) -> trio.SocketStream | None:
         try:
@@ -352,6 +361,11 @@ class TcpTransport:
             self._counters.inbound_rejected += 1
             return
         self._inbound += 1
+        # A peer that connects to us is probably back from a restart: retry our connections
+        # that are waiting in a backoff now, not up to backoff_max_s later (a leader that
+        # cannot reach a restarted follower does not count it towards CheckQuorum).
+        for peer in self._peers.values():
+            peer.wake.set()
         decoder = FrameDecoder(max_frame_bytes=self._max_frame_bytes, max_entries=self._max_entries)
         try:
             while True:
