@@ -28,7 +28,7 @@ import yaml
 
 ENV_PREFIX = "BEAVER_VAULT_"
 # Variables of the client commands (``beaver-vault get``, ...): not server settings, never an error.
-CLIENT_ENV = ("BEAVER_VAULT_ENDPOINTS",)
+CLIENT_ENV = ("BEAVER_VAULT_ENDPOINTS", "BEAVER_VAULT_CACERT")
 # Not a setting, but an accepted variable: where to find the YAML file.
 CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG"
 
