@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_cluster import FAST_FLAGS, HOST, Cluster, Node, cluster_fixture, server_command, wait_for
+from e2e_cluster import FAST_FLAGS, HOST, Cluster, Node, cluster_fixture, free_port, server_command, wait_for
 
 from beaver_vault.cli_certs import make_certs
 from beaver_vault.client import Client
@@ -283,3 +283,73 @@ def test_data_directory_and_files_are_private(cluster: Cluster, tmp_path: Path) 
         assert {"node.db", "node.db-wal", "node.db-shm"} <= set(files), files
         assert set(files.values()) == {0o600}, files
     assert "notes.txt" in modes(data)
+
+
+def test_http_client_certificates_required(cluster: Cluster, tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    make_certs(certs, ["node1", "node2"], clients=["alice"])
+    for i in (1, 2):
+        node = add_tls_node(cluster, certs, f"node{i}", None, "--http-client-auth", "required")
+        alice = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        alice.load_cert_chain(certs / "client-alice.pem", certs / "client-alice-key.pem")
+        node.verify = alice  # the harness itself needs a client certificate now
+    leader = cluster.start_cluster(2)
+    follower = [n for n in cluster.live() if n is not leader][0]
+    # Without a client certificate: no answer at all.
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(leader.url + "/api/v1/status", verify=str(certs / "ca.pem"), timeout=5)
+    # With alice's, through the follower: forwarded to the leader, which requires the
+    # follower's (node) certificate in turn.
+    with Client([follower.url], cacert=certs / "ca.pem", cert=(certs / "client-alice.pem", certs / "client-alice-key.pem")) as c:
+        c.put("mtls", True)
+        assert c.get("mtls") is True
+
+
+def _free_range(n: int) -> int:
+    for _ in range(50):
+        base = free_port()
+        if base + 2 * n >= 65535:
+            continue
+        try:
+            for port in range(base, base + 2 * n):
+                with socket.socket() as s:
+                    s.bind((HOST, port))
+            return base
+        except OSError:
+            continue
+    raise AssertionError("no free port range")
+
+
+def test_cluster_command_with_tls(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    base = _free_range(3)
+    data = tmp_path / "data"
+    argv = server_command() + [
+        "cluster", "--tls", "--nodes", "3", "--base-http-port", str(base), "--base-raft-port", str(base + 3),
+        "--data-root", str(data),
+    ]  # fmt: skip
+    log = (tmp_path / "cluster.log").open("wb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEAVER_VAULT_")}
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        text = lambda: (tmp_path / "cluster.log").read_text(errors="replace")  # noqa: E731
+        wait_for("the cluster to be up", lambda: "Press Ctrl-C" in text() or proc.poll() is not None, 90)
+        assert proc.poll() is None, text()
+        ca = data / "certs" / "ca.pem"
+        assert f"curl --cacert {ca}" in text()
+        assert {p.name for p in (data / "certs").iterdir()} >= {"ca.pem", "node1.pem", "node3-key.pem"}
+        urls = [f"https://{HOST}:{base + i}" for i in range(3)]
+        with Client(urls[1:], cacert=ca) as client:
+            client.put("via-cluster", [1, 2])
+        wait_for("node3 to serve it", lambda: httpx.get(urls[2] + "/api/v1/kv/via-cluster", verify=str(ca)).status_code == 200, 20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert proc.returncode == 0
