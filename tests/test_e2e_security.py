@@ -297,7 +297,7 @@ def test_http_client_certificates_required(cluster: Cluster, tmp_path: Path) -> 
     follower = [n for n in cluster.live() if n is not leader][0]
     # Without a client certificate: no answer at all.
     with pytest.raises(httpx.HTTPError):
-        httpx.get(leader.url + "/api/v1/status", verify=str(certs / "ca.pem"), timeout=5)
+        httpx.get(leader.url + "/api/v1/status", verify=ssl.create_default_context(cafile=str(certs / "ca.pem")), timeout=5)
     # With alice's, through the follower: forwarded to the leader, which requires the
     # follower's (node) certificate in turn.
     with Client([follower.url], cacert=certs / "ca.pem", cert=(certs / "client-alice.pem", certs / "client-alice-key.pem")) as c:
@@ -343,7 +343,8 @@ def test_cluster_command_with_tls(tmp_path: Path) -> None:
         urls = [f"https://{HOST}:{base + i}" for i in range(3)]
         with Client(urls[1:], cacert=ca) as client:
             client.put("via-cluster", [1, 2])
-        wait_for("node3 to serve it", lambda: httpx.get(urls[2] + "/api/v1/kv/via-cluster", verify=str(ca)).status_code == 200, 20)
+        verify = ssl.create_default_context(cafile=str(ca))
+        wait_for("node3 to serve it", lambda: httpx.get(urls[2] + "/api/v1/kv/via-cluster", verify=verify).status_code == 200, 20)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
