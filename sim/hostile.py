@@ -42,8 +42,8 @@ from beaver_vault.raft.messages import (
     TimeoutNow,
     VoteRequest,
 )
-from beaver_vault.transport import inbound
 from beaver_vault.transport.codec import CodecError, FrameDecoder, encode_frame
+from beaver_vault.transport.inbound import CLOSE, OK, admit
 from sim.params import derive
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ class Hostile:
             if d is None:
                 return
             peers = getattr(d.transport, "peers", {})
-            verdict = inbound.admit(
+            verdict = admit(
                 msg,
                 frame_cluster_id=cluster_id,
                 identity=MALLORY if self.authenticated else None,
@@ -109,9 +109,9 @@ class Hostile:
                 own_cluster_id=d.cluster_id,
                 known_senders=peers,
             )
-            if verdict in inbound.CLOSE:
+            if verdict in CLOSE:
                 return
-            if verdict != inbound.OK or msg.dst != node.id:
+            if verdict != OK or msg.dst != node.id:
                 continue
             self.w.stats["hostile_delivered"] += 1
             self.w.deliver(msg, cluster_id)
