@@ -117,3 +117,22 @@ def test_certs_command_and_cluster_certificates(tmp_path: Path, capsys: pytest.C
     tls = cluster_tls(tmp_path / "data", 2)
     assert tls.ca_file.exists() and (tmp_path / "data" / "certs" / "node2.pem").exists()
     assert "--tls-ca-file" in tls.server_flags("node1")
+
+
+def test_the_log_says_what_is_exposed(caplog: pytest.LogCaptureFixture) -> None:
+    from beaver_vault.security import log_exposure
+
+    with caplog.at_level("INFO", logger="beaver_vault.security"):
+        log_exposure(cfg(bind_host="0.0.0.0", insecure="true"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("WITHOUT authentication" in w for w in warnings)
+    assert any("WITHOUT TLS" in w for w in warnings)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="beaver_vault.security"):
+        log_exposure(cfg(bind_host="0.0.0.0", insecure="true", tls_cert_file="c", tls_key_file="k", tls_ca_file="a"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "WITHOUT authentication" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="beaver_vault.security"):
+        log_exposure(cfg())
+    assert [r.levelname for r in caplog.records] == ["INFO"] and "development mode" in caplog.records[0].getMessage()
