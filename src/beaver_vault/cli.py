@@ -202,7 +202,7 @@ def _cmd_server(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"beaver-vault: configuration error: {e}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(cfg.log_level, cfg.node_id, cfg.log_format)
-    from beaver_vault.security import log_exposure, secure_data_dir
+    from beaver_vault.security import secure_data_dir
 
     try:
         for path in secure_data_dir(cfg.data_dir):  # umask 0o077, the directory 0700, files 0600
@@ -210,7 +210,6 @@ def _cmd_server(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except OSError as e:
         log.error("cannot create data directory %s: %s", cfg.data_dir, e)
         return EXIT_FAILURE
-    log_exposure(cfg)
     return trio.run(run_node, cfg)
 
 
@@ -264,7 +263,7 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
     from beaver_vault.api import ops_routes
     from beaver_vault.api.app import ApiOptions, create_app
     from beaver_vault.node.runtime import NodeRuntime, RuntimeOptions
-    from beaver_vault.security import https_context, hypercorn_verify_mode, peer_contexts
+    from beaver_vault.security import https_context, hypercorn_verify_mode, log_exposure, peer_contexts
     from beaver_vault.transport.tcp import TcpTransport
 
     try:
@@ -353,6 +352,7 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
             stop.request(EXIT_OK)
             return
 
+    log_exposure(cfg)  # once the runtime exists, so the line carries the term like the others
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch_signals)
         await nursery.start(transport.run)
