@@ -149,6 +149,9 @@ class Cluster:
         if join is not None:
             argv += ["--join", join]
         if self.network is not None:
+            # Addresses inside the test's own network namespaces, beyond loopback: allowed only
+            # with an explicit --insecure (no TLS, no authentication).
+            argv += ["--insecure"]
             argv = self.network.wrap(node.index, argv)
         return argv
 

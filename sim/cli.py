@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--seeds", type=_seed_range, help="run a swarm: A..B (inclusive) or N (0..N-1)")
     ap.add_argument("--nodes", type=int, choices=range(3, 8), metavar="N", help="3..7 (default: drawn from the seed)")
     ap.add_argument(
-        "--faults", default="all", help="all, none, or a comma list of: net,partition,crash,pause,skew,disk,churn"
+        "--faults", default="all", help="all, none, or a comma list of: net,partition,crash,pause,skew,disk,churn,hostile"
     )
     ap.add_argument("--bug", choices=BUGS, help="plant a known bug through an injected seam")
     ap.add_argument("--clients", type=int, metavar="N", help="client processes (default: drawn from the seed)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, fields
 
-FAULT_CLASSES = ("net", "partition", "crash", "pause", "skew", "disk", "churn")
+FAULT_CLASSES = ("net", "partition", "crash", "pause", "skew", "disk", "churn", "hostile")
 BUGS = ("ack-before-fsync", "stale-read", "forget-vote", "dup-retry")
 STORAGES = ("memory", "sqlite")
 SQLITE_EVERY = 4  # one seed in four runs every node on the production SQLite storage

@@ -17,6 +17,7 @@ from beaver_vault.node.driver import Waiter
 from sim.churn import Churn
 from sim.failures import SimFailure
 from sim.faults import Faults
+from sim.hostile import Hostile
 from sim.params import Params
 from sim.workload import Workload
 from sim.world import World
@@ -199,6 +200,8 @@ def _phases(w: World, wl: Workload, faults: Faults, churn: Churn) -> None:
     w.log("PHASE safety")
     faults.start()
     churn.start()
+    hostile = Hostile(w)  # keeps striking through the liveness phase: it must not stop progress
+    hostile.start()
     wl.start()
     _run_until(w, w.queue.now + p.safety_ms)
     # Liveness: heal everything and demand progress within a bounded number of ticks.
@@ -239,5 +242,6 @@ def _summary(w: World, wl: Workload, verdict: str) -> str:
         f"snapshot_restarts={s['snapshot_restarts']} follower_reads={wl.stats['follower_reads']} "
         f"retries={wl.stats['retries']} dup_suppressed={wl.stats['dup_suppressed']} "
         f"storage={w.params.storage} disk_rollbacks={s['disk_rollbacks']} "
-        f"members={','.join(w.config.ids)} history={verdict}"
+        f"members={','.join(w.config.ids)} history={verdict} "
+        f"hostile={s.get('hostile_frames', 0)}/{s.get('hostile_delivered', 0)}"
     )

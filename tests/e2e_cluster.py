@@ -117,10 +117,12 @@ class Node:
     launcher: tuple[str, ...] = ()  # replaces server_command(), e.g. python -m cProfile -o F -m beaver_vault
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    scheme: str = "http"  # https for a node started with TLS files
+    verify: Any = True  # httpx's verify for this node (an SSLContext with the cluster's CA)
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.http_port}"
+        return f"{self.scheme}://{HOST}:{self.http_port}"
 
     @property
     def raft_address(self) -> str:
@@ -213,7 +215,7 @@ class Node:
     def status(self, timeout_s: float = 2.0) -> dict[str, Any] | None:
         """The node's /api/v1/status, or None if it does not answer."""
         try:
-            resp = httpx.get(self.url + STATUS_PATH, timeout=timeout_s)
+            resp = httpx.get(self.url + STATUS_PATH, timeout=timeout_s, verify=self.verify)
         except httpx.HTTPError:
             return None
         if resp.status_code != 200:

@@ -14,7 +14,9 @@ from beaver_vault.raft.messages import AppendRequest, Entry, EntryKind, ProbeReq
 from beaver_vault.transport.codec import (
     FORMAT_VERSION,
     MAX_ADDRESS_BYTES,
+    MAX_COUNTER,
     MAX_ID_BYTES,
+    MAX_POSITION,
     MESSAGE_TYPES,
     CodecError,
     DecodeError,
@@ -28,8 +30,11 @@ from beaver_vault.transport.codec import (
 ALL_TYPES = m.RAFT_MESSAGE_TYPES + m.HANDSHAKE_MESSAGE_TYPES
 
 u64 = st.integers(min_value=0, max_value=2**64 - 1)
-# Small values are what Raft really sends; keep them likely alongside the extremes.
-ints = st.one_of(st.integers(min_value=0, max_value=1000), u64)
+# Small values are what Raft really sends; keep them likely alongside the extremes (the
+# codec's ranges: terms and indexes up to 2**62, other counters up to 2**63-1).
+positions = st.one_of(st.integers(min_value=0, max_value=1000), st.integers(0, MAX_POSITION), st.just(MAX_POSITION))
+counters = st.one_of(st.integers(min_value=0, max_value=1000), st.integers(0, MAX_COUNTER), st.just(MAX_COUNTER))
+ints = positions
 # At most 4 UTF-8 bytes per character, so these never exceed the byte limits.
 ids = st.text(max_size=MAX_ID_BYTES // 4)
 addresses = st.text(max_size=MAX_ADDRESS_BYTES // 4)
@@ -44,8 +49,10 @@ def _field_strategy(cls: type, f: dataclasses.Field[object]) -> st.SearchStrateg
     # Annotations are strings (``from __future__ import annotations``): map them by name so
     # a new field in raft.messages of an unknown type fails here instead of going untested.
     match f.type:
+        case "int" if f.name in ("term", "index", "commit") or f.name.endswith(("_term", "_index")):
+            return positions
         case "int":
-            return ints
+            return counters
         case "bool":
             return st.booleans()
         case "NodeId" | "str" if "address" in f.name:
@@ -105,7 +112,7 @@ def test_stream_split_at_arbitrary_points(items: list[tuple[str | None, m.Messag
 
 def test_entries_round_trip_with_arbitrary_bytes_and_kinds() -> None:
     es = tuple(Entry(7, i, kind, bytes(range(256)) * i) for i, kind in enumerate(EntryKind, start=1))
-    msg = AppendRequest(7, "a", "b", 0, 0, es, 3, read_seq=2**64 - 1)
+    msg = AppendRequest(7, "a", "b", 0, 0, es, 3, read_seq=MAX_COUNTER)
     assert decode_frame(encode_frame(None, msg)) == (None, msg)
 
 
@@ -250,7 +257,7 @@ def test_string_limits() -> None:
         decode_frame(bytes(frame))
 
 
-@pytest.mark.parametrize("bad", [-1, 2**64])
+@pytest.mark.parametrize("bad", [-1, MAX_POSITION + 1, 2**63 - 1, 2**63, 2**64])
 def test_integers_out_of_range_are_encode_errors(bad: int) -> None:
     with pytest.raises(EncodeError):
         encode_frame(None, VoteRequest(bad, "a", "b", 0, 0))

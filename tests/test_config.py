@@ -54,20 +54,21 @@ def test_data_dir_defaults_per_node_so_nodes_never_share_files() -> None:
 
 
 def test_advertise_host_follows_bind_host() -> None:
-    cfg = load_config(flags={"node_id": "n", "bind_host": "10.0.0.5"})
+    cfg = load_config(flags={"node_id": "n", "bind_host": "10.0.0.5", "insecure": "true"})
     assert cfg.advertise_host == "10.0.0.5"
     assert cfg.raft_address == "10.0.0.5:7000"
 
 
 @pytest.mark.parametrize("wildcard", ["0.0.0.0", "::"])
 def test_advertise_host_is_loopback_when_binding_a_wildcard(wildcard: str) -> None:
-    cfg = load_config(flags={"node_id": "n", "bind_host": wildcard})
+    cfg = load_config(flags={"node_id": "n", "bind_host": wildcard, "insecure": "true"})
     assert cfg.advertise_host == "127.0.0.1"
     assert cfg.http_address == "http://127.0.0.1:8000"
 
 
 def test_explicit_advertise_host_wins() -> None:
-    cfg = load_config(flags={"node_id": "n", "bind_host": "0.0.0.0", "advertise_host": "node-a.example"})
+    flags = {"node_id": "n", "bind_host": "0.0.0.0", "advertise_host": "node-a.example", "insecure": "true"}
+    cfg = load_config(flags=flags)
     assert cfg.http_address == "http://node-a.example:8000"
 
 
@@ -159,6 +160,15 @@ def test_every_setting_can_come_from_every_source(tmp_path: Path) -> None:
         "log_level": "WARNING",
         "log_format": "json",
         "seed": "42",
+        "tls_cert_file": "n.pem",
+        "tls_key_file": "n-key.pem",
+        "tls_ca_file": "ca.pem",
+        "http_client_auth": "optional",
+        "insecure": "true",
+        "peer_max_inbound": "9",
+        "peer_max_inbound_per_host": "4",
+        "peer_idle_timeout_s": "30",
+        "peer_partial_budget_bytes": "1048576",
     }
     assert set(values) == {s.name for s in SETTINGS}
     from_flags = load_config(flags=values)

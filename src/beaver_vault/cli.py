@@ -38,6 +38,7 @@ import httpx
 import trio
 
 from beaver_vault import __version__
+from beaver_vault.cli_certs import add_certs_command, cluster_tls
 from beaver_vault.cli_ops import add_ops_commands, print_config
 from beaver_vault.client.commands import add_client_commands
 from beaver_vault.config import (
@@ -102,12 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML file of settings (also BEAVER_VAULT_CONFIG)",
     )
     for setting in SETTINGS:
+        extra: dict[str, Any] = {"nargs": "?", "const": setting.const} if setting.const is not None else {}
         server.add_argument(
             *_both_spellings(setting.name),
             dest=setting.name,
             metavar=setting.name.upper() if setting.name != "join" else "URL",
             default=None,
             help=setting.help,
+            **extra,
         )
     server.set_defaults(handler=_cmd_server)
     add_ops_commands(sub, server)  # backup, restore, server --print-config (cli_ops.py)
@@ -147,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument(*_both_spellings("host"), dest="host", default="127.0.0.1", help="bind and advertise host")
     cluster.add_argument(*_both_spellings("log_level"), dest="log_level", default=None, help="passed to every node")
     cluster.add_argument(
+        *_both_spellings("tls"),
+        dest="tls",
+        action="store_true",
+        help="TLS on: make a CA and node certificates in DATA_ROOT/certs (kept) and use them",
+    )
+    cluster.add_argument(
         *_both_spellings("stop_timeout_s"),
         dest="stop_timeout_s",
         type=float,
@@ -155,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cluster.set_defaults(handler=_cmd_cluster)
     add_client_commands(sub)
+    add_certs_command(sub)
     return parser
 
 
@@ -192,8 +202,11 @@ def _cmd_server(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"beaver-vault: configuration error: {e}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(cfg.log_level, cfg.node_id, cfg.log_format)
+    from beaver_vault.security import secure_data_dir
+
     try:
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        for path in secure_data_dir(cfg.data_dir):  # umask 0o077, the directory 0700, files 0600
+            log.warning("made %s private to its owner (it was readable or writable by others)", path)
     except OSError as e:
         log.error("cannot create data directory %s: %s", cfg.data_dir, e)
         return EXIT_FAILURE
@@ -250,7 +263,14 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
     from beaver_vault.api import ops_routes
     from beaver_vault.api.app import ApiOptions, create_app
     from beaver_vault.node.runtime import NodeRuntime, RuntimeOptions
+    from beaver_vault.security import https_context, hypercorn_verify_mode, log_exposure, peer_contexts
     from beaver_vault.transport.tcp import TcpTransport
+
+    try:
+        tls, peer_ssl = peer_contexts(cfg), https_context(cfg)
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        log.error("cannot load the TLS files (%s, %s, %s): %s", cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_ca_file, e)
+        return EXIT_USAGE
 
     runtime = NodeRuntime(
         node_id=cfg.node_id,
@@ -274,6 +294,11 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
         deliver=runtime.deliver,
         queue_max=cfg.peer_queue_max,
         rng=_rng(cfg.seed, "transport"),
+        max_inbound=cfg.peer_max_inbound,
+        max_inbound_per_host=cfg.peer_max_inbound_per_host,
+        idle_timeout_s=cfg.peer_idle_timeout_s,
+        partial_budget_bytes=cfg.peer_partial_budget_bytes,
+        tls=tls,
     )
     runtime.attach_transport(transport)
     logfmt.set_term_source(lambda: runtime.status().term)
@@ -292,11 +317,18 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
             client_burst=cfg.client_burst,
             watchers_per_client_max=cfg.watchers_per_client,
             watch_buffer_bytes_max=cfg.watch_buffer_bytes,
+            peer_ssl=peer_ssl,
         ),
     )
     hconfig = HyperConfig()
     # Headers beyond what the guard accepts are refused by h11 itself (no unbounded buffering).
     hconfig.h11_max_incomplete_size = max(16 * 1024, cfg.max_url_bytes + cfg.max_header_bytes + 1024)
+    if cfg.tls_enabled:
+        hconfig.certfile = str(cfg.tls_cert_file)
+        hconfig.keyfile = str(cfg.tls_key_file)
+        if cfg.http_client_auth != "none":
+            hconfig.ca_certs = str(cfg.tls_ca_file)
+            hconfig.verify_mode = hypercorn_verify_mode(cfg)
     hconfig.bind = [cfg.http_bind]
     hconfig.accesslog = None
     hconfig.errorlog = logging.getLogger("hypercorn.error")
@@ -320,6 +352,7 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
             stop.request(EXIT_OK)
             return
 
+    log_exposure(cfg)  # once the runtime exists, so the line carries the term like the others
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch_signals)
         await nursery.start(transport.run)
@@ -371,7 +404,10 @@ async def join_cluster(
     if cfg.join is None:
         return
     if client is None:
-        async with httpx.AsyncClient(timeout=cfg.request_timeout_s + cfg.forward_timeout_s + 5.0) as own:
+        from beaver_vault.security import https_context
+
+        verify: Any = https_context(cfg) or True
+        async with httpx.AsyncClient(timeout=cfg.request_timeout_s + cfg.forward_timeout_s + 5.0, verify=verify) as own:
             await join_cluster(cfg, runtime, stop, client=own)
         return
     url = cfg.join + JOIN_PATH
@@ -444,6 +480,7 @@ class _Child:
     url: str
     proc: subprocess.Popen[bytes]
     reported_exit: bool = False
+    verify: Any = True  # httpx's verify: the cluster's CA with --tls
 
 
 def _cmd_cluster(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -461,12 +498,14 @@ def _cmd_cluster(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     children: list[_Child] = []
+    tls = cluster_tls(Path(args.data_root), args.nodes) if args.tls else None
+    scheme = "https" if tls else "http"
     try:
-        join_url = f"http://{args.host}:{args.base_http_port}"
+        join_url = f"{scheme}://{args.host}:{args.base_http_port}"
         for i in range(1, args.nodes + 1):
             if stopping.is_set():
                 break
-            child = _start_node(args, i, None if i == 1 else join_url, env)
+            child = _start_node(args, i, None if i == 1 else join_url, env, tls)
             children.append(child)
             # Each node waits to be up before the next starts, so joins do not pile up on a cold node1.
             if not _wait_http(child, stopping, timeout_s=30.0):
@@ -479,7 +518,8 @@ def _cmd_cluster(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print("\nBeaver-Vault cluster:", flush=True)
             for c in children:
                 print(f"  {c.node_id}  {c.url}  (pid {c.proc.pid})", flush=True)
-            print(f"Try: curl -X PUT {children[0].url}/api/v1/kv/mykey -d '\"myvalue\"'", flush=True)
+            cacert = f"--cacert {tls.ca_file} " if tls else ""
+            print(f"Try: curl {cacert}-X PUT {children[0].url}/api/v1/kv/mykey -d '\"myvalue\"'", flush=True)
             print(f"Web UI (any node): {children[0].url}/ui/", flush=True)
             print("Press Ctrl-C to stop.", flush=True)
         while not stopping.is_set():
@@ -516,7 +556,9 @@ def _check_cluster_args(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _start_node(args: argparse.Namespace, i: int, join_url: str | None, env: Mapping[str, str]) -> _Child:
+def _start_node(
+    args: argparse.Namespace, i: int, join_url: str | None, env: Mapping[str, str], tls: Any = None
+) -> _Child:
     node_id = f"node{i}"
     http_port = args.base_http_port + i - 1
     argv = [
@@ -539,10 +581,15 @@ def _start_node(args: argparse.Namespace, i: int, join_url: str | None, env: Map
         argv += ["--join", join_url]
     if args.log_level:
         argv += ["--log-level", args.log_level]
+    if tls is not None:
+        argv += tls.server_flags(node_id)
     # A session of its own: Ctrl-C reaches only this process, which then stops each node exactly once.
     proc = subprocess.Popen(argv, env=dict(env), start_new_session=True)
     log.info("started %s (pid %d)%s", node_id, proc.pid, f", joining {join_url}" if join_url else "")
-    return _Child(node_id=node_id, url=f"http://{args.host}:{http_port}", proc=proc)
+    scheme = "https" if tls is not None else "http"
+    return _Child(
+        node_id=node_id, url=f"{scheme}://{args.host}:{http_port}", proc=proc, verify=tls.verify() if tls else True
+    )
 
 
 def _poll(
@@ -556,9 +603,9 @@ def _poll(
     return False
 
 
-def _status(url: str) -> dict[str, Any] | None:
+def _status(url: str, verify: Any = True) -> dict[str, Any] | None:
     try:
-        resp = httpx.get(url + STATUS_PATH, timeout=2.0)
+        resp = httpx.get(url + STATUS_PATH, timeout=2.0, verify=verify)
         if resp.status_code == 200:
             data = resp.json()
             return data if isinstance(data, dict) else None
@@ -568,7 +615,7 @@ def _status(url: str) -> dict[str, Any] | None:
 
 
 def _wait_http(child: _Child, stopping: threading.Event, timeout_s: float) -> bool:
-    ok = _poll(lambda: _status(child.url) is not None, stopping, timeout_s, alive=lambda: child.proc.poll() is None)
+    ok = _poll(lambda: _status(child.url, child.verify) is not None, stopping, timeout_s, alive=lambda: child.proc.poll() is None)
     if not ok and child.proc.poll() is None and not stopping.is_set():
         log.warning("%s did not answer on %s within %gs; continuing", child.node_id, child.url, timeout_s)
     return ok
@@ -576,7 +623,7 @@ def _wait_http(child: _Child, stopping: threading.Event, timeout_s: float) -> bo
 
 def _wait_members(first: _Child, n: int, stopping: threading.Event, timeout_s: float) -> None:
     def full() -> bool:
-        status = _status(first.url)
+        status = _status(first.url, first.verify)
         members = status.get("members") if status else None
         return isinstance(members, list) and len(members) >= n
 

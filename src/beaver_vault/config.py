@@ -15,6 +15,7 @@ passed in as a mapping, so tests never touch ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -27,7 +28,7 @@ import yaml
 
 ENV_PREFIX = "BEAVER_VAULT_"
 # Variables of the client commands (``beaver-vault get``, ...): not server settings, never an error.
-CLIENT_ENV = ("BEAVER_VAULT_ENDPOINTS",)
+CLIENT_ENV = ("BEAVER_VAULT_ENDPOINTS", "BEAVER_VAULT_CACERT")
 # Not a setting, but an accepted variable: where to find the YAML file.
 CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG"
 
@@ -75,6 +76,18 @@ class Config:
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one object per line (beaver_vault.logfmt)
     seed: int | None = None  # election-timeout and backoff randomness; None: from the OS
+    # Security (beaver_vault.transport.tls, cli_certs): TLS on the HTTP port and mutual TLS
+    # between nodes when all three files are given.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    http_client_auth: str = "none"  # none | optional | required: HTTP client certificates (CA: tls_ca_file)
+    insecure: bool = False  # allow listening beyond loopback without authentication (and maybe TLS)
+    # Inbound raft connections (transport.tcp): bounds against slot and memory exhaustion.
+    peer_max_inbound: int = 64
+    peer_max_inbound_per_host: int = 16
+    peer_idle_timeout_s: float = 60.0
+    peer_partial_budget_bytes: int = 64 * 1024 * 1024
 
     @property
     def raft_address(self) -> str:
@@ -82,9 +95,14 @@ class Config:
         return f"{_host_for_url(self.advertise_host)}:{self.raft_port}"
 
     @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None
+
+    @property
     def http_address(self) -> str:
         """The advertised base URL of the HTTP API."""
-        return f"http://{_host_for_url(self.advertise_host)}:{self.http_port}"
+        scheme = "https" if self.tls_enabled else "http"
+        return f"{scheme}://{_host_for_url(self.advertise_host)}:{self.http_port}"
 
     @property
     def http_bind(self) -> str:
@@ -233,6 +251,41 @@ def _parse_seed(raw: object) -> int | None:
     return _int_in(0)(raw)
 
 
+def _parse_file(raw: object) -> Path | None:
+    value = _parse_str(raw)
+    return Path(value).expanduser() if value else None
+
+
+def _parse_bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(raw, str) and raw.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {_describe(raw)}")
+
+
+CLIENT_AUTH_MODES = ("none", "optional", "required")
+
+
+def _parse_client_auth(raw: object) -> str:
+    value = _parse_str(raw).lower()
+    if value not in CLIENT_AUTH_MODES:
+        raise ValueError(f"expected one of {', '.join(CLIENT_AUTH_MODES)}, got {_describe(raw)}")
+    return value
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``: nothing beyond this machine can connect."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _describe(raw: object) -> str:
     if isinstance(raw, str):
         return repr(raw)
@@ -245,6 +298,7 @@ class Setting:
     parse: Callable[[object], Any]
     help: str
     nullable: bool = False  # may be explicitly null in YAML
+    const: str | None = None  # the value of the bare flag (``--insecure``), if it may be given alone
 
     @property
     def env_var(self) -> str:
@@ -305,6 +359,35 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", _parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO)"),
     Setting("log_format", _parse_log_format, "text (default) or json: one JSON object per log line"),
     Setting("seed", _parse_seed, "integer seed for this node's randomness (default: from the OS)", nullable=True),
+    Setting(
+        "tls_cert_file",
+        _parse_file,
+        "this node's certificate (PEM; `beaver-vault certs`): TLS on HTTP, mutual TLS between nodes",
+        nullable=True,
+    ),
+    Setting("tls_key_file", _parse_file, "the private key of tls_cert_file (PEM)", nullable=True),
+    Setting("tls_ca_file", _parse_file, "the cluster's CA certificate (PEM): verifies nodes and clients", nullable=True),
+    Setting(
+        "http_client_auth",
+        _parse_client_auth,
+        "HTTP client certificates (verified by tls_ca_file): none, optional or required (default: none)",
+    ),
+    Setting(
+        "insecure",
+        _parse_bool,
+        "allow a bind_host beyond loopback without authentication (which does not exist yet) (default: false)",
+        const="true",
+    ),
+    Setting("peer_max_inbound", _int_in(1, 100_000), "inbound raft connections at once (default: 64)"),
+    Setting(
+        "peer_max_inbound_per_host", _int_in(1, 100_000), "inbound raft connections from one address (default: 16)"
+    ),
+    Setting("peer_idle_timeout_s", _float_over(0.0), "close an inbound raft connection silent this long (default: 60)"),
+    Setting(
+        "peer_partial_budget_bytes",
+        _int_in(1024),
+        "bytes of incomplete inbound raft frames held at once, over all connections (default: 67108864)",
+    ),
 )
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
 
@@ -445,6 +528,24 @@ def _resolve(values: dict[str, Any], raw: Mapping[str, tuple[object, str]]) -> C
         raise ConfigError(
             f"heartbeat_ticks ({cfg.heartbeat_ticks}, {src('heartbeat_ticks')}) must be less than "
             f"election_ticks ({cfg.election_ticks}, {src('election_ticks')})"
+        )
+    tls_files = {"tls_cert_file": cfg.tls_cert_file, "tls_key_file": cfg.tls_key_file, "tls_ca_file": cfg.tls_ca_file}
+    given = [name for name, path in tls_files.items() if path is not None]
+    if given and len(given) != len(tls_files):
+        missing = [name for name in tls_files if name not in given]
+        raise ConfigError(
+            f"TLS needs tls_cert_file, tls_key_file and tls_ca_file together: {', '.join(given)} given "
+            f"({', '.join(src(n) for n in given)}), {', '.join(missing)} missing"
+        )
+    if cfg.http_client_auth != "none" and not cfg.tls_enabled:
+        raise ConfigError(f"http_client_auth {cfg.http_client_auth!r} ({src('http_client_auth')}) needs TLS files")
+    if not is_loopback_host(cfg.bind_host) and not cfg.insecure:
+        raise ConfigError(
+            f"bind_host {cfg.bind_host!r} ({src('bind_host')}) listens beyond loopback. Beyond loopback a node "
+            "needs TLS and authentication; authentication does not exist yet, so such a node must be started "
+            "with --insecure (BEAVER_VAULT_INSECURE=true) to accept that anyone who reaches its ports can read, "
+            "write and change the cluster"
+            + ("" if cfg.tls_enabled else ", and should have TLS (--tls-cert-file, --tls-key-file, --tls-ca-file)")
         )
     if cfg.advertise_host in _WILDCARD_HOSTS:
         raise ConfigError(

@@ -117,7 +117,7 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
     app.url_map.merge_slashes = False
     app.url_map.converters["key"] = KeyConverter
     ctx = ApiContext(runtime, opts)
-    forwarder = Forwarder(node_id=runtime.node_id, timeout_s=opts.forward_timeout_s)
+    forwarder = Forwarder(node_id=runtime.node_id, timeout_s=opts.forward_timeout_s, verify=opts.peer_ssl)
     metrics = ApiMetrics(runtime)
     app.extensions["beaver_vault.forwarder"] = forwarder
     app.extensions["beaver_vault.metrics"] = metrics
@@ -179,7 +179,7 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
     raft_routes.register(app, ctx)
     ops_routes.register(app, ctx)  # /health, /ready, /api/v1/backup
     sampler = StatsSampler(runtime, metrics.stats)
-    ui_routes.register(app, runtime, sampler)  # the operator's console at / and /ui/ (api/ui/)
+    ui_routes.register(app, runtime, sampler, peer_ssl=opts.peer_ssl)  # the operator's console at / and /ui/ (api/ui/)
     console_routes.register(app, runtime, sampler)  # /api/v1/events, /api/v1/stats, /openapi.json, /docs
 
     @app.route("/metrics", methods=["GET"])

@@ -9,6 +9,7 @@ requested consistency and says which applied index served the read.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -52,6 +53,9 @@ class ApiOptions:
     body_timeout_s: float = 5.0  # a request body must have arrived this long after the request: 408
     client_rate_per_s: float = 5_000.0  # requests per second per client address (0: unlimited): 429
     client_burst: int = 10_000
+    # TLS for this node's own HTTPS calls to other nodes (forwarding, UI fan-out): the cluster's
+    # CA and the node's certificate (security.https_context). None: plain http / system CAs.
+    peer_ssl: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         for name in (

@@ -31,6 +31,7 @@ What a failure means depends on whether the request may have reached the leader:
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import time
 
@@ -73,8 +74,11 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 class Forwarder:
     """Proxies requests to the leader; one instance (and one HTTP client) per app."""
 
-    def __init__(self, *, node_id: str, timeout_s: float, max_connections: int = 64) -> None:
+    def __init__(
+        self, *, node_id: str, timeout_s: float, max_connections: int = 64, verify: ssl.SSLContext | None = None
+    ) -> None:
         self.node_id = node_id
+        self._verify: ssl.SSLContext | bool = True if verify is None else verify  # https: the cluster's CA
         self.timeout_s = timeout_s
         self._max_connections = max_connections
         # Set before the app starts serving to route forwarded requests elsewhere than the
@@ -92,7 +96,8 @@ class Forwarder:
             )
             transport = self.transport
             if transport is None:
-                transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=[ABORTIVE_CLOSE])
+                # verify: the cluster's CA (and our certificate) for https leaders
+                transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=[ABORTIVE_CLOSE], verify=self._verify)
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout_s),
                 limits=limits,

@@ -21,6 +21,7 @@ series (only the leader knows its followers' lag), asked from the leader the sam
 
 from __future__ import annotations
 
+import ssl
 from importlib import resources
 from typing import Any
 
@@ -84,13 +85,16 @@ def lag_series(stats: dict[str, Any]) -> dict[str, Any]:
     return {"node_id": stats.get("node_id"), "samples": out}
 
 
-def register(app: QuartTrio, runtime: NodeRuntime, sampler: StatsSampler) -> None:
+def register(
+    app: QuartTrio, runtime: NodeRuntime, sampler: StatsSampler, *, peer_ssl: ssl.SSLContext | None = None
+) -> None:
     files = ui_files()
     peer_client: list[httpx.AsyncClient] = []  # one per app, opened on first use
 
     def client() -> httpx.AsyncClient:
         if not peer_client:
-            peer_client.append(httpx.AsyncClient(timeout=httpx.Timeout(PEER_TIMEOUT_S), trust_env=False))
+            verify: ssl.SSLContext | bool = True if peer_ssl is None else peer_ssl  # https: the cluster's CA
+            peer_client.append(httpx.AsyncClient(timeout=httpx.Timeout(PEER_TIMEOUT_S), trust_env=False, verify=verify))
         return peer_client[0]
 
     def serve(name: str) -> Response:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
@@ -38,6 +39,7 @@ EXIT_USAGE = 2  # bad command line or input, or a request the server rejected as
 EXIT_UNAVAILABLE = 3  # no node could answer, the outcome of a write is unknown, a server error
 
 ENDPOINTS_ENV = "BEAVER_VAULT_ENDPOINTS"
+CACERT_ENV = "BEAVER_VAULT_CACERT"
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 
 EXIT_CODES = """\
@@ -75,6 +77,13 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help=f"node HTTP URLs (default: ${ENDPOINTS_ENV} or {DEFAULT_ENDPOINT})",
     )
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    common.add_argument(
+        "--cacert", metavar="FILE", default=None, help=f"CA certificate for https endpoints (default: ${CACERT_ENV})"
+    )
+    common.add_argument(
+        "--cert", dest="cert_file", metavar="FILE", default=None, help="client certificate (PEM), with --key"
+    )
+    common.add_argument("--key", dest="cert_key_file", metavar="FILE", default=None, help="its private key (PEM)")
     common.add_argument(
         "--timeout", type=float, default=15.0, metavar="S", help="seconds per HTTP attempt (default: 15)"
     )
@@ -219,10 +228,22 @@ def _policy(args: argparse.Namespace) -> RetryPolicy:
         raise UsageError(str(exc)) from None
 
 
+def tls_of(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
+    """The client's ``cacert`` and ``cert`` keyword arguments from --cacert/--cert/--key."""
+    cacert = getattr(args, "cacert", None) or env.get(CACERT_ENV) or None
+    cert, key = getattr(args, "cert_file", None), getattr(args, "cert_key_file", None)
+    if (cert is None) != (key is None):
+        raise UsageError("--cert and --key go together")
+    for path in [p for p in (cacert, cert, key) if p is not None]:
+        if not os.path.isfile(path):
+            raise UsageError(f"no such file: {path}")
+    return {"cacert": cacert, "cert": (cert, key) if cert is not None and key is not None else None}
+
+
 def _client(args: argparse.Namespace, env: Mapping[str, str]) -> Client:
     try:
-        return Client(endpoints_of(args, env), policy=_policy(args))
-    except ValueError as exc:
+        return Client(endpoints_of(args, env), policy=_policy(args), **tls_of(args, env))
+    except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -361,8 +382,8 @@ def _cmd_watch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     async def run() -> None:
         try:
-            client = AsyncClient(endpoints, policy=policy)
-        except ValueError as exc:
+            client = AsyncClient(endpoints, policy=policy, **tls_of(args, env))
+        except (ValueError, OSError) as exc:
             raise UsageError(str(exc)) from None
         async with client:
             with anyio.move_on_after(args.duration if args.duration is not None else float("inf")):

@@ -39,6 +39,7 @@ from beaver_vault.client._core import (
     WatchSession,
 )
 from beaver_vault.client.errors import BadRequest
+from beaver_vault.client.tls import PathLike, verify_for
 
 T = TypeVar("T")
 
@@ -59,12 +60,19 @@ class Client:
         policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
         http: httpx.Client | None = None,
+        cacert: PathLike | None = None,
+        cert: tuple[PathLike, PathLike] | None = None,
     ) -> None:
         self.endpoints = Endpoints(endpoints)
         self.policy = policy if policy is not None else RetryPolicy()
         self._rng = rng if rng is not None else random.Random()
         self._own_http = http is None
-        self._http = http if http is not None else httpx.Client(timeout=self.policy.httpx_timeout())
+        self._http = (
+            http
+            if http is not None
+            # cacert: the cluster's CA file (https); cert: (certificate, key) for client-certificate auth
+            else httpx.Client(timeout=self.policy.httpx_timeout(), verify=verify_for(cacert, cert))
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from beaver_vault.raft.messages import (
     ProbeRequest,
     ProbeResponse,
     SnapshotAck,
+    is_handshake,
 )
 from beaver_vault.raft.ready import Ready
 from beaver_vault.storage.base import Storage
@@ -157,6 +158,11 @@ class NodeDriver:
         self.members.on_tick_handshake()
 
     def receive(self, msg: Message) -> None:
+        if not is_handshake(msg) and not self.members.known_sender(msg.src):
+            # Raft messages only from members, the node we are joining, or the cluster an
+            # AdoptRequest introduced: not from anyone who merely probed us.
+            self.counters["dropped_non_member"] = self.counters.get("dropped_non_member", 0) + 1
+            return
         match msg:
             case ProbeRequest():
                 self.members.on_probe(msg)

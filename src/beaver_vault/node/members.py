@@ -71,6 +71,8 @@ class MembershipChanges:
         self.d = driver
         self.join_op: _Join | None = None
         self.handshake_peers: dict[str, str] = {}  # probers we must be able to answer (bounded)
+        # Ids in handshake_peers known only as probers: answered, but never a Raft sender.
+        self.probers: set[str] = set()
         self.promotions: dict[str, Waiter] = {}  # learner id -> join waiting for its promotion
         self.transfer_wait: tuple[str, Waiter] | None = None
         self._peers_for: tuple[int, str | None] = (-1, None)
@@ -96,6 +98,8 @@ class MembershipChanges:
         d = self.d
         if msg.reply_address and msg.src not in d.core.membership.ids:
             # Answer a prober we do not know yet (a leader about to adopt us).
+            if msg.src not in self.handshake_peers:
+                self.probers.add(msg.src)
             self.handshake_peers[msg.src] = msg.reply_address
             self._peers_for = (-1, None)
             self.sync_peers()
@@ -371,6 +375,7 @@ class MembershipChanges:
     def _learn_addresses(self, encoded: bytes) -> None:
         members = Membership.decode(encoded) if encoded else Membership()
         self.handshake_peers.update({m.id: m.raft_address for m in members.members if m.id != self.d.id})
+        self.probers.difference_update(m.id for m in members.members)
         self._peers_for = (-1, None)
         self.sync_peers()
 
@@ -390,14 +395,26 @@ class MembershipChanges:
             if pr is None or pr.last_contact_tick < 0 or core.ticks - pr.last_contact_tick > stale:
                 self.d.transport.send(AdoptRequest(self.d.id, m.id, 0, self.d.cluster_id, encoded))
 
+    def known_sender(self, src: str) -> bool:
+        """May ``src`` send us Raft messages? Members, retired members (a leader that removed
+        itself hands over with TimeoutNow after its removal is in our log), the node being
+        joined, and the cluster an AdoptRequest introduced -- never a mere prober."""
+        m = self.d.core.membership
+        if src in m.ids or src in m.retired or (src in self.handshake_peers and src not in self.probers):
+            return True
+        return self.join_op is not None and src == self.join_op.node_id
+
     def sync_peers(self) -> None:
         core = self.d.core
         key = (core.membership_index, self.join_op.node_id if self.join_op else None)
         if key == self._peers_for:
             return
         self._peers_for = key
-        while len(self.handshake_peers) > HANDSHAKE_PEERS_MAX:
-            del self.handshake_peers[next(iter(self.handshake_peers))]
+        while len(self.handshake_peers) > HANDSHAKE_PEERS_MAX:  # probers go first: they cannot evict the cluster
+            first = next(iter(self.handshake_peers))
+            oldest = next((p for p in self.handshake_peers if p in self.probers), first)
+            self.probers.discard(oldest)
+            del self.handshake_peers[oldest]
         peers = dict(self.handshake_peers)
         peers.update({m.id: m.raft_address for m in core.membership.members if m.id != self.d.id})
         if self.join_op is not None:

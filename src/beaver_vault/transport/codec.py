@@ -23,7 +23,13 @@ silently on the wire.
 
 Everything that comes off the wire is bounded: frame size, string lengths (ids 256 bytes,
 addresses 512), entry count; trailing bytes, unknown versions, tags, flag bits or entry
-kinds are rejected. Errors are typed: ``EncodeError`` (we refuse to send this: a local
+kinds are rejected. Integers travel as u64 but their ranges are narrower, on both sides:
+terms and log indexes (every field named ``term``/``*_term``/``index``/``*_index``/``commit``,
+and each entry's term and index) are at most ``MAX_POSITION`` = 2**62; the other counters
+(nonces, read contexts, sequence numbers) at most 2**63-1. Why: SQLite stores a signed
+64-bit INTEGER. A node that accepted a term of 2**63 died storing it (OverflowError), and one
+that accepted 2**63-1 stored it, then died at its next election storing 2**63. With terms
+capped at 2**62 a node can campaign 2**62 more times before storage overflows: never. Errors are typed: ``EncodeError`` (we refuse to send this: a local
 problem) and ``DecodeError`` (the peer sent something invalid), both ``CodecError``.
 Decoding arbitrary bytes raises nothing else.
 """
@@ -69,7 +75,8 @@ _U32 = struct.Struct(">I")
 _HEAD = struct.Struct(">BB")  # version, kind tag
 _ENTRY = struct.Struct(">QQBI")  # term, index, kind, data length
 _NONE_LEN: Final = 0xFFFF
-_U64_MAX: Final = 2**64 - 1
+MAX_POSITION: Final = 2**62  # terms and log indexes (see the module docstring)
+MAX_COUNTER: Final = 2**63 - 1  # nonces, read contexts, sequence numbers: SQLite's signed INTEGER
 _ENTRY_KINDS: Final = {int(k): k for k in EntryKind}
 
 
@@ -103,9 +110,11 @@ class _Layout:
     entries: str | None = None
     fixed: struct.Struct = dataclasses.field(init=False)
     get_ints: Callable[[Any], tuple[int, ...]] = dataclasses.field(init=False)
+    limits: tuple[int, ...] = dataclasses.field(init=False)  # the largest value of each int field
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fixed", struct.Struct(">" + "Q" * len(self.ints) + "B"))
+        object.__setattr__(self, "limits", tuple(_int_limit(n) for n in self.ints))
         names = self.ints
 
         def get_ints(msg: Any) -> tuple[int, ...]:
@@ -122,6 +131,20 @@ class _Layout:
             )
         if len(self.bools) > 8:
             raise TypeError("at most 8 bool fields fit the flags byte")
+
+
+def _int_limit(name: str) -> int:
+    if name in ("term", "index", "commit") or name.endswith(("_term", "_index")):
+        return MAX_POSITION
+    return MAX_COUNTER
+
+
+def _out_of_range(layout: _Layout, values: tuple[int, ...]) -> str | None:
+    """The first int field above its limit (``values`` may carry the flags byte last)."""
+    for name, value, limit in zip(layout.ints, values, layout.limits, strict=False):
+        if not 0 <= value <= limit:
+            return f"{layout.cls.__name__}.{name} = {value} is out of range 0..{limit}"
+    return None
 
 
 def _ids(*names: str) -> tuple[_Str, ...]:
@@ -222,10 +245,14 @@ def encode_frame(
     for bit, name in enumerate(layout.bools):
         if getattr(msg, name):
             flags |= 1 << bit
+    values = layout.get_ints(msg)
     try:
-        parts.append(layout.fixed.pack(*layout.get_ints(msg), flags))
+        parts.append(layout.fixed.pack(*values, flags))
     except struct.error as exc:
-        raise EncodeError(f"{layout.cls.__name__}: integer field out of range 0..2**64-1") from exc
+        raise EncodeError(f"{layout.cls.__name__}: integer field out of range") from exc
+    problem = _out_of_range(layout, values)
+    if problem is not None:
+        raise EncodeError(problem)
     for spec in layout.strs:
         _put_str(parts, spec, getattr(msg, spec.name))
     for name in layout.blobs:
@@ -246,6 +273,8 @@ def encode_frame(
             parts.extend([pack(e.term, e.index, e.kind, len(e.data)) for e in entries])
         except struct.error as exc:
             raise EncodeError("entry term, index or kind out of range") from exc
+        if entries and max(max(e.term, e.index) for e in entries) > MAX_POSITION:
+            raise EncodeError(f"entry term or index above {MAX_POSITION}")
         parts.extend([e.data for e in entries])
     body_len = sum(map(len, parts))
     if body_len + PREFIX_BYTES > max_frame_bytes:
@@ -291,6 +320,10 @@ def _decode_body(buf: bytes, off: int, end: int, max_entries: int) -> Decoded:
         raise DecodeError("truncated fields")
     values = fixed.unpack_from(buf, off)
     off += fixed.size
+    if len(values) > 1 and max(values[:-1]) > MAX_POSITION:
+        problem = _out_of_range(layout, values)
+        if problem is not None:
+            raise DecodeError(problem)
     kwargs: dict[str, object] = dict(zip(layout.ints, values, strict=False))
     flags = values[-1]
     if flags >> len(layout.bools):
@@ -332,6 +365,8 @@ def _decode_entries(buf: bytes, off: int, end: int, max_entries: int) -> tuple[t
     append = out.append
     try:
         for term, index, kind, n in _ENTRY.iter_unpack(buf[off:data_off]):
+            if term > MAX_POSITION or index > MAX_POSITION:
+                raise DecodeError(f"entry term {term} or index {index} above {MAX_POSITION}")
             stop = data_off + n
             if stop > end:  # checked before slicing: a huge n must not copy anything
                 raise DecodeError("truncated entry data")

@@ -24,11 +24,26 @@ bandwidth they would take once the peer is back. A write that makes no progress 
 ``write_timeout_s`` (a stopped peer) drops the connection too.
 
 Inbound frames are checked in this order, each failure dropped and counted: framing (a
-``CodecError`` also closes that connection; the node keeps serving), then handshake messages
-(``raft.messages.is_handshake``) pass unconditionally, then Raft messages must carry our
-cluster id (none passes while we have none), come from a known peer and be addressed to us.
-``deliver`` is called synchronously from the inbound task; an exception in it is a broken
-invariant of the owner and propagates.
+``CodecError`` also closes that connection; the node keeps serving), then the gate of
+``transport.inbound.admit``: an absurd message or one whose ``src`` is not the connection's
+sender closes the connection; handshake messages (``raft.messages.is_handshake``) pass; Raft
+messages must carry our cluster id (none passes while we have none), come from a known peer
+and be addressed to us. ``deliver`` is called synchronously from the inbound task; an
+exception in it is a broken invariant of the owner and propagates.
+
+Mutual TLS (``tls``: see ``transport.tls``): both directions are ``trio.SSLStream`` objects; the
+listener takes the dialler's node id from its certificate (no node id: refused) and that id
+is the connection's sender; the dialler checks that the listener's certificate names the
+peer it meant to reach. Without TLS (development mode, loopback only unless ``--insecure``)
+the first message of a connection binds its sender instead, which stops nothing but
+confusion: anyone who can reach the port can claim any id.
+
+Inbound connections are bounded so that no one can starve or bloat the node: at most
+``max_inbound`` in all and ``max_inbound_per_host`` from one address (beyond: closed at once,
+counted); one that sends nothing for ``idle_timeout_s`` is closed (peers send heartbeats or
+reconnect); the TLS handshake has ``handshake_timeout_s``; and the bytes held in incomplete
+frames, summed over every inbound connection, stay under ``partial_budget_bytes``: the
+connection whose data would exceed it is closed.
 
 ``set_peers`` adds and removes peers at any time; a removed peer's task is cancelled and its
 queue discarded. ``statistics()`` returns a frozen snapshot of the counters.
@@ -37,12 +52,14 @@ queue discarded. ``statistics()`` returns a frozen snapshot of the counters.
 from __future__ import annotations
 
 import random
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import trio
 
-from beaver_vault.raft.messages import Message, NodeId, is_handshake
+from beaver_vault.raft.messages import Message, NodeId
+from beaver_vault.transport import inbound
 from beaver_vault.transport.codec import (
     MAX_ENTRIES_DEFAULT,
     MAX_FRAME_BYTES_DEFAULT,
@@ -51,6 +68,7 @@ from beaver_vault.transport.codec import (
     FrameDecoder,
     encode_frame,
 )
+from beaver_vault.transport.tls import PeerTls, node_id_of
 
 RECEIVE_CHUNK_BYTES = 64 * 1024
 
@@ -81,6 +99,15 @@ class TransportStatistics:
     connect_failures: int
     write_timeouts: int
     inbound_rejected: int  # connections refused beyond max_inbound
+    inbound_rejected_per_host: int  # connections refused beyond max_inbound_per_host
+    dropped_invalid: int  # absurd messages (inbound.problem): connection closed
+    dropped_impostor: int  # a src other than the connection's sender: connection closed
+    idle_closed: int  # inbound connections silent for idle_timeout_s
+    partial_budget_closed: int  # inbound connections closed to keep partial frames in budget
+    tls_handshake_failures: int  # inbound or outbound TLS handshakes that failed or timed out
+    tls_no_identity: int  # inbound certificates naming no node id
+    tls_wrong_peer: int  # outbound: the listener's certificate names another node
+    partial_frame_bytes: int  # bytes held now in incomplete inbound frames
     inbound_connections: int
     peers: int
     peer_tasks: int  # running writer tasks
@@ -103,6 +130,14 @@ class _Counters:
     connect_failures: int = 0
     write_timeouts: int = 0
     inbound_rejected: int = 0
+    inbound_rejected_per_host: int = 0
+    dropped_invalid: int = 0
+    dropped_impostor: int = 0
+    idle_closed: int = 0
+    partial_budget_closed: int = 0
+    tls_handshake_failures: int = 0
+    tls_no_identity: int = 0
+    tls_wrong_peer: int = 0
 
 
 class _Peer:
@@ -144,10 +179,19 @@ class TcpTransport:
         backoff_max_s: float = 2.0,
         connect_timeout_s: float = 5.0,
         write_timeout_s: float = 10.0,
-        max_inbound: int = 256,
+        max_inbound: int = 64,
+        max_inbound_per_host: int = 16,
+        idle_timeout_s: float = 60.0,
+        handshake_timeout_s: float = 5.0,
+        partial_budget_bytes: int = 64 * 1024 * 1024,
+        tls: PeerTls | None = None,
     ) -> None:
-        if queue_max < 1 or max_inbound < 1 or not 0 < backoff_min_s <= backoff_max_s:
-            raise ValueError("queue_max and max_inbound must be >= 1, 0 < backoff_min_s <= backoff_max_s")
+        if queue_max < 1 or max_inbound < 1 or max_inbound_per_host < 1 or not 0 < backoff_min_s <= backoff_max_s:
+            raise ValueError(
+                "queue_max, max_inbound and max_inbound_per_host must be >= 1, 0 < backoff_min_s <= backoff_max_s"
+            )
+        if idle_timeout_s <= 0 or handshake_timeout_s <= 0 or partial_budget_bytes < 1:
+            raise ValueError("idle_timeout_s, handshake_timeout_s and partial_budget_bytes must be positive")
         self.node_id = node_id
         self._bind_host = bind_host
         self._bind_port = bind_port
@@ -164,6 +208,13 @@ class TcpTransport:
         self._connect_timeout_s = connect_timeout_s
         self._write_timeout_s = write_timeout_s
         self._max_inbound = max_inbound
+        self._max_inbound_per_host = max_inbound_per_host
+        self._idle_timeout_s = idle_timeout_s
+        self._handshake_timeout_s = handshake_timeout_s
+        self._partial_budget_bytes = partial_budget_bytes
+        self._tls = tls
+        self._per_host: dict[str, int] = {}
+        self._partial_bytes = 0
         self._peers: dict[NodeId, _Peer] = {}
         self._nursery: trio.Nursery | None = None
         self._counters = _Counters()
@@ -220,6 +271,7 @@ class TcpTransport:
     def statistics(self) -> TransportStatistics:
         return TransportStatistics(
             **asdict(self._counters),
+            partial_frame_bytes=self._partial_bytes,
             inbound_connections=self._inbound,
             peers=len(self._peers),
             peer_tasks=self._peer_tasks,
@@ -277,7 +329,7 @@ class TcpTransport:
                 delay_s = self._backoff_min_s
                 while True:
                     peer.wake = trio.Event()  # set by an inbound connection from now on
-                    stream = await self._connect(peer.address)
+                    stream = await self._connect(peer)
                     if stream is None:
                         self._counters.connect_failures += 1
                         self._discard_queued(peer)
@@ -298,16 +350,33 @@ class TcpTransport:
         with trio.move_on_after(self._backoff(delay_s)):
             await peer.wake.wait()
 
-    async def _connect(self, address: str) -> trio.SocketStream | None:
+    async def _connect(self, peer: _Peer) -> trio.abc.Stream | None:
         try:
-            host, port = parse_address(address)
+            host, port = parse_address(peer.address)
         except ValueError:
             return None
         with trio.move_on_after(self._connect_timeout_s):
             try:
-                return await trio.open_tcp_stream(host, port)
+                stream = await trio.open_tcp_stream(host, port)
             except OSError:
                 return None
+            if self._tls is None:
+                return stream
+            tls_stream = trio.SSLStream(stream, self._tls.client, server_hostname=None)
+            try:
+                await tls_stream.do_handshake()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError):
+                self._counters.tls_handshake_failures += 1
+                await trio.aclose_forcefully(tls_stream)
+                return None
+            if node_id_of(tls_stream.getpeercert()) != peer.node_id:
+                # Another node (or a client certificate) answers at that address: never send it
+                # what is meant for peer.node_id.
+                self._counters.tls_wrong_peer += 1
+                await trio.aclose_forcefully(tls_stream)
+                return None
+            return tls_stream
+        self._counters.tls_handshake_failures += self._tls is not None
         return None
 
     def _discard_queued(self, peer: _Peer) -> None:
@@ -318,9 +387,16 @@ class TcpTransport:
                 return
             self._counters.dropped_unreachable += 1
 
-    async def _pump(self, peer: _Peer, stream: trio.SocketStream) -> None:
+    async def _pump(self, peer: _Peer, stream: trio.abc.Stream) -> None:
         """Write batches of queued frames until the connection breaks or the peer closes it."""
-        async with stream, trio.open_nursery() as nursery:
+        try:
+            await self._pump_open(peer, stream)
+        finally:
+            # Forcefully: a graceful TLS close could block on a peer that stopped reading.
+            await trio.aclose_forcefully(stream)
+
+    async def _pump_open(self, peer: _Peer, stream: trio.abc.Stream) -> None:
+        async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_for_close, stream, nursery.cancel_scope)
             try:
                 while True:
@@ -346,7 +422,7 @@ class TcpTransport:
             nursery.cancel_scope.cancel()
 
     @staticmethod
-    async def _watch_for_close(stream: trio.SocketStream, scope: trio.CancelScope) -> None:
+    async def _watch_for_close(stream: trio.abc.Stream, scope: trio.CancelScope) -> None:
         # The peer never writes on our outbound connection: EOF, an error or any data at all
         # means the connection is finished, and noticing now saves losing the next batch.
         try:
@@ -357,8 +433,12 @@ class TcpTransport:
 
     async def _handle_inbound(self, stream: trio.SocketStream) -> None:
         # serve_listeners closes the stream when this returns.
+        host = _remote_host(stream)
         if self._inbound >= self._max_inbound:
             self._counters.inbound_rejected += 1
+            return
+        if self._per_host.get(host, 0) >= self._max_inbound_per_host:
+            self._counters.inbound_rejected_per_host += 1
             return
         self._inbound += 1
         # A peer that connects to us is probably back from a restart: retry our connections
@@ -366,12 +446,48 @@ class TcpTransport:
         # cannot reach a restarted follower does not count it towards CheckQuorum).
         for peer in self._peers.values():
             peer.wake.set()
+        self._per_host[host] = self._per_host.get(host, 0) + 1
+        try:
+            if self._tls is None:
+                await self._read_frames(stream, None)
+                return
+            tls_stream = trio.SSLStream(stream, self._tls.server, server_side=True)
+            try:
+                with trio.fail_after(self._handshake_timeout_s):
+                    await tls_stream.do_handshake()
+            except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError):
+                self._counters.tls_handshake_failures += 1
+                return
+            identity = node_id_of(tls_stream.getpeercert())
+            if identity is None:
+                self._counters.tls_no_identity += 1
+                return
+            try:
+                await self._read_frames(tls_stream, identity)
+            finally:
+                await trio.aclose_forcefully(tls_stream)
+        finally:
+            self._inbound -= 1
+            left = self._per_host[host] - 1
+            if left:
+                self._per_host[host] = left
+            else:
+                del self._per_host[host]
+
+    async def _read_frames(self, stream: trio.abc.Stream, identity: NodeId | None) -> None:
+        """Decode and admit frames until EOF, an error, silence or a verdict that closes."""
         decoder = FrameDecoder(max_frame_bytes=self._max_frame_bytes, max_entries=self._max_entries)
+        held = 0  # this connection's share of self._partial_bytes
         try:
             while True:
-                try:
-                    data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data: bytes | bytearray = b""
+                with trio.move_on_after(self._idle_timeout_s) as idle:
+                    try:
+                        data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        return
+                if idle.cancelled_caught:
+                    self._counters.idle_closed += 1
                     return
                 if not data:
                     return
@@ -380,22 +496,49 @@ class TcpTransport:
                 except CodecError:
                     self._counters.bad_frames += 1
                     return
+                self._partial_bytes += decoder.buffered_bytes - held
+                held = decoder.buffered_bytes
+                if self._partial_bytes > self._partial_budget_bytes:
+                    self._counters.partial_budget_closed += 1
+                    return
                 for cluster_id, msg in decoded:
-                    self._accept(cluster_id, msg)
+                    verdict = self._accept(cluster_id, msg, identity)
+                    if verdict in inbound.CLOSE:
+                        return
+                    if identity is None and verdict == inbound.OK:
+                        identity = msg.src  # development mode: the first message binds the sender
         finally:
-            self._inbound -= 1
+            self._partial_bytes -= held
 
-    def _accept(self, cluster_id: str | None, msg: Message) -> None:
+    def _accept(self, cluster_id: str | None, msg: Message, identity: NodeId | None) -> str:
         counters = self._counters
-        if not is_handshake(msg):
-            if self._cluster_id is None or cluster_id != self._cluster_id:
-                counters.dropped_wrong_cluster += 1
-                return
-            if msg.src not in self._peers:
-                counters.dropped_unknown_sender += 1
-                return
-            if msg.dst != self.node_id:
-                counters.dropped_wrong_destination += 1
-                return
-        counters.received += 1
-        self._deliver(msg)
+        verdict = inbound.admit(
+            msg,
+            frame_cluster_id=cluster_id,
+            identity=identity,
+            own_id=self.node_id,
+            own_cluster_id=self._cluster_id,
+            known_senders=self._peers,
+        )
+        if verdict == inbound.OK:
+            counters.received += 1
+            self._deliver(msg)
+        elif verdict == inbound.INVALID:
+            counters.dropped_invalid += 1
+        elif verdict == inbound.IMPOSTOR:
+            counters.dropped_impostor += 1
+        elif verdict == inbound.WRONG_CLUSTER:
+            counters.dropped_wrong_cluster += 1
+        elif verdict == inbound.UNKNOWN_SENDER:
+            counters.dropped_unknown_sender += 1
+        else:
+            counters.dropped_wrong_destination += 1
+        return verdict
+
+
+def _remote_host(stream: trio.SocketStream) -> str:
+    try:
+        address = stream.socket.getpeername()
+    except OSError:
+        return "?"
+    return str(address[0]) if isinstance(address, tuple) else str(address)
