@@ -121,9 +121,14 @@ def new_idempotency_key() -> str:
 
 
 def kv_path(key: str) -> str:
+    """The URL path of ``key``, spelled so that it reaches the server byte for byte: every
+    character but unreserved ones and ``/`` percent-encoded (UTF-8), and ``.``/``..`` segments
+    spelled ``%2E`` (URL libraries, httpx included, would remove them; the server reads ``%2E``
+    as ``.``: see "Keys" in the README)."""
     if not key:
         raise ValueError("a key must not be empty")
-    return f"{API}/kv/{quote(key, safe='/')}"
+    parts = quote(key, safe="/").split("/")
+    return f"{API}/kv/" + "/".join(p.replace(".", "%2E") if p in (".", "..") else p for p in parts)
 
 
 def encode_json(value: Any) -> bytes:
