@@ -6,8 +6,10 @@ byte through every node.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
-from e2e_cluster import FAST_FLAGS, HOST, Cluster, Node, cluster_fixture, free_port, wait_for
+from e2e_cluster import FAST_FLAGS, HOST, Cluster, Node, cluster_fixture, free_port, server_command, wait_for
 
 from beaver_vault.client import Client
 from beaver_vault.raft.messages import AdoptRequest, AdoptResponse, ProbeRequest, ProbeResponse
@@ -50,6 +52,14 @@ def voters(answer: httpx.Response) -> list[str]:
 
 def wait_no_change(node: Node, timeout_s: float = 5.0) -> None:
     wait_for("no membership change in flight", lambda: nodes_view(node)["change"] is None, timeout_s)
+
+
+def cli(node: Node, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEAVER_VAULT_")}
+    env["BEAVER_VAULT_ENDPOINTS"] = node.url
+    return subprocess.run(
+        [*server_command(), *argv], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
 
 
 def dead_address() -> str:
@@ -127,9 +137,16 @@ def test_dry_run_answers_match_what_the_change_then_does(cluster: Cluster) -> No
     assert [n["id"] for n in nodes_view(leader)["nodes"]] == [n["id"] for n in before]
     assert voters(post(leader, "join", {"NodeID": "node4", "RaftAddress": node4.raft_address})) == plan["voters_after"]
 
-    # transfer
+    # transfer (the CLI's --dry-run gives the same analysis)
     plan = post(leader, "transfer-leadership", {"NodeID": "node4"}, dry_run="true").json()
     assert plan["allowed"] is True and plan["leader_after"] == "node4"
+    done = cli(follower, "transfer-leadership", "node4", "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    assert {k: v for k, v in json.loads(done.stdout).items() if k != "in_flight"} == {
+        k: v for k, v in plan.items() if k != "in_flight"
+    }
+    done = cli(follower, "transfer-leadership", "node4", "--dry-run")
+    assert done.returncode == 0 and "allowed" in done.stdout and "node4" in done.stdout, done
     r = post(leader, "transfer-leadership", {"NodeID": "node4"})
     assert r.status_code == 200 and r.json()["leader"] == plan["leader_after"]
     leader = cluster.wait_leader()
@@ -153,6 +170,8 @@ def test_dry_run_answers_match_what_the_change_then_does(cluster: Cluster) -> No
     plan = wait_for(f"{victim} unreachable in the leader's view", seen_unreachable)
     assert plan["allowed"] is False and plan["quorum_after_kept"] is False
     assert plan["voters_after"] == sorted([leader.node_id, victim])
+    done = cli(leader, "remove", other, "--dry-run")
+    assert done.returncode == 1 and "would lose the quorum" in done.stdout, done
     r = post(leader, "remove", {"NodeID": other})
     assert r.status_code == 409, r.text
     refused = r.json()
@@ -224,39 +243,43 @@ class MuteLearner:
         self.thread.join(5)
 
 
-def test_a_learner_that_never_catches_up_is_rolled_back(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    flags = (*FAST_FLAGS, "--learner-timeout-s", "1")
-    for cluster in cluster_fixture(tmp_path, request, extra_args=flags):
-        node1 = cluster.start("node1")
-        cluster.wait_leader([node1])
-        httpx.put(f"{node1.url}{API}/kv/some", content=b'"data"', timeout=5).raise_for_status()
-        mute = MuteLearner("mute")
-        try:
-            r = post(node1, "join", {"NodeID": "mute", "RaftAddress": mute.address})
-        finally:
-            mute.close()
-        assert r.status_code == 409, r.text
-        body = r.json()
-        assert body["rolled_back"] is True and body["node_id"] == "mute" and body["outcome"] == "not_applied"
-        assert "did not catch up" in body["error"]
-        assert mute.frames >= 2  # it was probed and adopted: a learner, not a failed handshake
+@pytest.fixture
+def rollback_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    yield from cluster_fixture(tmp_path, request, extra_args=(*FAST_FLAGS, "--learner-timeout-s", "1"))
 
-        def rolled_back() -> dict[str, Any] | None:
-            view = nodes_view(node1)
-            return view if view["change"] is None and view["recent_rollbacks"] else None
 
-        view = wait_for("the rollback committed", rolled_back)
-        assert [n["id"] for n in view["nodes"]] == ["node1"]
-        (rb,) = view["recent_rollbacks"]
-        assert rb["node_id"] == "mute" and "did not catch up within" in rb["reason"]
-        assert isinstance(rb["at_ms"], int)
-        assert "learner rolled back" in node1.log_text()
-        # Not retired (it never voted): the next change goes ahead, a real node joins.
-        node2 = cluster.start("node2")
-        assert voters(post(node1, "join", {"NodeID": "node2", "RaftAddress": node2.raft_address})) == [
-            "node1",
-            "node2",
-        ]
+def test_a_learner_that_never_catches_up_is_rolled_back(rollback_cluster: Cluster) -> None:
+    cluster = rollback_cluster
+    node1 = cluster.start("node1")
+    cluster.wait_leader([node1])
+    httpx.put(f"{node1.url}{API}/kv/some", content=b'"data"', timeout=5).raise_for_status()
+    mute = MuteLearner("mute")
+    try:
+        r = post(node1, "join", {"NodeID": "mute", "RaftAddress": mute.address})
+    finally:
+        mute.close()
+    assert r.status_code == 409, r.text
+    body = r.json()
+    assert body["rolled_back"] is True and body["node_id"] == "mute" and body["outcome"] == "not_applied"
+    assert "did not catch up" in body["error"]
+    assert mute.frames >= 2  # it was probed and adopted: a learner, not a failed handshake
+
+    def rolled_back() -> dict[str, Any] | None:
+        view = nodes_view(node1)
+        return view if view["change"] is None and view["recent_rollbacks"] else None
+
+    view = wait_for("the rollback committed", rolled_back)
+    assert [n["id"] for n in view["nodes"]] == ["node1"]
+    (rb,) = view["recent_rollbacks"]
+    assert rb["node_id"] == "mute" and "did not catch up within" in rb["reason"]
+    assert isinstance(rb["at_ms"], int)
+    assert "learner rolled back" in node1.log_text()
+    # Not retired (it never voted): the next change goes ahead, a real node joins.
+    node2 = cluster.start("node2")
+    assert voters(post(node1, "join", {"NodeID": "node2", "RaftAddress": node2.raft_address})) == [
+        "node1",
+        "node2",
+    ]
 
 
 # --------------------------------------------------------------------------- exact keys
