@@ -274,7 +274,7 @@ def test_a_learner_that_never_catches_up_is_rolled_back(rollback_cluster: Cluste
     assert rb["node_id"] == "mute" and "did not catch up within" in rb["reason"]
     assert isinstance(rb["at_ms"], int)
     assert "learner rolled back" in node1.log_text()
-    # Not retired (it never voted): the next change goes ahead, a real node joins.
+    # The next change goes ahead: a real node joins.
     node2 = cluster.start("node2")
     assert voters(post(node1, "join", {"NodeID": "node2", "RaftAddress": node2.raft_address})) == [
         "node1",

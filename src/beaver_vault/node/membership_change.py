@@ -12,8 +12,9 @@ on the tracker's own deadlines:
 * a learner that has not caught up within ``change_timeout_ticks`` plus the time to receive its
   data at ``catchup_bytes_per_tick`` is removed again (rolled back): the reason goes to the
   event hook (log, event journal), to ``recent_rollbacks`` (``GET /api/v1/raft/nodes``) and to a
-  caller still waiting (``ChangeRolledBack``). A rolled-back learner is not retired: it never
-  voted, so it may join again under the same id;
+  caller still waiting (``ChangeRolledBack``). The id is retired as by any removal: a learner
+  promoted in an uncommitted configuration may have voted, so it may come back with its data
+  but not under the same id with a fresh data directory;
 * a removal, rollback or promotion is done once its configuration is committed; a transfer once
   leadership moved or the core gave up.
 
@@ -36,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 from beaver_vault.errors import ChangeInFlight, ChangeRolledBack, NotLeader, QuorumAtRisk
 from beaver_vault.node.outcomes import Waiter
-from beaver_vault.raft.messages import Membership
 from beaver_vault.raft.whatif import JOIN, REMOVE, TRANSFER, ClusterView, WhatIf, analyse, catchup_deadline_ticks
 
 if TYPE_CHECKING:
@@ -241,9 +241,9 @@ class ChangeTracker:
             f"about {c.bytes_to_send} bytes to receive at >= {self.bytes_per_tick * 1000 // max(1, self.tick_ms)} "
             "bytes/s): removed again"
         )
-        m = core.membership
-        # Not retired: a learner never voted, so it may join again under the same id.
-        new = Membership(tuple(x for x in m.members if x.id != c.node_id), m.retired)
+        # Retired like any removed member: it may have seen (and voted under) a configuration,
+        # never committed, that promoted it.
+        new = core.membership.without(c.node_id)
         try:
             d.members._propose_config(new, Waiter("config"))
         except NotLeader:
