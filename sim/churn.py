@@ -47,9 +47,10 @@ if TYPE_CHECKING:
 CHANGE_TIMEOUT_MS = 4000
 # The driver's own deadline for a membership change, in ticks (world.py passes it to every
 # driver): short, so that ghost joins and stuck learners are rolled back within a run.
-CHANGE_TIMEOUT_TICKS = 75
+CHANGE_TIMEOUT_TICKS = 150
 GHOSTS = ("ghost1", "ghost2")
-GIVE_UP_P = 0.25
+GHOST_P = 0.08
+GIVE_UP_P = 0.2
 CRASH_SPARE_P = 0.2
 
 
@@ -57,6 +58,7 @@ class Churn:
     def __init__(self, world: World) -> None:
         self.w = world
         self.rng = derive(world.params.seed, "churn")
+        self.rng_abandon = derive(world.params.seed, "churn-abandon")  # ghosts, give-ups, power-offs
         self.pending: tuple[str, SimNode, int, Waiter, str] | None = None  # kind, at node, incarnation, waiter, target
         self.min_voters = 3 if world.params.nodes >= 5 else 2
         self.was_member: set[str] = set()
@@ -106,12 +108,13 @@ class Churn:
             choices += ["remove"] * 3
         if len(voters) > 1:
             choices += ["transfer"] * 3
+        if self.rng_abandon.random() < GHOST_P:
+            choices = ["ghost"]
         if not choices:
             return
-        choices.append("ghost")
         kind = self.rng.choice(choices)
         if kind == "ghost":
-            gid = self.rng.choice(GHOSTS)
+            gid = self.rng_abandon.choice(GHOSTS)
             w.stats["ghost_joins"] += 1
             self._ask(leader, "join", gid, lambda d: d.join(gid, f"{gid}:7000"), "ghost")
         elif kind == "join":
@@ -135,10 +138,10 @@ class Churn:
                 w.boot(node, bootstrap=False)
             elif node.driver is None:
                 w.restart(node)
-            if self.rng.random() < CRASH_SPARE_P:
+            if self.rng_abandon.random() < CRASH_SPARE_P:
                 # Powered off soon, and off until the liveness phase: if it got as far as being
                 # a learner, it never catches up and must be rolled back.
-                w.queue.after(self.rng.randint(1, 400), self._power_off, node)
+                w.queue.after(self.rng_abandon.randint(1, 400), self._power_off, node)
         else:
             note = "rejoin"
             if self.rng.random() < w.params.wipe_rejoin_p:
@@ -171,8 +174,8 @@ class Churn:
         else:
             waiter.on_done = lambda: w.queue.after(0, self._done, waiter)
         w.queue.after(CHANGE_TIMEOUT_MS, self._timeout, waiter)
-        if self.rng.random() < GIVE_UP_P:
-            w.queue.after(self.rng.randint(1, CHANGE_TIMEOUT_MS // 4), self._give_up, waiter)
+        if self.rng_abandon.random() < GIVE_UP_P:
+            w.queue.after(self.rng_abandon.randint(1, CHANGE_TIMEOUT_MS // 4), self._give_up, waiter)
 
     def _power_off(self, node: SimNode) -> None:
         if self.w.phase == "safety" and node.driver is not None:
