@@ -64,7 +64,7 @@ def test_a_join_given_up_in_its_handshake_frees_the_way_at_once() -> None:
     assert (info["kind"], info["node_id"], info["phase"], info["age_ms"]) == ("join", "ghost", "handshake", 150)
     assert info["caller_waiting"] is True
     d.abandon(w, "the caller went away")
-    assert d.changes.current is None and d.join_op is None
+    assert d.changes.current is None and d.members.join_op is None
     d.join("other", "other:7000")  # accepted at once
     assert d.changes.describe() is not None
 

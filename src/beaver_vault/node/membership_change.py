@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 LEADER = "leader"
 ROLLBACKS_KEPT = 16
-REACHABLE_ELECTION_TIMEOUTS = 2  # the what-if analysis counts a member reachable if heard from within this
 ENTRY_OVERHEAD_BYTES = 16  # index, term and kind of a log entry on the wire, roughly
 
 EventHook = Callable[[str, dict[str, Any]], None]
@@ -114,14 +113,9 @@ class ChangeTracker:
     # ------------------------------------------------------------------ admission
 
     def reachable(self, node_id: str) -> bool:
-        """Heard from within two election timeouts (the leader itself always): lenient on
-        purpose, so a briefly slow member does not get a change refused."""
-        d = self.d
-        if node_id == d.id:
-            return True
-        pr = d.core.progress.get(node_id)
-        window = REACHABLE_ELECTION_TIMEOUTS * d.raft_config.election_ticks
-        return pr is not None and pr.last_contact_tick >= 0 and d.core.ticks - pr.last_contact_tick <= window
+        """Heard from within an election timeout (the leader itself always): the same test as
+        the ``reachable`` of ``GET /api/v1/raft/nodes``, so the two never disagree."""
+        return self.d.members._reachable(node_id)
 
     def view(self) -> ClusterView:
         core = self.d.core
