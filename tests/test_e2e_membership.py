@@ -274,6 +274,9 @@ def test_a_learner_that_never_catches_up_is_rolled_back(rollback_cluster: Cluste
     assert rb["node_id"] == "mute" and "did not catch up within" in rb["reason"]
     assert isinstance(rb["at_ms"], int)
     assert "learner rolled back" in node1.log_text()
+    journal = httpx.get(f"{node1.url}{API}/events", timeout=5).json()["events"]
+    (event,) = [e for e in journal if e["kind"] == "change_rolled_back"]
+    assert (event["what"], event["node_id"]) == ("learner", "mute") and event["reason"] == rb["reason"]
     # The next change goes ahead: a real node joins.
     node2 = cluster.start("node2")
     assert voters(post(node1, "join", {"NodeID": "node2", "RaftAddress": node2.raft_address})) == [

@@ -415,6 +415,21 @@ class NodeRuntime:
         return {"change": current, "recent_rollbacks": rollbacks}
 
     def _on_change_event(self, kind: str, fields: dict[str, Any]) -> None:
-        """Membership change events: to the log (the Raft event journal hooks in here too)."""
+        """Membership change events (node/membership_change.py): all to the log; rollbacks also
+        to the Raft event journal (``change_rolled_back``: the UI's event feed)."""
         level = logging.WARNING if kind in ("learner_rolled_back", "change_rolled_back") else logging.INFO
         log.log(level, "%s: membership %s: %s", self.node_id, kind.replace("_", " "), fields)
+        term = self.driver.core.term
+        if kind == "learner_rolled_back":
+            self.events.record(
+                "change_rolled_back", term=term, what="learner", node_id=fields.get("node_id"), reason=fields.get("reason")
+            )
+        elif kind == "change_rolled_back":
+            change = fields.get("change") or {}
+            self.events.record(
+                "change_rolled_back",
+                term=term,
+                what="join handshake",
+                node_id=change.get("node_id"),
+                reason=fields.get("reason"),
+            )
