@@ -319,6 +319,8 @@ class NodeRuntime:
         as ``node_<name>``, and the transport's (sent, received, every kind of counted drop)
         as ``transport_<name>`` when the transport offers ``statistics()``."""
         out = {f"node_{k}": v for k, v in self.driver.counters.items()}
+        # Membership changes started, rolled back, refused (in flight / quorum at risk).
+        out.update({f"node_membership_{k}": v for k, v in self.driver.changes.counters.items()})
         stats = getattr(self.driver.transport, "statistics", None)
         if stats is not None:
             snapshot = stats()

@@ -88,7 +88,7 @@ class WhatIf:
             after = len(_reachable_after(self))
             detail = (
                 f"{after} of {len(self.voters_after)} voters would be reachable after it "
-                f"(quorum {self.quorum_after}): no reachable quorum"
+                f"(quorum {self.quorum_after}): no quorum"
             )
         return f"{what} would lose the quorum: {detail}; send Force: true to do it anyway"
 
