@@ -55,6 +55,7 @@ from beaver_vault.raft.messages import (
 )
 from beaver_vault.storage.memory import MemoryStorage
 from sim.bugs import driver_class
+from sim.churn import CHANGE_TIMEOUT_TICKS
 from sim.disk import SimDisk
 from sim.events import EventQueue
 from sim.failures import SimCrash, SimFailure
@@ -249,6 +250,8 @@ class World:
                 snapshot_threshold=self.params.snapshot_threshold,
                 snapshot_chunk_bytes=self.params.snapshot_chunk_bytes,
                 snapshot_timeout_ticks=self.params.snapshot_timeout_ticks,
+                tick_ms=self.params.tick_ms,
+                change_timeout_ticks=CHANGE_TIMEOUT_TICKS,
             ),
         )
         self.log(f"{node.id} start #{node.incarnation} (bootstrap={bootstrap})")

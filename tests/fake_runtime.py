@@ -135,7 +135,7 @@ class FakeRuntime(NodeRuntime):
             raft_address=self.raft_address,
         )
 
-    async def join(self, node_id: str, raft_address: str, *, timeout_s: float) -> Membership:
+    async def join(self, node_id: str, raft_address: str, *, timeout_s: float, force: bool = False) -> Membership:
         assert timeout_s > 0
         await self._enter("join")
         if self.membership.get(node_id) is not None:
@@ -151,6 +151,14 @@ class FakeRuntime(NodeRuntime):
             raise Rejected(f"{node_id} is not a member", status=404)
         self.membership = Membership(tuple(m for m in self.membership.members if m.id != node_id))
         return self.membership
+
+    def what_if(self, kind: str, node_id: str | None) -> dict[str, Any]:
+        if self._leader is not None:
+            raise NotLeader(*self._leader)
+        return {"dry_run": True, "change": {"kind": kind, "node_id": node_id}}
+
+    def membership_activity(self) -> dict[str, Any]:
+        return {"change": None, "recent_rollbacks": []}
 
     def nodes(self) -> list[dict[str, Any]]:
         if self._leader is not None:
@@ -170,7 +178,7 @@ class FakeRuntime(NodeRuntime):
             for m in self.membership.members
         ]
 
-    async def transfer_leadership(self, node_id: str | None, *, timeout_s: float) -> str:
+    async def transfer_leadership(self, node_id: str | None, *, timeout_s: float, force: bool = False) -> str:
         assert timeout_s > 0
         await self._enter("transfer_leadership")
         others = [m.id for m in self.membership.members if m.id != self.node_id and m.voter]

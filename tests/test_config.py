@@ -157,6 +157,8 @@ def test_every_setting_can_come_from_every_source(tmp_path: Path) -> None:
         "client_burst": "200",
         "watchers_per_client": "8",
         "watch_buffer_bytes": "65536",
+        "learner_timeout_s": "4.5",
+        "learner_min_rate_bytes_per_s": "1000",
         "log_level": "WARNING",
         "log_format": "json",
         "seed": "42",
@@ -178,6 +180,7 @@ def test_every_setting_can_come_from_every_source(tmp_path: Path) -> None:
     assert from_flags == from_env == from_file
     assert from_flags.http_port == 8100
     assert from_flags.join_timeout_s == 7.5
+    assert (from_flags.learner_timeout_s, from_flags.learner_min_rate_bytes_per_s) == (4.5, 1000)
     assert from_flags.seed == 42
     assert from_flags.data_dir == tmp_path / "d"
 

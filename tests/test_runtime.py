@@ -96,6 +96,7 @@ async def test_counters_cover_the_driver_and_a_transport_with_statistics(
         counters = ld.counters()
         assert counters["node_proposals"] == 3 and counters["node_applied"] >= 3
         assert not any(k.startswith("transport_") for k in counters)  # the local transport has none
+        assert counters["node_membership_changes"] == 0 and counters["node_membership_rollbacks"] == 0
 
         @dataclasses.dataclass(frozen=True)
         class Stats:

@@ -285,6 +285,8 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
             max_pending=cfg.max_pending,
             snapshot_threshold=cfg.snapshot_threshold,
             seed=cfg.seed,
+            learner_timeout_s=cfg.learner_timeout_s,
+            learner_min_rate_bytes_per_s=cfg.learner_min_rate_bytes_per_s,
         ),
     )
     transport = TcpTransport(
@@ -463,6 +465,8 @@ def classify_join_response(status: int, text: str) -> JoinOutcome:
         return JoinOutcome(done=True, ok=True, detail=detail)
     if status in (408, 429) or status >= 500:
         return JoinOutcome(done=False, ok=False, detail=detail)
+    if status == 409 and '"in_flight"' in text:
+        return JoinOutcome(done=False, ok=False, detail=detail)  # another change first: our turn comes
     return JoinOutcome(done=True, ok=False, detail=detail)
 
 

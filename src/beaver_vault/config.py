@@ -73,6 +73,9 @@ class Config:
     client_burst: int = 10_000  # requests a client may send at once before its rate applies
     watchers_per_client: int = 64  # open watches per client address; 429 beyond
     watch_buffer_bytes: int = 8 * 1024 * 1024  # pending event bytes per watcher before it is dropped
+    # A membership change's own deadline; a learner gets it plus its data at the minimum rate.
+    learner_timeout_s: float = 30.0
+    learner_min_rate_bytes_per_s: int = 1024 * 1024
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one object per line (beaver_vault.logfmt)
     seed: int | None = None  # election-timeout and backoff randomness; None: from the OS
@@ -355,6 +358,17 @@ SETTINGS: tuple[Setting, ...] = (
         "watch_buffer_bytes",
         _int_in(1024),
         "bytes of events a watcher may have pending before it is disconnected (default: 8388608)",
+    ),
+    Setting(
+        "learner_timeout_s",
+        _float_over(0.0),
+        "a membership change's deadline; a joining learner that has not caught up within it, plus "
+        "its data at learner_min_rate_bytes_per_s, is removed again (default: 30)",
+    ),
+    Setting(
+        "learner_min_rate_bytes_per_s",
+        _int_in(1),
+        "the slowest catch-up rate a learner's deadline allows for (default: 1048576)",
     ),
     Setting("log_level", _parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO)"),
     Setting("log_format", _parse_log_format, "text (default) or json: one JSON object per log line"),

@@ -6,6 +6,8 @@ Pure module: the core, the driver, the runtime and the API all share these types
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class BeaverVaultError(Exception):
     """Base of every operating error. ``outcome`` says whether the operation took effect."""
@@ -205,6 +207,34 @@ class HistoryCompacted(Rejected):
         super().__init__(detail)
         self.requested = requested
         self.first_available = first_available
+
+
+class ChangeInFlight(BeaverVaultError):
+    """Another membership change is in flight (one at a time): ``change`` describes it (kind,
+    node_id, phase, age_ms, and ``started_at_ms`` on the wall clock once the runtime adds it)."""
+
+    def __init__(self, detail: str, change: dict[str, Any]) -> None:
+        super().__init__(detail)
+        self.change = change
+
+
+class QuorumAtRisk(BeaverVaultError):
+    """The what-if analysis says the change would leave no reachable quorum (during or after
+    it), or that it cannot succeed (an unreachable transfer target): refused unless forced.
+    ``analysis`` is the analysis (``raft.whatif.WhatIf.to_json``)."""
+
+    def __init__(self, detail: str, analysis: dict[str, Any]) -> None:
+        super().__init__(detail)
+        self.analysis = analysis
+
+
+class ChangeRolledBack(BeaverVaultError):
+    """A membership change was undone: a learner that did not catch up within its deadline was
+    removed again, or a join whose node never answered the handshake was dropped."""
+
+    def __init__(self, detail: str, node_id: str) -> None:
+        super().__init__(detail)
+        self.node_id = node_id
 
 
 class Unknown(BeaverVaultError):

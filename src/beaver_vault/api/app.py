@@ -25,14 +25,14 @@ protocol errors (404, 405, 413) and unexpected exceptions (500) get JSON bodies 
 Every runtime call is also bounded (``request_timeout_s`` plus a grace period), so a stuck
 runtime yields ``504 outcome=unknown`` rather than a hung client.
 
-Keys are taken from the decoded URL path; they may contain ``/`` (slashes are not merged,
-so ``a//b`` and ``a/`` are distinct keys).
+Keys are decoded from the raw request path by one rule (``keys.py``): strict percent-decoding,
+strict UTF-8, no control characters, nothing normalised (``a//b``, ``a/``, ``a/./b`` and
+``a/../b`` are distinct keys, stored as sent).
 """
 
 from __future__ import annotations
 
 import time
-from urllib.parse import quote
 
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from quart import Response, g, request
@@ -61,6 +61,7 @@ from beaver_vault.api.errors import (
 )
 from beaver_vault.api.fast import RAISE_IN_QUART, FastKV
 from beaver_vault.api.forward import FORWARDED_BY_HEADER, FORWARDED_REQUEST_HEADERS, Forwarder
+from beaver_vault.api.keys import raw_path_of
 from beaver_vault.api.limits import LimitOptions, RequestGuard
 from beaver_vault.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from beaver_vault.api.metrics import ApiMetrics
@@ -100,10 +101,12 @@ class BeaverVaultApp(QuartTrio):
 
 
 class KeyConverter(BaseConverter):
-    """Matches the rest of the path, slashes included, and also the empty string (so an empty
-    key is a clear 400 rather than a 404)."""
+    """Matches the rest of the path, slashes and control characters included (those are a
+    clear 400 from the key decoding, not a 404), and also the empty string (so an empty key is
+    a clear 400 rather than a 404). The routes take the key from the raw path (``keys.py``),
+    not from this decoded value."""
 
-    regex = ".*"
+    regex = r"[\s\S]*"
     part_isolating = False
     weight = 200
 
@@ -238,7 +241,4 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
 
 
 def _raw_path() -> bytes:
-    raw = request.scope.get("raw_path")
-    if isinstance(raw, bytes) and raw:
-        return raw.partition(b"?")[0]
-    return quote(request.path).encode("ascii")
+    return raw_path_of(request.scope)

@@ -21,6 +21,9 @@ whether a write may have happened:
 | ``NotLeader`` (not forwardable)     | 503    | not_applied | ``leader_id``, ``Retry-After``|
 | ``Unknown`` (timed out)             | 504    | unknown     |                               |
 | ``Unknown`` (anything else)         | 503    | unknown     |                               |
+| ``ChangeInFlight``                  | 409    | not_applied | ``in_flight``, ``Retry-After``|
+| ``QuorumAtRisk``                    | 409    | not_applied | ``analysis`` (the what-if)    |
+| ``ChangeRolledBack``                | 409    | not_applied | ``node_id``, ``rolled_back``  |
 
 ``PreconditionFailed`` is the API's own: a conditional write (``If-Match``, ``If-None-Match``)
 whose condition did not hold. The command went through the log but changed nothing, so it is
@@ -51,6 +54,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from beaver_vault.errors import (
     AddressInUse,
     BeaverVaultError,
+    ChangeInFlight,
+    ChangeRolledBack,
     ConfigBusy,
     HistoryCompacted,
     IncompleteJoin,
@@ -64,6 +69,7 @@ from beaver_vault.errors import (
     NoTransferTarget,
     OtherLeaderElected,
     Overloaded,
+    QuorumAtRisk,
     Rejected,
     SupersededByLeader,
     TooManyVoterChanges,
@@ -171,6 +177,15 @@ def error_parts(exc: BeaverVaultError) -> tuple[int, dict[str, Any], dict[str, s
             return 412, body, dict(exc.headers)
         case Rejected():
             return refusal_status(exc), body, {}
+        case ChangeInFlight():
+            body["in_flight"] = exc.change
+            return 409, body, retry
+        case QuorumAtRisk():
+            body["analysis"] = exc.analysis
+            return 409, body, {}
+        case ChangeRolledBack():
+            body.update(node_id=exc.node_id, rolled_back=True)
+            return 409, body, {}
         case Overloaded() | NoLeader():
             return 503, body, retry
         case NotLeader():

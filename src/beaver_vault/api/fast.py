@@ -11,8 +11,9 @@ simple enough to answer straight from ASGI. :class:`FastKV` sits in front of the
 * ``GET`` with no query string or exactly ``consistency=linearizable`` / ``consistency=stale``;
 * no ``If-Match``, ``If-None-Match``, ``Idempotency-Key``, ``X-Beaver-Vault-Forwarded-By``,
   ``Expect`` or ``Transfer-Encoding`` header (and, for a GET, no body);
-* a key made of printable characters (werkzeug's ``.*`` does not cross a newline: such keys
-  are left to the router to decide).
+* a path that the router would give to the key routes (``/api/v1/kv/`` as decoded).
+
+The key is decoded from the raw path by the one rule of ``keys.py``, as the Quart routes do.
 
 Everything else goes to Quart untouched. What the fast path answers, it answers as the Quart
 routes do, byte for byte (``tests/test_api_fast.py`` compares the two): the same checks in the
@@ -43,6 +44,7 @@ from werkzeug.exceptions import RequestTimeout
 
 from beaver_vault.api.context import API_PREFIX, APPLIED_INDEX_HEADER, CONSISTENCY_HEADER, ApiContext
 from beaver_vault.api.errors import error_response, http_error_response, json_text
+from beaver_vault.api.keys import scope_key
 from beaver_vault.api.kv_routes import encode_command, key_not_found, put_answer, write_headers
 from beaver_vault.api.metrics import ApiMetrics
 from beaver_vault.api.validation import check_key, parse_json_body
@@ -55,7 +57,6 @@ ASGIApp = Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], Awaitable[Non
 RAISE_IN_QUART = "beaver_vault.raise"
 KEY_ROUTE = f"{API_PREFIX}/kv/<key:key>"  # the Quart rule, as the metrics label it
 _KEY_PATH = f"{API_PREFIX}/kv/"
-_KEY_START = len(_KEY_PATH)
 # Headers that make a request something else than the plain case: left to Quart.
 _NOT_PLAIN = frozenset(
     (b"if-match", b"if-none-match", b"idempotency-key", b"x-beaver-vault-forwarded-by", b"expect", b"transfer-encoding")
@@ -92,17 +93,13 @@ class FastKV:
             if method == "PUT" and not scope["query_string"]:
                 length = self._plain_length(scope)
                 if length is not None and 0 <= length <= self.opts.max_body_bytes:
-                    key = scope["path"][_KEY_START:]
-                    if key.isprintable():
-                        await self._put(scope, receive, send, key)
-                        return
+                    await self._put(scope, receive, send)
+                    return
             elif method == "GET":
                 level = _READ_LEVELS.get(scope["query_string"])
                 if level is not None and self._plain_length(scope) in (-1, 0):
-                    key = scope["path"][_KEY_START:]
-                    if key.isprintable():
-                        await self._get(scope, receive, send, key, level)
-                        return
+                    await self._get(scope, receive, send, level)
+                    return
         await self.app(scope, receive, send)
 
     @staticmethod
@@ -121,7 +118,7 @@ class FastKV:
 
     # ------------------------------------------------------------------ PUT /api/v1/kv/<key>
 
-    async def _put(self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable, key: str) -> None:
+    async def _put(self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         started = time.perf_counter()
         body: bytes | None = b""
         with trio.move_on_after(self.body_timeout_s) as body_scope:
@@ -136,7 +133,7 @@ class FastKV:
             return
         try:
             opts = self.opts
-            check_key(key, max_key_bytes=opts.max_key_bytes)
+            key = check_key(scope_key(scope), max_key_bytes=opts.max_key_bytes)
             value = parse_json_body(body, max_body_bytes=opts.max_body_bytes, max_json_depth=opts.max_json_depth).value
             command = encode_command(commands.put, key, value)
             try:
@@ -161,12 +158,12 @@ class FastKV:
     # ------------------------------------------------------------------ GET /api/v1/kv/<key>
 
     async def _get(
-        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable, key: str, level: str
+        self, scope: HTTPScope, receive: ASGIReceiveCallable, send: ASGISendCallable, level: str
     ) -> None:
         started = time.perf_counter()
         runtime = self.runtime
         try:
-            check_key(key, max_key_bytes=self.opts.max_key_bytes)
+            key = check_key(scope_key(scope), max_key_bytes=self.opts.max_key_bytes)
             if level == "linearizable":
                 try:
                     await self.ctx.bounded(runtime.read_barrier(timeout_s=self.opts.request_timeout_s))

@@ -14,6 +14,12 @@ sending and the leader's budget, shorter than ``timeout_s``) and every forwardin
 closes abortively (``SO_LINGER`` 0), so a write the follower answered ``unknown`` for is
 neither started late by the leader nor delivered late by TCP retransmission.
 
+The path travels exactly: the raw bytes the client sent (``keys.raw_path_of``), never the
+server's decoded path, with only ``.`` and ``..`` segments spelled ``%2E`` (httpx, like every
+URL library, removes dot segments; the leader's one decoding rule, ``keys.py``, reads ``%2E``
+as ``.``, so the key is the same). If the URL httpx would send does not decode to the same
+path, the request is refused (400) rather than sent altered.
+
 Loops are impossible: the forwarded request carries ``X-Beaver-Vault-Forwarded-By: <node
 id>`` and a request carrying it is never forwarded again (the app answers 503
 ``not_applied`` "leader changed, retry").
@@ -40,6 +46,8 @@ from quart import Response
 
 from beaver_vault.api import deadline
 from beaver_vault.api.errors import json_error
+from beaver_vault.api.keys import exact_forward_path, percent_decode
+from beaver_vault.api.validation import BadInput
 
 FORWARDED_BY_HEADER = "X-Beaver-Vault-Forwarded-By"
 FORWARDED_TO_HEADER = "X-Beaver-Vault-Forwarded-To"
@@ -50,6 +58,8 @@ FORWARDED_REQUEST_HEADERS = (
     "If-None-Match",
     "Idempotency-Key",
     "X-Beaver-Vault-Client",
+    "Accept",
+    "Authorization",  # the leader judges the original caller
 )
 
 # Response headers of the leader that are passed through to the client.
@@ -127,11 +137,19 @@ class Forwarder:
         """Replay one request against the leader; map transport failures to outcomes."""
         if self._client is None:
             return json_error(503, "forwarding to the leader is not available (app not serving)", outcome="not_applied")
-        target = raw_path + (b"?" + query_string if query_string else b"")
+        path = exact_forward_path(raw_path)
+        target = path + (b"?" + query_string if query_string else b"")
         try:
             url = httpx.URL(leader_http.rstrip("/")).copy_with(raw_path=target)
         except (httpx.InvalidURL, TypeError, ValueError):
             return json_error(503, f"leader address {leader_http!r} is not a usable URL", outcome="not_applied")
+        if not same_path(url.raw_path.partition(b"?")[0], raw_path):
+            return json_error(
+                400,
+                "this path cannot be forwarded to the leader unchanged; send it to the leader directly",
+                outcome="not_applied",
+                leader_id=leader_id,
+            )
         sent = dict(headers or {})
         sent[FORWARDED_BY_HEADER] = self.node_id
         deadline.stamp(sent, self.timeout_s, lambda: time.time_ns() // 1_000_000)
@@ -170,3 +188,13 @@ class Forwarder:
         if leader_id is not None:
             headers_out[FORWARDED_TO_HEADER] = leader_id
         return Response(answer.content, status=answer.status_code, headers=headers_out)
+
+
+def same_path(sent: bytes, original: bytes) -> bool:
+    """Do two raw paths decode (by the one rule of ``keys.py``) to the same bytes?"""
+    if sent == original:
+        return True
+    try:
+        return percent_decode(sent) == percent_decode(original)
+    except BadInput:
+        return False

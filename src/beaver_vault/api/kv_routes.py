@@ -29,6 +29,7 @@ from quart_trio import QuartTrio
 
 from beaver_vault.api.context import API_PREFIX, ApiContext
 from beaver_vault.api.errors import JSON_MIMETYPE, PreconditionFailed, json_error, json_response
+from beaver_vault.api.keys import scope_key
 from beaver_vault.api.validation import (
     BadInput,
     check_if_none_match,
@@ -181,7 +182,7 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
 
     @app.route(f"{API_PREFIX}/kv/<key:key>", methods=["PUT"])
     async def put_key(key: str) -> Response:
-        check_key(key, max_key_bytes=opts.max_key_bytes)
+        key = check_key(scope_key(request.scope), max_key_bytes=opts.max_key_bytes)
         cond = conditions(allow_if_none_match=True)
         expires_at_ms = ttl_expiry(request.args.get("ttl"))
         req = idempotency()
@@ -192,7 +193,7 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
 
     @app.route(f"{API_PREFIX}/kv/<key:key>", methods=["GET"])
     async def get_key(key: str) -> Response:
-        check_key(key, max_key_bytes=opts.max_key_bytes)
+        key = check_key(scope_key(request.scope), max_key_bytes=opts.max_key_bytes)
         meta = parse_bool(request.args.get("meta"), "meta")
         view = await ctx.read_view()
         record = runtime.get_local(key)
@@ -209,7 +210,7 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
 
     @app.route(f"{API_PREFIX}/kv/<key:key>", methods=["DELETE"])
     async def delete_key(key: str) -> Response:
-        check_key(key, max_key_bytes=opts.max_key_bytes)
+        key = check_key(scope_key(request.scope), max_key_bytes=opts.max_key_bytes)
         cond = conditions(allow_if_none_match=False)
         req = idempotency()
         result, headers = await write(build(commands.delete, key, request=req, **cond))

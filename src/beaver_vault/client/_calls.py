@@ -121,9 +121,14 @@ def new_idempotency_key() -> str:
 
 
 def kv_path(key: str) -> str:
+    """The URL path of ``key``, spelled so that it reaches the server byte for byte: every
+    character but unreserved ones and ``/`` percent-encoded (UTF-8), and ``.``/``..`` segments
+    spelled ``%2E`` (URL libraries, httpx included, would remove them; the server reads ``%2E``
+    as ``.``: see "Keys" in the README)."""
     if not key:
         raise ValueError("a key must not be empty")
-    return f"{API}/kv/{quote(key, safe='/')}"
+    parts = quote(key, safe="/").split("/")
+    return f"{API}/kv/" + "/".join(p.replace(".", "%2E") if p in (".", "..") else p for p in parts)
 
 
 def encode_json(value: Any) -> bytes:
@@ -284,12 +289,15 @@ def members_call() -> Call[list[dict[str, Any]]]:
     return Call("GET", f"{API}/raft/nodes", _node_list)
 
 
-def join_call(node_id: str, raft_address: str) -> Call[list[dict[str, Any]]]:
+def join_call(node_id: str, raft_address: str, *, force: bool = False) -> Call[list[dict[str, Any]]]:
+    body: dict[str, Any] = {"NodeID": node_id, "RaftAddress": raft_address}
+    if force:
+        body["Force"] = True
     return Call(
         "POST",
         f"{API}/raft/join",
         _node_list,
-        body=encode_json({"NodeID": node_id, "RaftAddress": raft_address}),
+        body=encode_json(body),
         headers=JSON_HEADERS,
         write=True,
         idempotency_key=new_idempotency_key(),
@@ -308,8 +316,31 @@ def remove_call(node_id: str, *, force: bool = False) -> Call[list[dict[str, Any
     )
 
 
-def transfer_leadership_call(node_id: str | None = None) -> Call[dict[str, Any]]:
+WHAT_IF_ROUTES = {"join": "join", "remove": "remove", "transfer": "transfer-leadership"}
+
+
+def what_if_call(kind: str, node_id: str | None, raft_address: str | None = None) -> Call[dict[str, Any]]:
+    """``?dry_run=true``: what a join/remove/transfer would do (voters after it, quorum, which
+    voters are reachable, whether a reachable quorum is kept, data to send); changes nothing."""
+    if kind not in WHAT_IF_ROUTES:
+        raise ValueError(f"kind must be one of {', '.join(WHAT_IF_ROUTES)}")
     body: dict[str, Any] = {} if node_id is None else {"NodeID": node_id}
+    if kind == "join":
+        body["RaftAddress"] = raft_address or ""
+    return Call(
+        "POST",
+        f"{API}/raft/{WHAT_IF_ROUTES[kind]}",
+        _obj,
+        params=(("dry_run", "true"),),
+        body=encode_json(body),
+        headers=JSON_HEADERS,
+    )
+
+
+def transfer_leadership_call(node_id: str | None = None, *, force: bool = False) -> Call[dict[str, Any]]:
+    body: dict[str, Any] = {} if node_id is None else {"NodeID": node_id}
+    if force:
+        body["Force"] = True
     return Call(
         "POST",
         f"{API}/raft/transfer-leadership",

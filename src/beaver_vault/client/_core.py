@@ -65,6 +65,7 @@ from beaver_vault.client._calls import (
     transfer_leadership_call,
     ttl_param,
     txn_call,
+    what_if_call,
 )
 from beaver_vault.client._retry import (
     API,
@@ -142,6 +143,7 @@ __all__ = [
     "run_call",
     "status_call",
     "transfer_leadership_call",
+    "what_if_call",
     "ttl_param",
     "txn_call",
 ]

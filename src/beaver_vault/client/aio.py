@@ -175,14 +175,17 @@ class AsyncClient:
     async def members(self) -> NodeList:
         return await self._execute(_core.members_call())
 
-    async def join(self, node_id: str, raft_address: str) -> NodeList:
-        return await self._execute(_core.join_call(node_id, raft_address))
+    async def join(self, node_id: str, raft_address: str, *, force: bool = False) -> NodeList:
+        return await self._execute(_core.join_call(node_id, raft_address, force=force))
 
     async def remove(self, node_id: str, *, force: bool = False) -> NodeList:
         return await self._execute(_core.remove_call(node_id, force=force))
 
-    async def transfer_leadership(self, node_id: str | None = None) -> dict[str, Any]:
-        return await self._execute(_core.transfer_leadership_call(node_id))
+    async def transfer_leadership(self, node_id: str | None = None, *, force: bool = False) -> dict[str, Any]:
+        return await self._execute(_core.transfer_leadership_call(node_id, force=force))
+
+    async def what_if(self, kind: str, node_id: str | None, raft_address: str | None = None) -> dict[str, Any]:
+        return await self._execute(_core.what_if_call(kind, node_id, raft_address))
 
 
 class AsyncPager(Generic[T]):

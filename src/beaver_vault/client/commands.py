@@ -170,13 +170,18 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p = add("join", "add a node to the cluster", _cmd_join)
     p.add_argument("node_id", metavar="NODE_ID")
     p.add_argument("raft_address", metavar="RAFT_ADDRESS", help="host:port of its raft transport")
+    p.add_argument("--force", action="store_true", help="even if the what-if check says the quorum would be lost")
+    p.add_argument("--dry-run", action="store_true", help="only say what the change would do")
 
     p = add("remove", "remove a node from the cluster", _cmd_remove)
     p.add_argument("node_id", metavar="NODE_ID")
     p.add_argument("--force", action="store_true", help="even if the remaining nodes cannot form a quorum")
+    p.add_argument("--dry-run", action="store_true", help="only say what the change would do")
 
     p = add("transfer-leadership", "make another node the leader", _cmd_transfer)
     p.add_argument("node_id", metavar="NODE_ID", nargs="?", help="the new leader (default: the leader picks)")
+    p.add_argument("--force", action="store_true", help="even if the target does not answer now")
+    p.add_argument("--dry-run", action="store_true", help="only say what the change would do")
 
 
 # --- plumbing -----------------------------------------------------------------------------------
@@ -463,20 +468,56 @@ def _cmd_members(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
+def _print_what_if(args: argparse.Namespace, plan: Mapping[str, Any]) -> int:
+    """The dry-run analysis: JSON with --json, else one line per fact. Exit 0 if the change
+    would be accepted, EXIT_NO (1) if it would be refused."""
+    if args.json:
+        _out(_dumps(plan))
+    else:
+        change = plan.get("change") or {}
+        rows = [
+            ("change", f"{change.get('kind')} {change.get('node_id') or ''}".strip()),
+            ("allowed", "yes" if plan.get("allowed") else f"no: {plan.get('refusal')}"),
+            ("voters before", " ".join(plan.get("voters_before", [])) + f" (quorum {plan.get('quorum_before')})"),
+            ("voters after", " ".join(plan.get("voters_after", [])) + f" (quorum {plan.get('quorum_after')})"),
+            ("reachable now", " ".join(plan.get("reachable_voters", [])) or "-"),
+            ("unreachable", " ".join(plan.get("unreachable_voters", [])) or "-"),
+            ("quorum kept", f"during: {_yes(plan.get('quorum_during'))}, after: {_yes(plan.get('quorum_after_kept'))}"),
+            ("leader after", str(plan.get("leader_after") or "elected among the voters")),
+            ("data to send", f"{plan.get('bytes_to_send', 0)} bytes"),
+        ]
+        if plan.get("in_flight"):
+            rows.append(("in flight", _dumps(plan["in_flight"])))
+        width = max(len(k) for k, _ in rows)
+        for k, v in rows:
+            _out(f"{k.ljust(width)}  {v}")
+    return EXIT_OK if plan.get("allowed") else EXIT_NO
+
+
+def _yes(value: Any) -> str:
+    return "yes" if value else "no"
+
+
 def _cmd_join(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with _client(args, env) as client:
-        _print_members(args, client.join(args.node_id, args.raft_address))
+        if args.dry_run:
+            return _print_what_if(args, client.what_if("join", args.node_id, args.raft_address))
+        _print_members(args, client.join(args.node_id, args.raft_address, force=args.force))
     return EXIT_OK
 
 
 def _cmd_remove(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with _client(args, env) as client:
+        if args.dry_run:
+            return _print_what_if(args, client.what_if("remove", args.node_id))
         _print_members(args, client.remove(args.node_id, force=args.force))
     return EXIT_OK
 
 
 def _cmd_transfer(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with _client(args, env) as client:
-        answer = client.transfer_leadership(args.node_id)
+        if args.dry_run:
+            return _print_what_if(args, client.what_if("transfer", args.node_id))
+        answer = client.transfer_leadership(args.node_id, force=args.force)
     _out(_dumps(answer) if args.json else f"leader: {answer.get('leader')}")
     return EXIT_OK

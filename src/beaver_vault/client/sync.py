@@ -198,17 +198,22 @@ class Client:
         """The cluster's nodes (``/api/v1/raft/nodes``)."""
         return self._execute(_core.members_call())
 
-    def join(self, node_id: str, raft_address: str) -> NodeList:
-        """Add a node (answers once it is a voter) and return the members."""
-        return self._execute(_core.join_call(node_id, raft_address))
+    def join(self, node_id: str, raft_address: str, *, force: bool = False) -> NodeList:
+        """Add a node (answers once it is a voter) and return the members; ``force`` even if
+        the what-if check says the quorum would be lost."""
+        return self._execute(_core.join_call(node_id, raft_address, force=force))
 
     def remove(self, node_id: str, *, force: bool = False) -> NodeList:
         """Remove a node; ``force`` even if that loses the quorum."""
         return self._execute(_core.remove_call(node_id, force=force))
 
-    def transfer_leadership(self, node_id: str | None = None) -> dict[str, Any]:
+    def transfer_leadership(self, node_id: str | None = None, *, force: bool = False) -> dict[str, Any]:
         """Ask the leader to hand over (to ``node_id``, or the most up-to-date follower)."""
-        return self._execute(_core.transfer_leadership_call(node_id))
+        return self._execute(_core.transfer_leadership_call(node_id, force=force))
+
+    def what_if(self, kind: str, node_id: str | None, raft_address: str | None = None) -> dict[str, Any]:
+        """What a ``join``/``remove``/``transfer`` would do (the dry-run analysis); changes nothing."""
+        return self._execute(_core.what_if_call(kind, node_id, raft_address))
 
 
 class Watch:

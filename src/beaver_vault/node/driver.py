@@ -28,6 +28,7 @@ from beaver_vault.errors import InvariantViolation, NoLeader, NotLeader, Overloa
 from beaver_vault.kv import state as kv_state
 from beaver_vault.kv.state import KeyRecord, KVStore
 from beaver_vault.node.members import MembershipChanges
+from beaver_vault.node.membership_change import ChangeTracker
 from beaver_vault.node.outcomes import Outcomes, Waiter
 from beaver_vault.node.snapshots import SnapshotSender, SnapshotTransfers
 from beaver_vault.node.status import MemberStatus, NodeStatus
@@ -67,6 +68,12 @@ class DriverOptions:
     snapshot_timeout_ticks: int = 100  # a transfer silent for this long is abandoned
     snapshot_resend_ticks: int = 5  # resend the chunk in flight after this many silent ticks
     max_snapshot_senders: int = 2
+    # Membership changes (node/membership_change.py): a join handshake, a configuration that
+    # does not commit, and a learner's catch-up (plus the time to receive its data at
+    # catchup_bytes_per_tick) each get this long before they are dropped or rolled back.
+    tick_ms: int = 50  # only to show ages and deadlines in milliseconds
+    change_timeout_ticks: int = 600
+    catchup_bytes_per_tick: int = 52_429  # 1 MiB/s at 50 ms ticks
 
 
 def _apply_entry(store: KVStore, entry: Entry) -> dict[str, Any] | None:
@@ -99,6 +106,12 @@ class NodeDriver:
         # before this node restarted can never be taken for the answer to a new read.
         self.next_ctx = self.rng.getrandbits(62)
         self.members = MembershipChanges(self)
+        self.changes = ChangeTracker(
+            self,
+            tick_ms=options.tick_ms,
+            change_timeout_ticks=options.change_timeout_ticks,
+            catchup_bytes_per_tick=options.catchup_bytes_per_tick,
+        )
         self.snapshots = SnapshotTransfers(self)
         self.on_restore: Callable[[int], None] | None = None  # state replaced by a snapshot
         self.applied_index = 0
@@ -156,6 +169,7 @@ class NodeDriver:
             self.members.on_tick_leader()
         self.snapshots.tick()
         self.members.on_tick_handshake()
+        self.changes.tick()
 
     def receive(self, msg: Message) -> None:
         if not is_handshake(msg) and not self.members.known_sender(msg.src):
@@ -239,6 +253,7 @@ class NodeDriver:
         self.outcomes.forget(w)
         self.members.forget(w)
         w._finish(error=Unknown(detail) if w.kind != "read" else NoLeader(detail))
+        self.changes.update()  # a join dropped in its handshake frees the way at once
 
     # ------------------------------------------------------------------ membership (see members.py)
 
@@ -246,14 +261,17 @@ class NodeDriver:
         """Nothing but bootstrap entries and no one else in the configuration: safe to wipe."""
         return self.members.pristine()
 
-    def join(self, node_id: str, raft_address: str) -> Waiter:
-        return self.members.join(node_id, raft_address)
+    def join(self, node_id: str, raft_address: str, force: bool = False) -> Waiter:
+        return self.members.join(node_id, raft_address, force)
 
     def remove(self, node_id: str, force: bool = False) -> Waiter:
         return self.members.remove(node_id, force)
 
-    def transfer(self, target: str | None) -> Waiter:
-        return self.members.transfer(target)
+    def transfer(self, target: str | None, force: bool = False) -> Waiter:
+        return self.members.transfer(target, force)
+
+    def default_transfer_target(self) -> str | None:
+        return self.members.default_transfer_target()
 
     def nodes(self, tick_ms: int) -> list[dict[str, Any]]:
         return self.members.nodes(tick_ms)
@@ -271,6 +289,7 @@ class NodeDriver:
                 self.snapshots.compact()
         self.snapshots.stop_unless_leader()
         self.members.after_ready()
+        self.changes.update()
         if core.has_ready():
             self.process()
             return

@@ -15,7 +15,10 @@ processing step of the runtime and records what changed since the previous look:
   uncommitted configuration entry was overwritten by a new leader (its log index went down);
 * ``snapshot_sent``: this leader started streaming a snapshot (``to`` when known);
 * ``snapshot_installed``: this node replaced its state with a snapshot from the leader;
-* ``compaction``: this node compacted its log into a snapshot (``snapshot_index``).
+* ``compaction``: this node compacted its log into a snapshot (``snapshot_index``);
+* ``change_rolled_back``: this leader undid a membership change on its own deadline
+  (``what``: ``learner`` that did not catch up, or ``join handshake`` nobody answered;
+  ``node_id``, ``reason``). Recorded by the runtime from ``node/membership_change.py``.
 
 Every event also carries the ``term`` at the time it was seen. Changes that begin and end
 between two looks are not seen (a look happens after every batch of work, so only the

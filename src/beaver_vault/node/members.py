@@ -27,7 +27,6 @@ from beaver_vault.errors import (
     IncompleteJoin,
     JoinRefused,
     LastVoter,
-    NoReachableQuorum,
     NotAMember,
     NoTransferTarget,
     OtherLeaderElected,
@@ -149,7 +148,7 @@ class MembershipChanges:
             return False
         return set(self.d.core.membership.ids) <= {self.d.id}
 
-    def join(self, node_id: str, raft_address: str) -> Waiter:
+    def join(self, node_id: str, raft_address: str, force: bool = False) -> Waiter:
         core = self.d.core
         if core.role != LEADER:
             raise self.d.not_leader()
@@ -164,6 +163,7 @@ class MembershipChanges:
         for m in membership.members:
             if m.raft_address == raft_address and m.id != node_id:
                 raise AddressInUse(raft_address, m.id)
+        self.d.changes.admit("join", node_id, force=force)
         why = core.config_change_blocker()
         if why is None and self.join_op is not None:
             why = f"joining {self.join_op.node_id} is in progress"
@@ -172,12 +172,14 @@ class MembershipChanges:
         if existing is not None:
             # Same id, new address: a configuration update, no handshake needed for the id.
             self._propose_config(membership.with_member(Member(node_id, raft_address, existing.http_address, existing.voter)), w)
+            self.d.changes.begin("join", node_id, w, "commit")
             return w
         self.d.check_capacity()
         j = _Join(node_id, raft_address, self.d.rng.getrandbits(62), w)
         self.join_op = j
         self.sync_peers()
         self._send_handshake(j)
+        self.d.changes.begin("join", node_id, w, "handshake")
         return w
 
     def remove(self, node_id: str, force: bool = False) -> Waiter:
@@ -189,17 +191,18 @@ class MembershipChanges:
             raise NotAMember(node_id)
         if len(membership.voters) == 1 and node_id in membership.voters:
             raise LastVoter(node_id)
+        # One change at a time, and the what-if check (node/membership_change.py): refused
+        # with the analysis if the remaining voters would have no reachable quorum, unless forced.
+        self.d.changes.admit("remove", node_id, force=force)
         why = core.config_change_blocker()
         if why is None and self.join_op is not None:
             why = f"joining {self.join_op.node_id} is in progress"
         if why is not None:
             raise ConfigBusy(f"cannot change membership now: {why}")
         new = membership.without(node_id)
-        reachable = [v for v in new.voters if self._reachable(v)]
-        if not force and len(reachable) < len(new.voters) // 2 + 1:
-            raise NoReachableQuorum(node_id, len(reachable), len(new.voters))
         w = Waiter("config")
         self._propose_config(new, w)
+        self.d.changes.begin("remove", node_id, w, "commit")
         return w
 
     def _reachable(self, node_id: str) -> bool:
@@ -224,24 +227,36 @@ class MembershipChanges:
                 self._propose_config(core.membership.with_member(Member(m.id, m.raft_address, m.http_address, True)), w)
                 return
 
-    def transfer(self, target: str | None) -> Waiter:
+    def default_transfer_target(self) -> str | None:
+        """The most up-to-date reachable voter (any voter if none is reachable), None if alone."""
+        core = self.d.core
+        others = [v for v in core.membership.voters if v != self.d.id]
+        if not others:
+            return None
+        return max(
+            others,
+            key=lambda v: (self._reachable(v), core.progress[v].match if v in core.progress else -1, v),
+        )
+
+    def transfer(self, target: str | None, force: bool = False) -> Waiter:
         core = self.d.core
         if core.role != LEADER:
             raise self.d.not_leader()
-        others = [v for v in core.membership.voters if v != self.d.id]
         if target is None:
-            if not others:
+            target = self.default_transfer_target()
+            if target is None:
                 raise NoTransferTarget()
-            target = max(others, key=lambda v: (core.progress[v].match if v in core.progress else -1, v))
         if target == self.d.id:
             w = Waiter("transfer")
             w._finish(self.d.id)
             return w
+        self.d.changes.admit("transfer", target, force=force)
         if self.transfer_wait is not None:
             raise ConfigBusy("a leadership transfer is already in progress")
         core.transfer_leadership(target)
         w = Waiter("transfer")
         self.transfer_wait = (target, w)
+        self.d.changes.begin("transfer", target, w, "transfer")
         return w
 
     def _check_transfer(self) -> None:

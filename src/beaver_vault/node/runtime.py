@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ import trio
 
 from beaver_vault.errors import (
     BeaverVaultError,
+    ChangeInFlight,
     ConfigBusy,
     HistoryCompacted,
     InvariantViolation,
@@ -58,6 +60,10 @@ class RuntimeOptions:
     snapshot_threshold: int = 10_000  # log entries kept before compacting into a snapshot
     expire_interval_ms: int = 250  # how often the leader looks for keys past their TTL
     seed: int | None = None  # randomness for election timeouts; None: from the OS
+    # A membership change's own deadline (join handshake, a configuration's commit, a learner's
+    # catch-up), plus for a learner the time to receive its data at the minimum rate.
+    learner_timeout_s: float = 30.0
+    learner_min_rate_bytes_per_s: int = 1024 * 1024
 
 
 class _NullTransport:
@@ -108,8 +114,12 @@ class NodeRuntime:
                 http_address=options.http_address,
                 max_pending=options.max_pending,
                 snapshot_threshold=options.snapshot_threshold,
+                tick_ms=options.tick_ms,
+                change_timeout_ticks=max(1, math.ceil(options.learner_timeout_s * 1000 / options.tick_ms)),
+                catchup_bytes_per_tick=max(1, options.learner_min_rate_bytes_per_s * options.tick_ms // 1000),
             ),
         )
+        self.driver.changes.on_event = self._on_change_event
         self._wake = trio.Event()
         self._started = False
         self.readiness = ReadinessTracker()  # the leader's announced commit index, for GET /ready
@@ -218,10 +228,15 @@ class NodeRuntime:
             done = trio.Event()
             w.on_done = done.set
             self._wake.set()
-            with trio.move_on_after(timeout_s):
-                await done.wait()
-            if not w.done:
-                self.driver.abandon(w, f"{what} timed out after {timeout_s:g}s")
+            try:
+                with trio.move_on_after(timeout_s):
+                    await done.wait()
+            finally:
+                # Timed out, or cancelled (the HTTP caller disconnected): stop waiting, so a
+                # membership change in its handshake is dropped and nothing waits on a ghost.
+                if not w.done:
+                    self.driver.abandon(w, f"{what} timed out after {timeout_s:g}s")
+                    self._wake.set()
         if w.error is not None:
             raise w.error
         return w.result
@@ -229,7 +244,14 @@ class NodeRuntime:
     def _call(self, fn: Any, *args: Any) -> Waiter:
         if not self._started:
             raise NoLeader("node is starting")
-        w: Waiter = fn(*args)
+        try:
+            w: Waiter = fn(*args)
+        except ChangeInFlight as e:
+            # Say since when on the wall clock (the driver counts ticks).
+            age = e.change.get("age_ms")
+            if isinstance(age, int):
+                e.change["started_at_ms"] = self.now_ms() - age
+            raise
         self._wake.set()
         return w
 
@@ -255,8 +277,9 @@ class NodeRuntime:
         return self.driver.status()
 
     async def _when_not_busy(self, fn: Any, *args: Any, busy_wait_s: float) -> Waiter:
-        """One membership change at a time: a change that arrives while another (a promotion
-        included) is in flight waits for it, up to ``busy_wait_s``, then is refused (409)."""
+        """A change refused for a passing reason (a new leader has not committed its first
+        entry, a configuration entry not yet committed) is retried for up to ``busy_wait_s``,
+        then refused (409). Another change in flight is refused at once (``ChangeInFlight``)."""
         with trio.move_on_after(busy_wait_s):
             while True:
                 try:
@@ -265,15 +288,18 @@ class NodeRuntime:
                     await trio.sleep(self.options.tick_ms / 1000)
         return self._call(fn, *args)
 
-    async def join(self, node_id: str, raft_address: str, *, timeout_s: float, busy_wait_s: float = 30.0) -> Membership:
+    async def join(
+        self, node_id: str, raft_address: str, *, timeout_s: float, force: bool = False, busy_wait_s: float = 2.0
+    ) -> Membership:
         """Leader only: probe the node at ``raft_address``, adopt it if pristine, add it as a
-        learner, and answer once it has caught up and been promoted to voter."""
-        w = await self._when_not_busy(self.driver.join, node_id, raft_address, busy_wait_s=busy_wait_s)
+        learner, and answer once it has caught up and been promoted to voter. The change goes on
+        without the caller (see ``node/membership_change.py``)."""
+        w = await self._when_not_busy(self.driver.join, node_id, raft_address, force, busy_wait_s=busy_wait_s)
         m: Membership = await self._wait(w, timeout_s, "join")
         return m
 
     async def remove(
-        self, node_id: str, *, timeout_s: float, force: bool = False, busy_wait_s: float = 30.0
+        self, node_id: str, *, timeout_s: float, force: bool = False, busy_wait_s: float = 2.0
     ) -> Membership:
         """Leader only. Refused (409) if the remaining voters would not have a reachable quorum,
         unless ``force``. Removing the leader hands leadership over once it is committed."""
@@ -293,6 +319,8 @@ class NodeRuntime:
         as ``node_<name>``, and the transport's (sent, received, every kind of counted drop)
         as ``transport_<name>`` when the transport offers ``statistics()``."""
         out = {f"node_{k}": v for k, v in self.driver.counters.items()}
+        # Membership changes started, rolled back, refused (in flight / quorum at risk).
+        out.update({f"node_membership_{k}": v for k, v in self.driver.changes.counters.items()})
         stats = getattr(self.driver.transport, "statistics", None)
         if stats is not None:
             snapshot = stats()
@@ -359,9 +387,51 @@ class NodeRuntime:
         match_index, lag, last_contact_ms (None if never), reachable."""
         return self.driver.nodes(self.options.tick_ms)
 
-    async def transfer_leadership(self, node_id: str | None, *, timeout_s: float) -> str:
+    async def transfer_leadership(self, node_id: str | None, *, timeout_s: float, force: bool = False) -> str:
         """Leader only: bring ``node_id`` (default: the most up-to-date voter) up to date and
-        hand over; returns the new leader's id once it leads."""
-        w = self._call(self.driver.transfer, node_id)
+        hand over; returns the new leader's id once it leads. Refused (409) if the target is
+        not reachable, unless ``force``."""
+        w = self._call(self.driver.transfer, node_id, force)
         new_leader: str = await self._wait(w, timeout_s, "leadership transfer")
         return new_leader
+
+    # ------------------------------------------------------------------ membership changes (issue 14)
+
+    def what_if(self, kind: str, node_id: str | None) -> dict[str, Any]:
+        """Leader only: what ``kind`` (join/remove/transfer) of ``node_id`` would do, changing
+        nothing (``raft/whatif.py``; the dry-run answer of the API)."""
+        if not self._started:
+            raise NoLeader("node is starting")
+        if kind == "transfer" and node_id is None:
+            node_id = self.driver.default_transfer_target()
+        return self.driver.changes.what_if(kind, node_id)
+
+    def membership_activity(self) -> dict[str, Any]:
+        """The change in flight (None) and the recent rollbacks, with wall-clock times."""
+        changes = self.driver.changes
+        now = self.now_ms()
+        current = changes.describe()
+        if current is not None:
+            current["started_at_ms"] = now - current["age_ms"]
+        rollbacks = [{**r, "at_ms": now - r["age_ms"]} for r in changes.recent_rollbacks()]
+        return {"change": current, "recent_rollbacks": rollbacks}
+
+    def _on_change_event(self, kind: str, fields: dict[str, Any]) -> None:
+        """Membership change events (node/membership_change.py): all to the log; rollbacks also
+        to the Raft event journal (``change_rolled_back``: the UI's event feed)."""
+        level = logging.WARNING if kind in ("learner_rolled_back", "change_rolled_back") else logging.INFO
+        log.log(level, "%s: membership %s: %s", self.node_id, kind.replace("_", " "), fields)
+        term = self.driver.core.term
+        if kind == "learner_rolled_back":
+            self.events.record(
+                "change_rolled_back", term=term, what="learner", node_id=fields.get("node_id"), reason=fields.get("reason")
+            )
+        elif kind == "change_rolled_back":
+            change = fields.get("change") or {}
+            self.events.record(
+                "change_rolled_back",
+                term=term,
+                what="join handshake",
+                node_id=change.get("node_id"),
+                reason=fields.get("reason"),
+            )

@@ -146,6 +146,10 @@ class MemoryStorage:
             self._entries_applied,
         )
 
+    def state_bytes(self) -> int:
+        """About how big a snapshot of this state is (keys and values as text)."""
+        return sum(len(k) + len(r.value) + 32 for k, r in self.kv.items())
+
     def items(self) -> list[tuple[str, KeyRecord]]:
         """The whole applied key-value state, in key order (to compare nodes)."""
         return self.kv.items()

@@ -103,6 +103,7 @@
       case "snapshot_sent": return `sending a snapshot${e.to ? ` to ${e.to}` : ""}`;
       case "snapshot_installed": return `installed a snapshot at index ${e.snapshot_index}`;
       case "compaction": return `compacted the log up to index ${e.snapshot_index} (log starts at ${e.log_first_index})`;
+      case "change_rolled_back": return `rolled back the ${e.what} of ${e.node_id}: ${e.reason}`;
       default: return JSON.stringify(e);
     }
   }
