@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from e2e_cluster import Cluster, Node
 
@@ -132,6 +133,18 @@ def test_monitor_page_on_a_follower(browser: Any, cluster: Cluster, shots: Path)
         expect(page.locator("#kv-result")).to_contain_text("ui/greeting deleted at revision")
         expect(page.locator("#keys-body tr[data-key='ui/greeting']")).to_have_count(0)
         expect(page.locator("#feed li[data-key='ui/greeting'][data-type='delete']")).to_have_count(1)
+
+        # a key that is exactly ".." is stored as sent, not removed as a dot segment by the browser
+        page.fill("#kv-key", "..")
+        page.fill("#kv-value", "2")
+        page.click("#kv-put")
+        expect(page.locator("#kv-result")).to_contain_text(".. created at revision")
+        got = httpx.get(f"{follower.url}/api/v1/kv/%2E%2E", timeout=10)
+        assert (got.status_code, got.json()) == (200, 2)
+        page.click("#kv-get")
+        expect(page.locator("#kv-result pre")).to_have_text("2")
+        page.click("#kv-delete")
+        expect(page.locator("#kv-result")).to_contain_text(".. deleted at revision")
 
         # --- transfer leadership to the third node with the button
         page.select_option("#transfer-target", third.node_id)

@@ -33,6 +33,9 @@
     return node;
   }
 
+  // encodeURIComponent keeps "/" inside the one segment (%2F). A key that is exactly "." or ".."
+  // cannot travel in a URL path at all: browsers remove dot segments, spelled %2E too (the URL
+  // standard), so keyCall sends those keys through the txn route instead.
   const keyPath = (key) => `${API}/kv/${encodeURIComponent(key)}`;
 
   // One HTTP call, never throwing: {ok, status, data, network}. status 0 = no answer at all.
@@ -352,6 +355,20 @@
 
   // ------------------------------------------------------------------ one key
 
+  // GET (with metadata), PUT or DELETE of one key; answers in the shape of the /kv/<key> routes.
+  async function keyCall(method, key, body) {
+    if (key !== "." && key !== "..") {
+      const url = method === "GET" ? `${keyPath(key)}?meta=true` : keyPath(key);
+      return call(method, url, { body, timeoutMs: WRITE_TIMEOUT_MS });
+    }
+    const op = method === "PUT" ? { op: "put", key, value: JSON.parse(body) } : { op: method === "GET" ? "get" : "delete", key };
+    const r = await call("POST", `${API}/txn`, { body: JSON.stringify({ success: [op] }), timeoutMs: WRITE_TIMEOUT_MS });
+    if (!r.ok || !r.data || !Array.isArray(r.data.results) || r.data.results.length !== 1) return r;
+    const res = r.data.results[0];
+    if (method === "GET" && !res.found) return { ok: false, status: 404, data: null, network: null };
+    return { ...r, data: res };
+  }
+
   function currentKey(region) {
     const key = $("kv-key").value;
     if (!key) {
@@ -366,7 +383,7 @@
     const region = $("kv-result");
     const key = currentKey(region);
     if (!key) return;
-    const r = await call("GET", `${keyPath(key)}?meta=true`, { timeoutMs: WRITE_TIMEOUT_MS });
+    const r = await keyCall("GET", key);
     if (r.status === 404) {
       region.replaceChildren(el("div", { cls: "msg" }, el("p", {}, "Key ", el("code", { text: key }), " does not exist.")));
       region.dataset.kind = "absent";
@@ -405,7 +422,7 @@
       }
     }
     $("kv-put").disabled = true;
-    const r = await call("PUT", keyPath(key), { body, timeoutMs: WRITE_TIMEOUT_MS });
+    const r = await keyCall("PUT", key, body);
     $("kv-put").disabled = false;
     if (!r.ok) { showError(region, `Put ${key}`, r, true); return; }
     showOk(region, el("code", { text: key }), ` ${r.data && r.data.created ? "created" : "updated"} at revision ${fmt(r.data && r.data.revision)}.`);
@@ -417,7 +434,7 @@
     const key = currentKey(region);
     if (!key) return;
     $("kv-delete").disabled = true;
-    const r = await call("DELETE", keyPath(key), { timeoutMs: WRITE_TIMEOUT_MS });
+    const r = await keyCall("DELETE", key);
     $("kv-delete").disabled = false;
     if (!r.ok) { showError(region, `Delete ${key}`, r, true); return; }
     if (r.data && r.data.deleted) showOk(region, el("code", { text: key }), ` deleted at revision ${fmt(r.data.revision)}.`);
