@@ -43,6 +43,7 @@ FIXED_PATHS = [
     "/api",
     "//api/v1/status",
 ]
+POST_PATHS = {b"/api/v1/txn", b"/api/v1/raft/join", b"/api/v1/raft/remove", b"/api/v1/raft/transfer-leadership"}
 KEY_PIECES = [
     "a", "b", "x1", "..", ".", "", "%41", "%2F", "%2E%2E", "%zz", "%", "%F", "%FF", "%FE", "%C3%A9", "%C0%AF",
     "%ED%A0%80", "%00", "%01", "%1B", "%7F", "%C2%85", "~", "+", "%20", "caf\u00e9", "\u00e9", "%E2%82%AC",
@@ -210,8 +211,16 @@ def bodies(draw: Any, single_node: bool, members: list[str]) -> bytes | None:
 @st.composite
 def raw_requests(draw: Any, *, with_watch: bool = False, single_node: bool = False, members: list[str] | None = None) -> Request:
     ids = members if members is not None else (["node1"] if single_node else ["node1", "node2", "node3"])
-    method = draw(st.sampled_from(METHODS))
     target = draw(targets())
+    path = target.partition(b"?")[0]
+    # Mostly a method the route has (else most requests would only ever meet the 405).
+    if path in POST_PATHS:
+        likely = ["POST"]
+    elif path.startswith(b"/api/v1/kv/"):
+        likely = ["GET", "PUT", "DELETE"]
+    else:
+        likely = ["GET", "DELETE"] if path == b"/api/v1/kv" else ["GET"]
+    method = draw(st.sampled_from(METHODS)) if draw(st.integers(0, 3)) == 3 else draw(st.sampled_from(likely))
     if with_watch and draw(st.booleans()):
         target = b"/api/v1/watch?from_revision=" + draw(st.sampled_from([b"0", b"-1", b"x", b"1.5", b"9" * 20]))
     names = draw(st.lists(st.sampled_from(range(len(HEADER_CHOICES))), max_size=3, unique=True))
