@@ -135,7 +135,9 @@ class FakeRuntime(NodeRuntime):
             raft_address=self.raft_address,
         )
 
-    async def join(self, node_id: str, raft_address: str, *, timeout_s: float, force: bool = False) -> Membership:
+    async def join(
+        self, node_id: str, raft_address: str, *, timeout_s: float, force: bool = False, update_address: bool = False
+    ) -> Membership:
         assert timeout_s > 0
         await self._enter("join")
         if self.membership.get(node_id) is not None:

@@ -13,6 +13,7 @@ from beaver_vault import errors
 from beaver_vault.api.errors import REFUSAL_STATUS, error_parts, error_response
 from beaver_vault.errors import (
     AddressInUse,
+    AddressUpdateNotRequested,
     ConfigBusy,
     ForeignClusterData,
     HistoryCompacted,
@@ -39,6 +40,11 @@ CASES = [
     (ConfigBusy("cannot change membership now: joining n4 is in progress"), 409, "cannot change membership now: joining n4 is in progress"),
     (TooManyVoterChanges(), 409, "only one voter may be added or removed at a time"),
     (AddressInUse("10.0.0.2:7000", "n2"), 409, "raft address 10.0.0.2:7000 already belongs to member n2"),
+    (
+        AddressUpdateNotRequested("n2", "10.0.0.2:7000", "10.0.0.9:7000"),
+        409,
+        'n2 is already a member at raft address 10.0.0.2:7000; to re-point it to 10.0.0.9:7000 send "UpdateAddress": true',
+    ),
     (LastVoter("n1"), 409, "cannot remove the last voter"),
     (
         NoReachableQuorum("n5", 1, 2),

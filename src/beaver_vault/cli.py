@@ -293,6 +293,9 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
     async def serve_http(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         import hypercorn.trio
 
+        from beaver_vault.api import protocol_errors
+
+        protocol_errors.install()  # the parser's own refusals get JSON bodies too
         try:
             await hypercorn.trio.serve(app, hconfig, shutdown_trigger=shutdown_http.wait, task_status=task_status)
         finally:

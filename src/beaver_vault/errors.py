@@ -79,6 +79,20 @@ class AddressInUse(Rejected):
         self.member_id = member_id
 
 
+class AddressUpdateNotRequested(Rejected):
+    """A join named an existing member with a different raft address without asking for an
+    address update: re-pointing a member is never a side effect of a join."""
+
+    def __init__(self, node_id: str, current: str, requested: str) -> None:
+        super().__init__(
+            f"{node_id} is already a member at raft address {current}; to re-point it to {requested} "
+            'send "UpdateAddress": true'
+        )
+        self.node_id = node_id
+        self.current = current
+        self.requested = requested
+
+
 class NotAMember(Rejected):
     def __init__(self, node_id: str) -> None:
         super().__init__(f"{node_id} is not a member")

@@ -149,6 +149,11 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
                 outcome="not_applied",
                 headers=dict(CLOSE_AFTER_UNREAD_BODY),
             )
+        # A parameter given twice is ambiguous (which one counts depends on the reader): refused,
+        # like a JSON object naming a member twice.
+        for name in request.args:
+            if len(request.args.getlist(name)) > 1:
+                return json_error(400, f"query parameter {name[:60]!r} is given more than once", outcome="not_applied")
         # The fast path (fast.py) hands over a request whose runtime call raised something it
         # does not answer itself (NotLeader: forwarding; a bug: the 500 path): raise it here,
         # after the same validation, so Quart answers exactly as if its route had raised it.
@@ -220,6 +225,13 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
         return error_response(exc)
 
     async def on_http_error(exc: HTTPException) -> Response:
+        if exc.code == 400 and request.path == f"{API_PREFIX}/watch/ws":
+            # A plain HTTP request to a WebSocket route: Quart's generic 400 names nothing.
+            return json_error(
+                400,
+                f"{request.path} is a WebSocket endpoint: send a WebSocket upgrade request (GET /api/v1/watch for SSE)",
+                outcome="not_applied",
+            )
         return http_error_response(exc, method=request.method, path=request.path, max_body_bytes=opts.max_body_bytes)
 
     app.register_error_handler(NotLeader, on_not_leader)
@@ -234,6 +246,7 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
             body_timeout_s=opts.body_timeout_s,
             client_rate_per_s=opts.client_rate_per_s,
             client_burst=opts.client_burst,
+            body_max_bytes=opts.max_body_bytes,
         ),
         on_refusal=metrics.count_refusal,
     )

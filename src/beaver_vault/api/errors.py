@@ -53,6 +53,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from beaver_vault.errors import (
     AddressInUse,
+    AddressUpdateNotRequested,
     BeaverVaultError,
     ChangeInFlight,
     ChangeRolledBack,
@@ -94,6 +95,7 @@ REFUSAL_STATUS: dict[type[Rejected], int] = {
     ConfigBusy: 409,
     TooManyVoterChanges: 409,
     AddressInUse: 409,
+    AddressUpdateNotRequested: 409,
     LastVoter: 409,
     NoReachableQuorum: 409,
     JoinRefused: 409,  # IdentityMismatch, RetiredNodeId, ForeignClusterData

@@ -29,7 +29,7 @@ from quart_trio import QuartTrio
 
 from beaver_vault.api.context import API_PREFIX, ApiContext
 from beaver_vault.api.errors import JSON_MIMETYPE, PreconditionFailed, json_error, json_response
-from beaver_vault.api.keys import scope_key
+from beaver_vault.api.keys import check_key_text, scope_key
 from beaver_vault.api.validation import (
     BadInput,
     check_if_none_match,
@@ -235,6 +235,8 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
     async def list_keys() -> Response:
         prefix = prefix_arg(required=False)
         after = request.args.get("after") or None
+        if after is not None and len(after.encode("utf-8", errors="replace")) > opts.max_key_bytes:
+            raise BadInput(f"after is longer than {opts.max_key_bytes} bytes (it is a key)")
         limit = parse_int(
             request.args.get("limit"), "limit", default=opts.list_limit_default, lo=1, hi=opts.list_limit_max
         )
@@ -276,6 +278,15 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
             normalised = commands.validate_txn(body)
         except ValueError as exc:  # commands.CommandError
             raise BadInput(f"invalid transaction: {exc}") from None
+        # Keys in a transaction follow the rule of keys in a path (keys.py): no control
+        # characters, at most max_key_bytes; else a key could be written that no GET can name.
+        for part in ("compare", "success", "failure"):
+            for i, item in enumerate(normalised[part]):
+                try:
+                    check_key_text(item["key"])
+                    check_key(item["key"], max_key_bytes=opts.max_key_bytes)
+                except BadInput as exc:
+                    raise BadInput(f"invalid transaction: {part}[{i}]: {exc}") from None
         for branch in ("success", "failure"):
             for i, op in enumerate(normalised[branch]):
                 if "ttl_ms" in op:

@@ -10,8 +10,9 @@ of the fast path and Quart). It answers, by itself and before a byte of the body
 * ``429`` with ``Retry-After`` when the client's address has used up its token bucket
   (``client_rate_per_s`` refilled per second, ``client_burst`` at most; 0 turns it off).
 
-Bodies are bounded by the application itself, as they are read: Quart and the fast path
-answer ``413`` past ``max_body_bytes`` (declared or chunked) and ``408`` when the body has not
+Bodies are bounded as they are read: the guard counts the bytes of every body (chunked ones
+have no declared length) and answers ``413`` as soon as they pass ``body_max_bytes``; Quart
+and the fast path answer ``413`` past ``max_body_bytes`` for a declared length and ``408`` when the body has not
 arrived ``body_timeout_s`` after the request (``BODY_TIMEOUT``). The guard keeps a backstop
 deadline one second later (answered ``408`` if nothing answered yet) and makes every answer
 that says ``Connection: close`` really close: once such a response is complete it stops the
@@ -47,6 +48,7 @@ class LimitOptions:
     client_rate_per_s: float = 5_000.0  # 0: no per-client rate limit
     client_burst: int = 10_000
     clients_tracked_max: int = 10_000  # token buckets kept (least recently seen forgotten first)
+    body_max_bytes: int | None = None  # a body (chunked too) beyond this is refused 413 as it arrives
 
     def __post_init__(self) -> None:
         for name in ("url_max_bytes", "header_max_bytes", "client_burst", "clients_tracked_max"):
@@ -209,6 +211,7 @@ class _Exchange:
         self.close_after = False  # the response says Connection: close
         self.scope_cancel: trio.CancelScope | None = None
         self.closing = trio.Event()  # the response says Connection: close
+        self.body_bytes = 0  # of the request body, received so far
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -247,6 +250,14 @@ class _Exchange:
                 race.start_soon(closing)
             if message is None:  # the answer says the connection closes: the body is not wanted
                 return {"type": "http.disconnect"}
+            limit = self.guard.opts.body_max_bytes
+            if message["type"] == "http.request" and limit is not None:
+                self.body_bytes += len(cast(Any, message).get("body", b""))
+                if self.body_bytes > limit:
+                    # A chunked body has no declared length: counted here as it arrives, so the
+                    # application never waits for (or buffers) more than the limit.
+                    await self._take_over(_Refusal(413, f"request body is larger than {limit} bytes", "body_too_large"))
+                    return {"type": "http.disconnect"}
             if message["type"] == "http.request" and not message.get("more_body", False):
                 self.body_done = True
             return message

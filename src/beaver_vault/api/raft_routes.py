@@ -5,8 +5,10 @@ raises ``NotLeader`` on a follower and the app's error handler forwards the requ
 leader, so a client may send any of them to any node. ``status`` is the node's own view and
 is answered even without a leader.
 
-* ``POST /api/v1/raft/join`` ``{"NodeID", "RaftAddress", "Force"?: bool}``: answers once the
-  node has been promoted from learner to voter; ``{"members": [...]}``.
+* ``POST /api/v1/raft/join`` ``{"NodeID", "RaftAddress", "Force"?: bool, "UpdateAddress"?: bool}``:
+  answers once the node has been promoted from learner to voter; ``{"members": [...]}``. A join
+  naming an existing member at another address is refused 409 unless ``"UpdateAddress": true``
+  (then the member is re-pointed; for a node that is not a member that is a 404).
 * ``POST /api/v1/raft/remove`` ``{"NodeID", "Force"?: bool}``: ``{"members": [...]}``.
 * ``GET /api/v1/raft/nodes``: ``{"nodes": [...], "change": {...} | null, "recent_rollbacks":
   [...]}`` (role, voter, addresses, lag, ...; the membership change in flight; learners rolled
@@ -24,6 +26,7 @@ caller that goes away does not take the change with it: it finishes or is rolled
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from typing import Any
 
@@ -40,11 +43,51 @@ def members_json(membership: Membership) -> list[dict[str, Any]]:
     return [asdict(m) for m in membership.members]
 
 
+# The node id rule of the configuration (config.py): what a node can be started with.
+NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# A host name, an IPv4 address or a bracketed IPv6 address: visible ASCII without spaces,
+# slashes or anything a URL or a log line would read differently.
+_HOST = re.compile(r"[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
+
+
+def check_node_id(node_id: str) -> str:
+    """A NodeID that joins: the same rule as ``--node-id`` (letters, digits, ``.``, ``_``,
+    ``-``; at most 64 characters, starting with a letter or digit)."""
+    if NODE_ID.fullmatch(node_id) is None:
+        raise BadInput(
+            f"NodeID {node_id[:80]!r} is not a valid node id: 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return node_id
+
+
 def check_raft_address(address: str) -> str:
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise BadInput(f"RaftAddress {address!r} must look like host:port")
+    if (
+        not sep
+        or _HOST.fullmatch(host) is None
+        or not (port.isascii() and port.isdigit() and len(port) <= 5)
+        or not 0 < int(port) < 65536
+    ):
+        raise BadInput(f"RaftAddress {address[:80]!r} must look like host:port (port 1-65535)")
     return address
+
+
+# The fields each membership request may carry; any other is a 400 (a misspelt "force" or
+# "updateaddress" must not be silently ignored).
+JOIN_FIELDS = frozenset({"NodeID", "RaftAddress", "Force", "UpdateAddress"})
+REMOVE_FIELDS = frozenset({"NodeID", "Force"})
+TRANSFER_FIELDS = frozenset({"NodeID", "Force"})
+
+
+def check_fields(body: Any, allowed: frozenset[str]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadInput("request body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        shown = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise BadInput(f"unknown field(s) {shown}; the fields are {', '.join(sorted(allowed))}")
+    return body
 
 
 def force_field(body: Any) -> bool:
@@ -52,6 +95,13 @@ def force_field(body: Any) -> bool:
     if not isinstance(force, bool):
         raise BadInput("field 'Force' must be true or false")
     return force
+
+
+def update_address_field(body: Any) -> bool:
+    update = body.get("UpdateAddress", False) if isinstance(body, dict) else False
+    if not isinstance(update, bool):
+        raise BadInput("field 'UpdateAddress' must be true or false")
+    return update
 
 
 def dry_run() -> bool:
@@ -64,20 +114,23 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
 
     @app.route(f"{API_PREFIX}/raft/join", methods=["POST"])
     async def join() -> Response:
-        body = await ctx.json_body()
-        node_id = check_node_field(body, "NodeID")
+        body = check_fields(await ctx.json_body(), JOIN_FIELDS)
+        node_id = check_node_id(check_node_field(body, "NodeID"))
         raft_address = check_raft_address(check_node_field(body, "RaftAddress"))
         force = force_field(body)
+        update_address = update_address_field(body)
         if dry_run():
             return json_response(runtime.what_if("join", node_id))
         membership = await ctx.bounded(
-            runtime.join(node_id, raft_address, timeout_s=opts.request_timeout_s, force=force)
+            runtime.join(
+                node_id, raft_address, timeout_s=opts.request_timeout_s, force=force, update_address=update_address
+            )
         )
         return json_response({"members": members_json(membership)})
 
     @app.route(f"{API_PREFIX}/raft/remove", methods=["POST"])
     async def remove() -> Response:
-        body = await ctx.json_body()
+        body = check_fields(await ctx.json_body(), REMOVE_FIELDS)
         node_id = check_node_field(body, "NodeID")
         force = force_field(body)
         if dry_run():
@@ -91,11 +144,13 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
 
     @app.route(f"{API_PREFIX}/raft/transfer-leadership", methods=["POST"])
     async def transfer_leadership() -> Response:
-        body = await ctx.json_body(required=False)
+        # An empty body is allowed (the leader picks the target); any other body must be an
+        # object (``null`` is not "no body": it is refused like ``[]``).
+        body = None
+        if (await ctx.read_body()).strip():
+            body = check_fields(await ctx.json_body(), TRANSFER_FIELDS)
         target: str | None = None
         if body is not None:
-            if not isinstance(body, dict):
-                raise BadInput("request body must be a JSON object")
             if body.get("NodeID") is not None:
                 target = check_node_field(body, "NodeID")
         force = force_field(body)

@@ -17,7 +17,10 @@ A body is accepted when it is, in this order:
 4. nested at most ``max_json_depth`` arrays/objects deep (the C parser's own recursion
    guard turns pathological nesting into ``RecursionError``, also rejected);
 5. free of lone surrogates such as ``"\\ud800"`` (legal JSON escapes that are not text):
-   re-encoding the canonical form as UTF-8 fails on them.
+   re-encoding the canonical form as UTF-8 fails on them;
+6. free of objects that name a member twice (``{"a": 1, "a": 2}``): parsers disagree on which
+   value wins, so such a document is refused rather than read one way here and another way by
+   the client that wrote it.
 
 The canonical text (compact separators, non-ASCII kept) is what the key-value state
 machine stores, so the API returns it alongside the parsed value.
@@ -64,6 +67,19 @@ def _parse_float(text: str) -> float:
     return value
 
 
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: an object that names one member twice is refused (parsers disagree
+    on which value wins, so the document does not say one thing)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise BadInput(f"duplicate name {name[:60]!r} in a JSON object: each name may appear once")
+            seen.add(name)
+    return obj
+
+
 def json_depth_exceeds(value: Any, max_depth: int) -> bool:
     """True when ``value`` nests arrays/objects more than ``max_depth`` levels deep.
 
@@ -97,7 +113,12 @@ def parse_json_body(raw: bytes, *, max_body_bytes: int, max_json_depth: int) -> 
     except UnicodeDecodeError as exc:
         raise BadInput(f"request body is not valid UTF-8 (byte offset {exc.start})") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float)
+        value = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_parse_float,
+            object_pairs_hook=_object_without_duplicates,
+        )
     except RecursionError:
         raise BadInput(f"JSON nesting is deeper than {max_json_depth} levels") from None
     except json.JSONDecodeError as exc:

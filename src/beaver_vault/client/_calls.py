@@ -289,10 +289,14 @@ def members_call() -> Call[list[dict[str, Any]]]:
     return Call("GET", f"{API}/raft/nodes", _node_list)
 
 
-def join_call(node_id: str, raft_address: str, *, force: bool = False) -> Call[list[dict[str, Any]]]:
+def join_call(
+    node_id: str, raft_address: str, *, force: bool = False, update_address: bool = False
+) -> Call[list[dict[str, Any]]]:
     body: dict[str, Any] = {"NodeID": node_id, "RaftAddress": raft_address}
     if force:
         body["Force"] = True
+    if update_address:
+        body["UpdateAddress"] = True
     return Call(
         "POST",
         f"{API}/raft/join",

@@ -175,8 +175,10 @@ class AsyncClient:
     async def members(self) -> NodeList:
         return await self._execute(_core.members_call())
 
-    async def join(self, node_id: str, raft_address: str, *, force: bool = False) -> NodeList:
-        return await self._execute(_core.join_call(node_id, raft_address, force=force))
+    async def join(
+        self, node_id: str, raft_address: str, *, force: bool = False, update_address: bool = False
+    ) -> NodeList:
+        return await self._execute(_core.join_call(node_id, raft_address, force=force, update_address=update_address))
 
     async def remove(self, node_id: str, *, force: bool = False) -> NodeList:
         return await self._execute(_core.remove_call(node_id, force=force))

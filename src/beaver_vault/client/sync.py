@@ -198,10 +198,11 @@ class Client:
         """The cluster's nodes (``/api/v1/raft/nodes``)."""
         return self._execute(_core.members_call())
 
-    def join(self, node_id: str, raft_address: str, *, force: bool = False) -> NodeList:
+    def join(self, node_id: str, raft_address: str, *, force: bool = False, update_address: bool = False) -> NodeList:
         """Add a node (answers once it is a voter) and return the members; ``force`` even if
-        the what-if check says the quorum would be lost."""
-        return self._execute(_core.join_call(node_id, raft_address, force=force))
+        the what-if check says the quorum would be lost; ``update_address`` re-points an
+        existing member to ``raft_address`` (refused 409 without it)."""
+        return self._execute(_core.join_call(node_id, raft_address, force=force, update_address=update_address))
 
     def remove(self, node_id: str, *, force: bool = False) -> NodeList:
         """Remove a node; ``force`` even if that loses the quorum."""

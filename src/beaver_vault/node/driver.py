@@ -261,8 +261,8 @@ class NodeDriver:
         """Nothing but bootstrap entries and no one else in the configuration: safe to wipe."""
         return self.members.pristine()
 
-    def join(self, node_id: str, raft_address: str, force: bool = False) -> Waiter:
-        return self.members.join(node_id, raft_address, force)
+    def join(self, node_id: str, raft_address: str, force: bool = False, update_address: bool = False) -> Waiter:
+        return self.members.join(node_id, raft_address, force, update_address)
 
     def remove(self, node_id: str, force: bool = False) -> Waiter:
         return self.members.remove(node_id, force)

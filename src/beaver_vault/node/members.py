@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from beaver_vault.errors import (
     AddressInUse,
+    AddressUpdateNotRequested,
     BeaverVaultError,
     ConfigBusy,
     ForeignClusterData,
@@ -148,7 +149,12 @@ class MembershipChanges:
             return False
         return set(self.d.core.membership.ids) <= {self.d.id}
 
-    def join(self, node_id: str, raft_address: str, force: bool = False) -> Waiter:
+    def join(self, node_id: str, raft_address: str, force: bool = False, update_address: bool = False) -> Waiter:
+        """Add ``node_id`` at ``raft_address``; or, with ``update_address``, re-point an existing
+        member to a new address. A join that names a member at another address without
+        ``update_address`` is refused (``AddressUpdateNotRequested``): moving a member's traffic
+        elsewhere must be an explicit request, never a side effect of a (forged or mistaken)
+        join. ``update_address`` for a node that is not a member is ``NotAMember``."""
         core = self.d.core
         if core.role != LEADER:
             raise self.d.not_leader()
@@ -157,12 +163,16 @@ class MembershipChanges:
         membership = core.membership
         w = Waiter("config")
         existing = membership.get(node_id)
+        if existing is None and update_address:
+            raise NotAMember(node_id)
         if existing is not None and existing.raft_address == raft_address:
             w._finish(membership)  # joining again with the same id and address: nothing to do
             return w
         for m in membership.members:
             if m.raft_address == raft_address and m.id != node_id:
                 raise AddressInUse(raft_address, m.id)
+        if existing is not None and not update_address:
+            raise AddressUpdateNotRequested(node_id, existing.raft_address, raft_address)
         self.d.changes.admit("join", node_id, force=force)
         why = core.config_change_blocker()
         if why is None and self.join_op is not None:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from beaver_vault.errors import ChangeInFlight, ChangeRolledBack, NotLeader, QuorumAtRisk
+from beaver_vault.errors import ChangeInFlight, ChangeRolledBack, NotAMember, NotLeader, QuorumAtRisk
 from beaver_vault.node.outcomes import Waiter
 from beaver_vault.raft.whatif import JOIN, REMOVE, TRANSFER, ClusterView, WhatIf, analyse, catchup_deadline_ticks
 
@@ -154,6 +154,8 @@ class ChangeTracker:
         and the deadline a joining learner would get."""
         if self.d.core.role != LEADER:
             raise self.d.not_leader()
+        if kind == REMOVE and node_id is not None and self.d.core.membership.get(node_id) is None:
+            raise NotAMember(node_id)  # as the removal itself would answer (404)
         w = self.analyse(kind, node_id)
         out = w.to_json()
         in_flight = self.describe()

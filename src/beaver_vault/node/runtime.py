@@ -289,12 +289,22 @@ class NodeRuntime:
         return self._call(fn, *args)
 
     async def join(
-        self, node_id: str, raft_address: str, *, timeout_s: float, force: bool = False, busy_wait_s: float = 2.0
+        self,
+        node_id: str,
+        raft_address: str,
+        *,
+        timeout_s: float,
+        force: bool = False,
+        update_address: bool = False,
+        busy_wait_s: float = 2.0,
     ) -> Membership:
         """Leader only: probe the node at ``raft_address``, adopt it if pristine, add it as a
         learner, and answer once it has caught up and been promoted to voter. The change goes on
-        without the caller (see ``node/membership_change.py``)."""
-        w = await self._when_not_busy(self.driver.join, node_id, raft_address, force, busy_wait_s=busy_wait_s)
+        without the caller (see ``node/membership_change.py``). An existing member's address
+        changes only with ``update_address`` (else ``AddressUpdateNotRequested``, 409)."""
+        w = await self._when_not_busy(
+            self.driver.join, node_id, raft_address, force, update_address, busy_wait_s=busy_wait_s
+        )
         m: Membership = await self._wait(w, timeout_s, "join")
         return m
 
