@@ -40,7 +40,8 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from beaver_vault.api import console_routes, kv_routes, ops_routes, raft_routes, ui_routes, watch_routes
+from beaver_vault.api import auth_routes, console_routes, kv_routes, ops_routes, raft_routes, ui_routes, watch_routes
+from beaver_vault.api.auth_guard import AuthGuard
 from beaver_vault.api.context import (
     API_PREFIX,
     CONSISTENCY_HEADER,
@@ -86,6 +87,7 @@ class BeaverVaultApp(QuartTrio):
 
     fast_kv: FastKV | None = None
     guard: RequestGuard | None = None  # request limits in front of everything (limits.py)
+    auth_guard: AuthGuard | None = None  # then authentication and authorisation (auth_guard.py)
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if self.guard is not None:
@@ -94,6 +96,12 @@ class BeaverVaultApp(QuartTrio):
             await self.serve_guarded(scope, receive, send)
 
     async def serve_guarded(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if self.auth_guard is not None:
+            await self.auth_guard(scope, receive, send)
+        else:
+            await self.serve_authorised(scope, receive, send)
+
+    async def serve_authorised(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if self.fast_kv is not None:
             await self.fast_kv(scope, receive, send)
         else:
@@ -177,7 +185,11 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
 
     # ------------------------------------------------------------------ routes
 
+    if opts.auth.enabled:
+        app.auth_guard = AuthGuard(app.serve_authorised, runtime, opts.auth)
+    app.extensions["beaver_vault.auth_guard"] = app.auth_guard
     kv_routes.register(app, ctx)
+    auth_routes.register(app, ctx, app.auth_guard)  # /api/v1/auth/...
     watch_routes.register(app, ctx, metrics)
     raft_routes.register(app, ctx)
     ops_routes.register(app, ctx)  # /health, /ready, /api/v1/backup

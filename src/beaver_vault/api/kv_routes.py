@@ -27,6 +27,7 @@ from typing import Any
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from beaver_vault.api.auth_guard import principal_of
 from beaver_vault.api.context import API_PREFIX, ApiContext
 from beaver_vault.api.errors import JSON_MIMETYPE, PreconditionFailed, json_error, json_response
 from beaver_vault.api.keys import scope_key
@@ -280,6 +281,9 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
             for i, op in enumerate(normalised[branch]):
                 if "ttl_ms" in op:
                     check_ttl_ms(op["ttl_ms"], f"invalid transaction: {branch}[{i}]: ")
+        refused = txn_refusal(normalised)
+        if refused is not None:
+            return refused
         req = idempotency()
         # now_ms resolves each put's ttl into an absolute expiry (the leader's stamp, as above).
         command = build(commands.txn, now_ms=runtime.now_ms(), request=req, **normalised)
@@ -291,6 +295,23 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
             "revision": revision_of(result),
         }
         return json_response(answer, headers=headers)
+
+
+def txn_refusal(normalised: Any) -> Response | None:
+    """With authentication on: every key a transaction compares or reads needs read access,
+    every key it writes needs write access (the guard let the caller in; the keys are here)."""
+    caller = principal_of(request.scope)
+    if caller is None:
+        return None  # authentication off (the guard refuses an anonymous /txn when it is on)
+    needs = [(c["key"], "read") for c in normalised["compare"]]
+    for branch in ("success", "failure"):
+        needs += [(op["key"], "read" if op["op"] == "get" else "write") for op in normalised[branch]]
+    for key, access in needs:
+        if not caller.may_key(key, access):
+            return json_error(
+                403, f"user {caller.name!r} lacks {access} access to key {key!r}", outcome="not_applied", key=key
+            )
+    return None
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
