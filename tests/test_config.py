@@ -176,6 +176,8 @@ def test_every_setting_can_come_from_every_source(tmp_path: Path) -> None:
         "auth_health_public": "false",
         "auth_metrics_public": "true",
         "join_token": "bvj_example",
+        "auth_failures_burst": "20",
+        "auth_failures_per_s": "2.5",
     }
     assert set(values) == {s.name for s in SETTINGS}
     from_flags = load_config(flags=values)

@@ -37,7 +37,11 @@ class AuthSetupError(ValueError):
 
 def auth_options(cfg: Config) -> AuthOptions:
     return AuthOptions(
-        enabled=cfg.auth_enabled, health_public=cfg.auth_health_public, metrics_public=cfg.auth_metrics_public
+        enabled=cfg.auth_enabled,
+        health_public=cfg.auth_health_public,
+        metrics_public=cfg.auth_metrics_public,
+        failures_burst=cfg.auth_failures_burst,
+        failures_per_s=cfg.auth_failures_per_s,
     )
 
 

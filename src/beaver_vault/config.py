@@ -102,6 +102,8 @@ class Config:
     auth_admin_password_file: Path | None = None  # first admin's password (bootstrap; or BEAVER_VAULT_ADMIN_PASSWORD)
     auth_health_public: bool = True  # /health and /ready answer without credentials
     auth_metrics_public: bool = False  # /metrics answers without credentials
+    auth_failures_burst: int = 10  # failed logins a client address may make at once ...
+    auth_failures_per_s: float = 1.0  # ... and then per second (429 beyond)
     join_token: str | None = field(default=None, repr=False)  # presented when joining (--join)
     # Inbound raft connections (transport.tcp): bounds against slot and memory exhaustion.
     peer_max_inbound: int = 64
@@ -424,6 +426,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("auth_health_public", _parse_bool, "/health and /ready need no credentials (default: true)"),
     Setting("auth_metrics_public", _parse_bool, "/metrics needs no credentials (default: false)"),
+    Setting("auth_failures_burst", _int_in(1), "failed logins a client address may make at once; 429 beyond (default: 10)"),
+    Setting("auth_failures_per_s", _float_over(0.0), "failed logins per second per client address after the burst (default: 1)"),
     Setting(
         "join_token",
         _parse_str,
