@@ -383,3 +383,85 @@ def test_bootstrap_is_idempotent_across_restarts(env: Env) -> None:
     wait_for("node1 to know admin", lambda: call(n1, "GET", "/api/v1/auth/whoami", ADMIN).status_code == 200, 20, 0.1)
     users = [u["name"] for u in call(n1, "GET", "/api/v1/auth/users", ADMIN).json()["users"]]
     assert users.count("admin") == 1
+
+
+# --------------------------------------------------------------------------- client and CLI
+
+
+def cli(node: Node, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full = {k: v for k, v in os.environ.items() if not k.startswith("BEAVER_VAULT_")}
+    full.update(env or {})
+    return subprocess.run(
+        [*server_command(), *args, "--endpoints", node.url], capture_output=True, text=True, timeout=60, env=full, input=stdin
+    )
+
+
+def test_client_and_cli_log_in(env: Env) -> None:
+    from beaver_vault.client import AsyncClient, Client, Forbidden, Unauthorized
+
+    node = env.follower()
+    with Client(node.url, user=ALICE[0], password=ALICE[1]) as c:
+        c.put("app/client", {"v": 1})
+        assert c.get("app/client") == {"v": 1}
+        assert c.whoami()["user"] == "alice"
+        with pytest.raises(Forbidden):
+            c.put("pub/client", 1)
+        token = c.issue_token(ttl_s=600)
+        env.secrets.append(token)
+    with Client(node.url, token=token) as c:
+        assert c.get("app/client") == {"v": 1}
+        # A watch carries the credential too.
+        with c.watch("app/client", from_revision=1) as events:
+            first = next(iter(events))
+            assert first.key == "app/client"
+    with Client(node.url) as c, pytest.raises(Unauthorized):
+        c.get("app/client")
+
+    import anyio
+
+    async def watch_async() -> str:
+        async with AsyncClient(node.url, user=ALICE[0], password=ALICE[1]) as ac:
+            async with ac.watch("app/client", from_revision=1) as events:
+                async for event in events:
+                    return event.key
+        return ""
+
+    assert anyio.run(watch_async) == "app/client"
+
+    # The CLI: --user/--password, then environment variables, then a token.
+    admin_env = {"BEAVER_VAULT_USER": ADMIN[0], "BEAVER_VAULT_PASSWORD": ADMIN[1]}
+    out = cli(node, "auth", "role", "put", "ops", "--readwrite", "ops/", env=admin_env)
+    assert out.returncode == 0, out.stderr
+    out = cli(node, "auth", "user", "create", "erin", "--role", "ops", env=admin_env, stdin="erin-secret-pw-1\n")
+    assert out.returncode == 0, out.stderr
+    env.secrets.append("erin-secret-pw-1")
+    out = cli(node, "put", "ops/a", "1", "--user", "erin", "--password", "erin-secret-pw-1")
+    assert out.returncode == 0, out.stderr
+    out = cli(node, "auth", "token", "issue", "--ttl", "600", env={"BEAVER_VAULT_USER": "erin", "BEAVER_VAULT_PASSWORD": "erin-secret-pw-1"})
+    assert out.returncode == 0, out.stderr
+    erin_token = out.stdout.strip()
+    env.secrets.append(erin_token)
+    out = cli(node, "get", "ops/a", "--token", erin_token)
+    assert out.returncode == 0 and out.stdout.strip() == "1", out
+    out = cli(node, "auth", "whoami", "--json", "--token", erin_token)
+    assert json.loads(out.stdout)["user"] == "erin"
+    out = cli(node, "get", "app/client", "--token", erin_token)
+    assert out.returncode == 1 and "403" in out.stderr, out
+    out = cli(node, "get", "ops/a")
+    assert out.returncode == 1 and "401" in out.stderr, out
+    out = cli(node, "auth", "user", "list", "--json", env=admin_env)
+    assert "erin" in [u["name"] for u in json.loads(out.stdout)["users"]]
+    out = cli(node, "auth", "join-token", "create", "--ttl", "60", env=admin_env)
+    assert out.returncode == 0 and out.stdout.startswith("bvj_"), out
+    new_join = out.stdout.strip()
+    env.secrets.append(new_join)
+    import hashlib
+
+    tid = hashlib.sha256(new_join.encode()).hexdigest()[:16]
+    listed = json.loads(cli(node, "auth", "join-token", "list", "--json", env=admin_env).stdout)["join_tokens"]
+    assert tid in [t["id"] for t in listed]
+    assert cli(node, "auth", "join-token", "revoke", tid, env=admin_env).returncode == 0
+    listed = json.loads(cli(node, "auth", "join-token", "list", "--json", env=admin_env).stdout)["join_tokens"]
+    assert tid not in [t["id"] for t in listed]

@@ -38,6 +38,7 @@ import httpx
 import trio
 
 from beaver_vault import __version__
+from beaver_vault.cli_auth import add_auth_command
 from beaver_vault.cli_certs import add_certs_command, cluster_tls
 from beaver_vault.cli_ops import add_ops_commands, print_config
 from beaver_vault.client.commands import add_client_commands
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.set_defaults(handler=_cmd_cluster)
     add_client_commands(sub)
     add_certs_command(sub)
+    add_auth_command(sub)
     return parser
 
 
