@@ -85,6 +85,12 @@ def test_apply_users_roles_tokens_transcript() -> None:
     assert run(s, 12, "delete_token", id=DIGEST)["code"] == "not_found"
     # No auth command makes a watch event or touches a key.
     assert len(s) == 0
+    # The last admin can be neither deleted nor demoted; with a second admin, both can.
+    assert run(s, 13, "delete_user", name="admin")["code"] == "last_admin"
+    assert run(s, 14, "revoke", name="admin", role="admin")["code"] == "last_admin"
+    assert run(s, 15, "create_user", name="root", password=PW, roles=["admin"])["revision"] == 15
+    assert run(s, 16, "revoke", name="admin", role="admin")["revision"] == 16
+    assert run(s, 17, "delete_user", name="root")["code"] == "last_admin"
 
 
 def test_undo_restores_auth_records() -> None:
@@ -227,13 +233,15 @@ async def test_every_operation_answers_listed_401_and_403_with_auth_on() -> None
 
 
 async def test_failed_logins_are_limited_per_client() -> None:
-    app, _ = await authed_app(failures_burst=3, failures_per_s=0.01)
+    app, _ = await authed_app(failures_burst=3, failures_per_s=0.01, metrics_public=True)
     async with app.test_app() as test_app:
         client = test_app.test_client()
         codes = [(await client.get("/api/v1/status", headers=basic("admin", "nope"))).status_code for _ in range(4)]
         assert codes == [401, 401, 401, 429]
         r = await client.get("/api/v1/status", headers=basic("admin", "admin-pw-1"))
         assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        metrics = await (await client.get("/metrics")).get_data(as_text=True)
+        assert 'reason="login_rate"' in metrics and 'reason="unauthenticated"' in metrics
 
 
 async def test_tokens_whoami_and_self_service() -> None:

@@ -25,6 +25,9 @@ protocol errors (404, 405, 413) and unexpected exceptions (500) get JSON bodies 
 Every runtime call is also bounded (``request_timeout_s`` plus a grace period), so a stuck
 runtime yields ``504 outcome=unknown`` rather than a hung client.
 
+With authentication on (``ApiOptions.auth``), ``auth_guard.AuthGuard`` stands between the
+request limits and everything else (the fast path included): see ``auth_guard.py``.
+
 Keys are decoded from the raw request path by one rule (``keys.py``): strict percent-decoding,
 strict UTF-8, no control characters, nothing normalised (``a//b``, ``a/``, ``a/./b`` and
 ``a/../b`` are distinct keys, stored as sent).
@@ -186,7 +189,7 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
     # ------------------------------------------------------------------ routes
 
     if opts.auth.enabled:
-        app.auth_guard = AuthGuard(app.serve_authorised, runtime, opts.auth)
+        app.auth_guard = AuthGuard(app.serve_authorised, runtime, opts.auth, on_refusal=metrics.count_refusal)
     app.extensions["beaver_vault.auth_guard"] = app.auth_guard
     kv_routes.register(app, ctx)
     auth_routes.register(app, ctx, app.auth_guard)  # /api/v1/auth/...

@@ -282,8 +282,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class AuthGuard:
     """The ASGI layer (see the module's docstring)."""
 
-    def __init__(self, app: Any, runtime: NodeRuntime, opts: AuthOptions) -> None:
+    def __init__(
+        self, app: Any, runtime: NodeRuntime, opts: AuthOptions, on_refusal: Any = None
+    ) -> None:
         self.app = app
+        self.on_refusal = on_refusal  # counts refusals in /metrics (reason unauthenticated|forbidden|login_rate)
         self.opts = opts
         self.auth = Authenticator(runtime)
         self.failures = FailureLimiter(opts.failures_burst, opts.failures_per_s)
@@ -297,6 +300,8 @@ class AuthGuard:
             principal = await self.check(scope)
         except AuthError as e:
             self.refused[e.status] = self.refused.get(e.status, 0) + 1
+            if self.on_refusal is not None:
+                self.on_refusal({401: "unauthenticated", 403: "forbidden"}.get(e.status, "login_rate"))
             await self._refuse(scope, send, e)
             return
         if principal is not None:

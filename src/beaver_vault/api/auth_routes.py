@@ -43,7 +43,7 @@ def _outcome(result: dict[str, Any]) -> dict[str, Any]:
     code = result.get("code")
     if code is None:
         return result
-    status = {"not_found": 404, "exists": 409, "limit": 409}.get(str(code), 400)
+    status = {"not_found": 404, "exists": 409, "limit": 409, "last_admin": 409}.get(str(code), 400)
     raise Rejected(str(result.get("error", "refused")), status=status)
 
 

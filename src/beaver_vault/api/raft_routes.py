@@ -26,15 +26,18 @@ caller that goes away does not take the change with it: it finishes or is rolled
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from typing import Any
 
+import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
 from beaver_vault.api.auth_guard import JOIN_TOKEN_HEADER, AuthGuard, principal_of
 from beaver_vault.api.context import API_PREFIX, ApiContext
 from beaver_vault.api.errors import json_error, json_response
+from beaver_vault.api.limits import client_address
 from beaver_vault.api.validation import BadInput, check_node_field, parse_bool
 from beaver_vault.raft.messages import Membership
 
@@ -97,9 +100,15 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
             return json_error(403, f"user {caller.name!r} lacks the admin role or a join token", outcome="not_applied")
         if not isinstance(token, str) or not token:
             raise BadInput("field 'JoinToken' must be a non-empty string")
+        client = client_address(request.scope)
+        wait = guard.failures.wait_s(client, trio.current_time())
+        if wait > 0:
+            headers = {"Retry-After": str(math.ceil(wait))}
+            return json_error(429, "too many failed logins from this client; retry later", outcome="not_applied", headers=headers)
         if not guard.auth.join_token_valid(token):
             await guard.auth.barrier()  # a token just made through another node?
             if not guard.auth.join_token_valid(token):
+                guard.failures.failed(client, trio.current_time())
                 return json_error(401, "invalid or expired join token", outcome="not_applied")
         return None
 

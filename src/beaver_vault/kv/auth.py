@@ -244,9 +244,21 @@ def _user_tokens(store: AuthStore, user: str) -> list[str]:
     return out
 
 
+def _other_admins(store: AuthStore, name: str) -> int:
+    count = 0
+    for uname, doc in store.auth_scan("user"):
+        try:
+            roles = json.loads(doc).get("roles", [])
+        except (ValueError, AttributeError):
+            continue
+        count += uname != name and ADMIN_ROLE in roles
+    return count
+
+
 def apply_auth(store: AuthStore, index: int, cmd: AuthCommand) -> dict[str, Any]:
     """Apply ``cmd`` at ``index``. Never raises for a refused change: the result says why
-    (``code``: ``not_found``, ``exists``, ``limit``), identically on every node."""
+    (``code``: ``not_found``, ``exists``, ``limit``, ``last_admin``: the last admin cannot be
+    deleted or lose the role, so the cluster cannot lock itself out), identically everywhere."""
     f, a = cmd.fields, cmd.action
     done: dict[str, Any] = {"op": "auth", "action": a, "revision": index}
     if a == "bootstrap":
@@ -267,6 +279,9 @@ def apply_auth(store: AuthStore, index: int, cmd: AuthCommand) -> dict[str, Any]
         user = _load(store, "user", f["name"])
         if user is None:
             return _err("not_found", f"no such user: {f['name']!r}")
+        last_admin = ADMIN_ROLE in user.get("roles", []) and _other_admins(store, f["name"]) == 0
+        if last_admin and (a == "delete_user" or (a == "revoke" and f["role"] == ADMIN_ROLE)):
+            return _err("last_admin", f"{f['name']!r} is the last admin: make another admin first")
         if a == "delete_user":
             store.auth_delete("user", f["name"])
             for tid in _user_tokens(store, f["name"]):
