@@ -281,3 +281,26 @@ def test_beyond_loopback_needs_tls_and_auth_or_insecure() -> None:
     assert load_config(flags={**base, "insecure": "true"}).insecure
     cfg = load_config(flags={"node_id": "n", "join_token": "bvj_secret"})
     assert "bvj_secret" not in repr(cfg)
+
+
+async def test_websocket_watch_needs_credentials_and_permission() -> None:
+    app, runtime = await authed_app()
+    await runtime.write(auth_command("put_role", name="w", permissions=[{"prefix": "w/", "access": "read"}]), timeout_s=1)
+    await runtime.write(auth_command("grant", name="nobody", role="w"), timeout_s=1)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+
+        async def outcome(headers: dict[str, str], prefix: str) -> str:
+            try:
+                async with client.websocket("/api/v1/watch/ws", headers=headers, query_string={"prefix": prefix}) as ws:
+                    await ws.receive()
+            except BaseException as e:  # the close (1008: policy), maybe inside an ExceptionGroup
+                return repr(e)
+            return "accepted"
+
+        for headers, prefix in (({}, "w/"), (basic("nobody", "wrong-pw-1"), "w/"), (basic("nobody", "nobody-pw-1"), "")):
+            assert "1008" in await outcome(headers, prefix), (headers, prefix)
+        rev = (await runtime.write(commands.put("w/1", 1), timeout_s=1))["revision"]
+        query = {"prefix": "w/", "from_revision": str(rev)}
+        async with client.websocket("/api/v1/watch/ws", headers=basic("nobody", "nobody-pw-1"), query_string=query) as ws:
+            assert json.loads(await ws.receive())["key"] == "w/1"
