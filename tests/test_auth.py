@@ -304,3 +304,13 @@ async def test_websocket_watch_needs_credentials_and_permission() -> None:
         query = {"prefix": "w/", "from_revision": str(rev)}
         async with client.websocket("/api/v1/watch/ws", headers=basic("nobody", "nobody-pw-1"), query_string=query) as ws:
             assert json.loads(await ws.receive())["key"] == "w/1"
+
+
+def test_print_config_hides_the_join_token() -> None:
+    import io
+
+    from beaver_vault.cli_ops import print_config
+
+    out = io.StringIO()
+    assert print_config({"node_id": "n", "join_token": "bvj_secret-value"}, {}, out) == 0
+    assert "bvj_secret-value" not in out.getvalue() and "join_token: (hidden)" in out.getvalue()

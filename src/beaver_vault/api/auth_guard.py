@@ -254,7 +254,10 @@ class Authenticator:
             if not sep:
                 raise AuthError(401, "malformed Basic credentials (user:password expected)")
             user = self._doc("user", name)
-            if user is None or not await self.passwords.verify(name, password, user.get("password")):
+            if user is None:
+                await self.passwords.burn(password)  # as slow as a wrong password
+                return None
+            if not await self.passwords.verify(name, password, user.get("password")):
                 return None
             return self._principal(user, "password")
         raise AuthError(401, f"unsupported authorization scheme {scheme[:20]!r}: use Basic or Bearer")

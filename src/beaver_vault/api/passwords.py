@@ -7,6 +7,8 @@ or a log line.
 * A password is hashed with ``hashlib.scrypt`` (N=2**14, r=8, p=1: about 16 MiB and tens of
   milliseconds) and a random 16-byte salt per user; it is compared with
   ``hmac.compare_digest``. Hashing runs in a worker thread so the event loop keeps serving.
+* An unknown user costs the same scrypt as a known one (against a dummy hash made once), so
+  the time of a refusal does not tell which user names exist.
 * A verified (user, password) pair is remembered in memory only as an HMAC under a key drawn
   at start-up and bound to the stored hash, so HTTP Basic on every request does not cost a
   scrypt each time; a password change (a new stored hash) misses the cache.
@@ -67,6 +69,13 @@ class PasswordChecker:
     def __init__(self) -> None:
         self._key = secrets.token_bytes(32)
         self._ok: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._dummy: dict[str, Any] | None = None
+
+    async def burn(self, password: str) -> None:
+        """Spend what a real check costs, for a user that does not exist."""
+        if self._dummy is None:
+            self._dummy = await hash_password_async(secrets.token_hex(16))
+        await self.verify("\0unknown", password, self._dummy)
 
     def _mac(self, user: str, password: str) -> bytes:
         return hmac.new(self._key, user.encode() + b"\0" + password.encode("utf-8", "surrogatepass"), "sha256").digest()
