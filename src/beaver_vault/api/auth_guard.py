@@ -230,7 +230,7 @@ class Authenticator:
 
     async def resolve(self, header: str) -> Principal | None:
         """The principal of an ``Authorization`` header value; None if it does not authenticate.
-        Raises AuthError(400) for a malformed header."""
+        Raises AuthError(401) for a malformed header or an unknown scheme."""
         scheme, _, value = header.strip().partition(" ")
         value = value.strip()
         if scheme.lower() == "bearer":
@@ -324,10 +324,14 @@ class AuthGuard:
         wait = self.failures.wait_s(client, trio.current_time())
         if wait > 0:
             raise AuthError(429, "too many failed logins from this client; retry later", retry_after=math.ceil(wait))
-        principal = await self.auth.resolve(header)
-        if principal is None:
-            await self.auth.barrier()  # a user or token just created elsewhere?
+        try:
             principal = await self.auth.resolve(header)
+            if principal is None:
+                await self.auth.barrier()  # a user or token just created elsewhere?
+                principal = await self.auth.resolve(header)
+        except AuthError:
+            self.failures.failed(client, trio.current_time())  # a malformed header counts too
+            raise
         if principal is None:
             self.failures.failed(client, trio.current_time())
             raise AuthError(401, "invalid credentials (unknown user, wrong password, or unknown or expired token)")
