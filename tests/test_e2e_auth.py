@@ -403,7 +403,7 @@ def test_client_and_cli_log_in(env: Env) -> None:
 
     node = env.follower()
     with Client(node.url, user=ALICE[0], password=ALICE[1]) as c:
-        c.put("app/client", {"v": 1})
+        rev = c.put("app/client", {"v": 1}).revision
         assert c.get("app/client") == {"v": 1}
         assert c.whoami()["user"] == "alice"
         with pytest.raises(Forbidden):
@@ -413,7 +413,7 @@ def test_client_and_cli_log_in(env: Env) -> None:
     with Client(node.url, token=token) as c:
         assert c.get("app/client") == {"v": 1}
         # A watch carries the credential too.
-        with c.watch("app/client", from_revision=1) as events:
+        with c.watch("app/client", from_revision=rev) as events:
             first = next(iter(events))
             assert first.key == "app/client"
     with Client(node.url) as c, pytest.raises(Unauthorized):
@@ -423,7 +423,7 @@ def test_client_and_cli_log_in(env: Env) -> None:
 
     async def watch_async() -> str:
         async with AsyncClient(node.url, user=ALICE[0], password=ALICE[1]) as ac:
-            async with ac.watch("app/client", from_revision=1) as events:
+            async with ac.watch("app/client", from_revision=rev) as events:
                 async for event in events:
                     return event.key
         return ""
