@@ -126,6 +126,7 @@
   async function call(method, url, { body, timeoutMs = POLL_TIMEOUT_MS } = {}) {
     const ctrl = new AbortController();
     const timer = setTimeout(() => ctrl.abort(), timeoutMs);
+    const sentToken = sessionStorage.getItem(TOKEN_KEY);
     const init = { method, signal: ctrl.signal, cache: "no-store", headers: authHeaders() };
     if (body !== undefined) {
       init.body = body;
@@ -136,10 +137,10 @@
       const text = await resp.text();
       let data = text;
       try { data = text ? JSON.parse(text) : null; } catch (e) { /* not JSON: keep the text */ }
-      if (resp.status === 401) {
-        if (sessionStorage.getItem(TOKEN_KEY)) {  // expired or revoked: ask again
-          for (const k of [TOKEN_KEY, TOKEN_ID_KEY, USER_KEY]) sessionStorage.removeItem(k);
-        }
+      // A 401 to a call sent with the token in use now: it expired or was revoked, ask again.
+      // A 401 to a call sent before the last sign-in (no token, or an older one) is stale.
+      if (resp.status === 401 && sentToken === sessionStorage.getItem(TOKEN_KEY)) {
+        for (const k of [TOKEN_KEY, TOKEN_ID_KEY, USER_KEY]) sessionStorage.removeItem(k);
         showSignIn((data && data.error) || "sign in to see this cluster");
       }
       return { ok: resp.ok, status: resp.status, data, network: null };
@@ -597,6 +598,7 @@
     };
     async function run() {
       feedState("connecting", "connecting…");
+      const sentToken = sessionStorage.getItem(TOKEN_KEY);
       const headers = { ...authHeaders(), Accept: "text/event-stream" };
       if (lastId !== null) headers["Last-Event-ID"] = lastId;
       let resp;
@@ -608,7 +610,10 @@
       }
       if (!resp.ok) {
         const data = await resp.json().catch(() => null);
-        if (resp.status === 401) showSignIn((data && data.error) || "sign in to see this cluster");
+        if (resp.status === 401 && sentToken === sessionStorage.getItem(TOKEN_KEY)) {
+          for (const k of [TOKEN_KEY, TOKEN_ID_KEY, USER_KEY]) sessionStorage.removeItem(k);
+          showSignIn((data && data.error) || "sign in to see this cluster");
+        }
         feedState("closed", `stream refused (${(data && data.error) || `HTTP ${resp.status}`})`);
         if (resp.status !== 401 && resp.status !== 403) retry("stream refused; retrying in 2 s");
         return;
