@@ -88,6 +88,12 @@ class SimDisk:
     def expired_keys(self, now_ms: int, limit: int) -> list[str]:
         return self.live.expired_keys(now_ms, limit)
 
+    def auth_get(self, kind: str, name: str) -> str | None:
+        return self.live.auth_get(kind, name)
+
+    def auth_scan(self, kind: str) -> list[tuple[str, str]]:
+        return self.live.auth_scan(kind)
+
     # Compaction and snapshot installation: durable on return like save (crash points around).
 
     def compact(self, index: int, term: int, membership: bytes) -> None:

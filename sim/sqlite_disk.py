@@ -265,6 +265,12 @@ class SqliteDisk:
     def expired_keys(self, now_ms: int, limit: int) -> list[str]:
         return self.store.expired_keys(now_ms, limit)
 
+    def auth_get(self, kind: str, name: str) -> str | None:
+        return self.store.auth_get(kind, name)
+
+    def auth_scan(self, kind: str) -> list[tuple[str, str]]:
+        return self.store.auth_scan(kind)
+
     def compact(self, index: int, term: int, membership: bytes) -> None:
         self.hooks.crash_point("before-save")
         if index > self.store.load().snapshot_index:

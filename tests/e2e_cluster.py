@@ -119,6 +119,7 @@ class Node:
     starts: int = 0
     scheme: str = "http"  # https for a node started with TLS files
     verify: Any = True  # httpx's verify for this node (an SSLContext with the cluster's CA)
+    auth: Any = None  # httpx's auth for the helpers' own calls (status), with authentication on
 
     @property
     def url(self) -> str:
@@ -215,7 +216,7 @@ class Node:
     def status(self, timeout_s: float = 2.0) -> dict[str, Any] | None:
         """The node's /api/v1/status, or None if it does not answer."""
         try:
-            resp = httpx.get(self.url + STATUS_PATH, timeout=timeout_s, verify=self.verify)
+            resp = httpx.get(self.url + STATUS_PATH, timeout=timeout_s, verify=self.verify, auth=self.auth)
         except httpx.HTTPError:
             return None
         if resp.status_code != 200:

@@ -113,6 +113,12 @@ class FakeRuntime(NodeRuntime):
     def scan(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
         return self.store.scan(prefix, after, limit)
 
+    def auth_get(self, kind: str, name: str) -> str | None:
+        return self.store.auth_get(kind, name)
+
+    def auth_scan(self, kind: str) -> list[tuple[str, str]]:
+        return self.store.auth_scan(kind)
+
     def count(self, prefix: str, page: int = 1000) -> int:
         return len(self.store.scan(prefix, None, len(self.store)))
 

@@ -400,3 +400,25 @@ def test_backup_command_draws_progress_only_on_a_terminal_and_fails_cleanly(clus
     )
     assert done.returncode == 3 and "no node gave a complete backup" in done.stderr
     assert not missing.exists() and [p.name for p in tmp_path.iterdir() if ".partial" in p.name] == []
+
+
+def test_users_and_roles_travel_in_a_backup_and_its_restore(source: Writer, tmp_path: Path) -> None:
+    from beaver_vault.kv.auth import auth_command
+
+    pw = {"alg": "scrypt", "n": 16384, "r": 8, "p": 1, "salt": "00" * 16, "hash": "ab" * 32}
+    source.run(
+        auth_command("bootstrap", name="admin", password=pw),
+        auth_command("put_role", name="app", permissions=[{"prefix": "app/", "access": "read"}]),
+        auth_command("create_user", name="alice", password=pw, roles=["app"]),
+    )
+    users, roles = source.storage.auth_scan("user"), source.storage.auth_scan("role")
+    reader = BackupReader(tmp_path / "source.db")
+    reader.open()
+    write_backup(reader, tmp_path / "b.backup")
+    seed_from_backup(verify_backup(tmp_path / "b.backup"), tmp_path / "r.db", cluster_id="new", member=Member("n1", "h:1", "http://h:2"))
+    restored = SQLiteStorage(tmp_path / "r.db")
+    try:
+        assert restored.auth_scan("user") == users and restored.auth_scan("role") == roles
+        assert [n for n, _ in users] == ["admin", "alice"]
+    finally:
+        restored.close()

@@ -171,6 +171,13 @@ def test_every_setting_can_come_from_every_source(tmp_path: Path) -> None:
         "peer_max_inbound_per_host": "4",
         "peer_idle_timeout_s": "30",
         "peer_partial_budget_bytes": "1048576",
+        "auth_enabled": "true",
+        "auth_admin_password_file": "admin-password.txt",
+        "auth_health_public": "false",
+        "auth_metrics_public": "true",
+        "join_token": "bvj_example",
+        "auth_failures_burst": "20",
+        "auth_failures_per_s": "2.5",
     }
     assert set(values) == {s.name for s in SETTINGS}
     from_flags = load_config(flags=values)

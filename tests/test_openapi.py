@@ -269,6 +269,53 @@ SCENARIOS: dict[tuple[str, str], list[Request]] = {
     ("GET", "/ui/{name}"): [("/ui/app.js", {}, None), ("/ui/nothing.js", {}, None)],
     ("GET", "/ui/peers"): [("/ui/peers", {}, None)],
     ("GET", "/ui/stats"): [("/ui/stats", {}, None)],
+    # Authentication is off here (development mode): the routes work without credentials.
+    ("GET", "/api/v1/auth/whoami"): [("/api/v1/auth/whoami", {}, None)],
+    ("PUT", "/api/v1/auth/roles/{name}"): [
+        ("/api/v1/auth/roles/r1", JSON, b'{"permissions": [{"prefix": "a", "access": "read"}]}'),
+        ("/api/v1/auth/roles/r1", JSON, b'{"permissions": [{"prefix": "a", "access": "all"}]}'),
+        ("/api/v1/auth/roles/admin", JSON, b'{"permissions": []}'),
+    ],
+    ("GET", "/api/v1/auth/roles"): [("/api/v1/auth/roles", {}, None)],
+    ("POST", "/api/v1/auth/users"): [
+        ("/api/v1/auth/users", JSON, b'{"name": "u1", "password": "password-1", "roles": ["r1"]}'),
+        ("/api/v1/auth/users", JSON, b'{"name": "bad name", "password": "password-1"}'),
+        ("/api/v1/auth/users", JSON, b'{"name": "u2", "password": "short"}'),
+        ("/api/v1/auth/users", JSON, b'{"name": "u3", "password": "password-3", "roles": ["nope"]}'),
+    ],
+    ("GET", "/api/v1/auth/users"): [("/api/v1/auth/users", {}, None)],
+    ("GET", "/api/v1/auth/users/{name}"): [("/api/v1/auth/users/u1", {}, None), ("/api/v1/auth/users/zz", {}, None)],
+    ("PUT", "/api/v1/auth/users/{name}/password"): [
+        ("/api/v1/auth/users/u1/password", JSON, b'{"password": "password-2"}'),
+        ("/api/v1/auth/users/u1/password", JSON, b'{"password": "x"}'),
+        ("/api/v1/auth/users/zz/password", JSON, b'{"password": "password-2"}'),
+    ],
+    ("PUT", "/api/v1/auth/users/{name}/roles/{role}"): [
+        ("/api/v1/auth/users/u1/roles/r1", {}, None),
+        ("/api/v1/auth/users/u1/roles/nope", {}, None),
+    ],
+    ("DELETE", "/api/v1/auth/users/{name}/roles/{role}"): [
+        ("/api/v1/auth/users/u1/roles/r1", {}, None),
+        ("/api/v1/auth/users/zz/roles/r1", {}, None),
+    ],
+    ("POST", "/api/v1/auth/tokens"): [
+        ("/api/v1/auth/tokens", JSON, b'{"user": "u1", "ttl_s": 60}'),
+        ("/api/v1/auth/tokens", JSON, b'{"user": "u1", "ttl_s": 0}'),
+        ("/api/v1/auth/tokens", JSON, b'{"user": "zz"}'),
+        ("/api/v1/auth/tokens", JSON, b"{}"),
+    ],
+    ("GET", "/api/v1/auth/tokens"): [("/api/v1/auth/tokens", {}, None)],
+    ("DELETE", "/api/v1/auth/tokens/{token_id}"): [("/api/v1/auth/tokens/00000000000000000000", {}, None)],
+    ("POST", "/api/v1/auth/join-tokens"): [
+        ("/api/v1/auth/join-tokens", JSON, b'{"ttl_s": 60}'),
+        ("/api/v1/auth/join-tokens", JSON, b'{"ttl_s": -1}'),
+    ],
+    ("GET", "/api/v1/auth/join-tokens"): [("/api/v1/auth/join-tokens", {}, None)],
+    ("DELETE", "/api/v1/auth/join-tokens/{token_id}"): [
+        ("/api/v1/auth/join-tokens/00000000000000000000", {}, None)
+    ],
+    ("DELETE", "/api/v1/auth/roles/{name}"): [("/api/v1/auth/roles/r1", {}, None), ("/api/v1/auth/roles/zz", {}, None)],
+    ("DELETE", "/api/v1/auth/users/{name}"): [("/api/v1/auth/users/u1", {}, None), ("/api/v1/auth/users/zz", {}, None)],
 }
 NOT_DRIVEN = {("GET", "/api/v1/watch/ws")}  # a WebSocket (test_api_watch.py drives it)
 FAILURES: list[BaseException] = [

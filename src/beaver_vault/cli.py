@@ -35,6 +35,7 @@ import httpx
 import trio
 
 from beaver_vault import __version__
+from beaver_vault.cli_auth import add_auth_command
 from beaver_vault.cli_certs import add_certs_command
 from beaver_vault.cli_cluster import add_cluster_command
 from beaver_vault.cli_ops import add_ops_commands, print_config
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_command(sub, _both_spellings)
     add_client_commands(sub)
     add_certs_command(sub)
+    add_auth_command(sub)
     return parser
 
 
@@ -212,6 +214,7 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
     from beaver_vault import logfmt
     from beaver_vault.api import ops_routes
     from beaver_vault.api.app import ApiOptions, create_app
+    from beaver_vault.auth_setup import AuthSetupError, admin_password, auth_options, bootstrap_admin
     from beaver_vault.node.runtime import NodeRuntime, RuntimeOptions
     from beaver_vault.security import https_context, hypercorn_verify_mode, log_exposure, peer_contexts
     from beaver_vault.transport.tcp import TcpTransport
@@ -220,6 +223,11 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
         tls, peer_ssl = peer_contexts(cfg), https_context(cfg)
     except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
         log.error("cannot load the TLS files (%s, %s, %s): %s", cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_ca_file, e)
+        return EXIT_USAGE
+    try:
+        first_admin = admin_password(cfg) if cfg.auth_enabled else None
+    except AuthSetupError as e:
+        log.error("%s", e)
         return EXIT_USAGE
 
     runtime = NodeRuntime(
@@ -270,6 +278,7 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
             watchers_per_client_max=cfg.watchers_per_client,
             watch_buffer_bytes_max=cfg.watch_buffer_bytes,
             peer_ssl=peer_ssl,
+            auth=auth_options(cfg),
         ),
     )
     hconfig = HyperConfig()
@@ -319,6 +328,8 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
         print(f"{cfg.node_id}: {cfg.http_address}  (raft {cfg.raft_address}, data {cfg.data_dir})", flush=True)
         if cfg.join is not None:
             nursery.start_soon(join_cluster, cfg, runtime, stop.request)
+        if first_admin is not None:
+            nursery.start_soon(bootstrap_admin, runtime, first_admin)
 
         await stop.event.wait()
         ops_routes.begin_shutdown(app)  # /ready answers 503 while in-flight requests finish
@@ -367,6 +378,8 @@ async def join_cluster(
         return
     url = cfg.join + JOIN_PATH
     body = {"NodeID": cfg.node_id, "RaftAddress": cfg.raft_address}
+    if cfg.join_token:
+        body["JoinToken"] = cfg.join_token  # needed once the cluster has authentication on
     rng = _rng(cfg.seed, "join")
     delay_s = 0.2
     deadline = trio.current_time() + cfg.join_timeout_s if cfg.join_timeout_s > 0 else math.inf

@@ -36,6 +36,7 @@ import httpx
 import yaml
 
 from beaver_vault.config import (
+    SECRET_SETTINGS,
     SETTINGS,
     Config,
     ConfigError,
@@ -166,7 +167,10 @@ def print_config(flags: Mapping[str, object], env: Mapping[str, str], out: TextI
     source = "none" if config_file is None else str(config_file)
     print(f"# beaver-vault effective configuration (config file: {source})", file=out)
     print("# precedence, lowest to highest: default < file < environment < flag", file=out)
-    body = [(f"{name}: {_yaml_scalar(value)}", src) for name, value, src in rows]
+    body = [
+        (f"{name}: {_yaml_scalar(value) if value is None or name not in SECRET_SETTINGS else '(hidden)'}", src)
+        for name, value, src in rows
+    ]
     width = max(len(line) for line, _ in body)
     for line, src in body:
         print(f"{line.ljust(width)}  # {src}", file=out)

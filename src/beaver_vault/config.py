@@ -19,7 +19,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +28,18 @@ import yaml
 
 ENV_PREFIX = "BEAVER_VAULT_"
 # Variables of the client commands (``beaver-vault get``, ...): not server settings, never an error.
-CLIENT_ENV = ("BEAVER_VAULT_ENDPOINTS", "BEAVER_VAULT_CACERT")
+CLIENT_ENV = (
+    "BEAVER_VAULT_ENDPOINTS",
+    "BEAVER_VAULT_CACERT",
+    "BEAVER_VAULT_USER",
+    "BEAVER_VAULT_PASSWORD",
+    "BEAVER_VAULT_TOKEN",
+)
+# The first admin's password for bootstrap (read by ``auth_setup``, never a setting: a setting
+# is printed by --print-config).
+ADMIN_PASSWORD_ENV = ENV_PREFIX + "ADMIN_PASSWORD"
+# Settings whose value is a secret: never printed.
+SECRET_SETTINGS = frozenset({"join_token"})
 # Not a setting, but an accepted variable: where to find the YAML file.
 CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG"
 
@@ -86,6 +97,14 @@ class Config:
     tls_ca_file: Path | None = None
     http_client_auth: str = "none"  # none | optional | required: HTTP client certificates (CA: tls_ca_file)
     insecure: bool = False  # allow listening beyond loopback without authentication (and maybe TLS)
+    # Authentication and authorisation (api/auth_guard.py, kv/auth.py, auth_setup.py).
+    auth_enabled: bool = False
+    auth_admin_password_file: Path | None = None  # first admin's password (bootstrap; or BEAVER_VAULT_ADMIN_PASSWORD)
+    auth_health_public: bool = True  # /health and /ready answer without credentials
+    auth_metrics_public: bool = False  # /metrics answers without credentials
+    auth_failures_burst: int = 10  # failed logins a client address may make at once ...
+    auth_failures_per_s: float = 1.0  # ... and then per second (429 beyond)
+    join_token: str | None = field(default=None, repr=False)  # presented when joining (--join)
     # Inbound raft connections (transport.tcp): bounds against slot and memory exhaustion.
     peer_max_inbound: int = 64
     peer_max_inbound_per_host: int = 16
@@ -389,8 +408,31 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "insecure",
         _parse_bool,
-        "allow a bind_host beyond loopback without authentication (which does not exist yet) (default: false)",
+        "allow a bind_host beyond loopback without TLS and authentication (default: false)",
         const="true",
+    ),
+    Setting(
+        "auth_enabled",
+        _parse_bool,
+        "require credentials (HTTP Basic or a Bearer token) and check roles on every request (default: false)",
+        const="true",
+    ),
+    Setting(
+        "auth_admin_password_file",
+        _parse_file,
+        "file whose first line is the password of the first admin, created once if the cluster has no "
+        "user (or BEAVER_VAULT_ADMIN_PASSWORD)",
+        nullable=True,
+    ),
+    Setting("auth_health_public", _parse_bool, "/health and /ready need no credentials (default: true)"),
+    Setting("auth_metrics_public", _parse_bool, "/metrics needs no credentials (default: false)"),
+    Setting("auth_failures_burst", _int_in(1), "failed logins a client address may make at once; 429 beyond (default: 10)"),
+    Setting("auth_failures_per_s", _float_over(0.0), "failed logins per second per client address after the burst (default: 1)"),
+    Setting(
+        "join_token",
+        _parse_str,
+        "join token (`beaver-vault auth join-token create`) presented with --join when the cluster has auth on",
+        nullable=True,
     ),
     Setting("peer_max_inbound", _int_in(1, 100_000), "inbound raft connections at once (default: 64)"),
     Setting(
@@ -489,7 +531,7 @@ def load_config(
             raw[name] = (value, f"config file {str(config_file)!r}")
 
     for var, value in sorted(env.items()):
-        if not var.startswith(ENV_PREFIX) or var in (CONFIG_FILE_ENV, *CLIENT_ENV):
+        if not var.startswith(ENV_PREFIX) or var in (CONFIG_FILE_ENV, ADMIN_PASSWORD_ENV, *CLIENT_ENV):
             continue
         name = var[len(ENV_PREFIX) :].lower()
         if var[len(ENV_PREFIX) :] != name.upper() or name not in SETTINGS_BY_NAME:
@@ -553,13 +595,20 @@ def _resolve(values: dict[str, Any], raw: Mapping[str, tuple[object, str]]) -> C
         )
     if cfg.http_client_auth != "none" and not cfg.tls_enabled:
         raise ConfigError(f"http_client_auth {cfg.http_client_auth!r} ({src('http_client_auth')}) needs TLS files")
-    if not is_loopback_host(cfg.bind_host) and not cfg.insecure:
+    if not is_loopback_host(cfg.bind_host) and not cfg.insecure and not (cfg.tls_enabled and cfg.auth_enabled):
+        missing = [
+            what
+            for what, ok in (
+                ("TLS (--tls-cert-file, --tls-key-file, --tls-ca-file)", cfg.tls_enabled),
+                ("authentication (--auth-enabled)", cfg.auth_enabled),
+            )
+            if not ok
+        ]
         raise ConfigError(
             f"bind_host {cfg.bind_host!r} ({src('bind_host')}) listens beyond loopback. Beyond loopback a node "
-            "needs TLS and authentication; authentication does not exist yet, so such a node must be started "
-            "with --insecure (BEAVER_VAULT_INSECURE=true) to accept that anyone who reaches its ports can read, "
-            "write and change the cluster"
-            + ("" if cfg.tls_enabled else ", and should have TLS (--tls-cert-file, --tls-key-file, --tls-ca-file)")
+            f"needs TLS and authentication; missing: {' and '.join(missing)}. Give them, or start with "
+            "--insecure (BEAVER_VAULT_INSECURE=true) to accept that whoever reaches its ports can read, "
+            "write or change the cluster"
         )
     if cfg.advertise_host in _WILDCARD_HOSTS:
         raise ConfigError(

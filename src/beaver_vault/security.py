@@ -6,9 +6,9 @@ Rules (see also README "Security"):
   and -shm files, snapshots, backups) is private to its user. The data directory is made
   0700 and, at every start, an existing one (and the files in it) loses any group/other
   permission bits: a directory created 0777 by someone else does not stay so.
-* Listening beyond loopback needs TLS and authentication; authentication does not exist yet,
-  so ``config`` refuses a non-loopback ``bind_host`` unless ``--insecure`` is given, and the
-  log then says plainly what is exposed.
+* Listening beyond loopback needs TLS and authentication (``--auth-enabled``): ``config``
+  refuses a non-loopback ``bind_host`` without both (exit 2) unless ``--insecure`` is given,
+  and the log then says plainly what is exposed.
 """
 
 from __future__ import annotations
@@ -48,18 +48,28 @@ def secure_data_dir(path: Path) -> list[Path]:
 def log_exposure(cfg: Config) -> None:
     """Say in the log what this node exposes (called once at start)."""
     if is_loopback_host(cfg.bind_host):
-        if not cfg.tls_enabled:
+        if not cfg.tls_enabled and not cfg.auth_enabled:
             log.info("development mode: loopback only (%s), no TLS, no authentication", cfg.bind_host)
+        elif not cfg.auth_enabled:
+            log.info("loopback only (%s), TLS on, no authentication", cfg.bind_host)
         return
-    log.warning(
-        "--insecure: listening beyond loopback on %s WITHOUT authentication: anyone who reaches ports %d "
-        "(HTTP) and %d (raft) can read, write and change the cluster",
-        cfg.bind_host,
-        cfg.http_port,
-        cfg.raft_port,
-    )
+    if cfg.tls_enabled and cfg.auth_enabled:
+        log.info("listening on %s with TLS and authentication", cfg.bind_host)
+        return
+    if not cfg.auth_enabled:
+        log.warning(
+            "--insecure: listening beyond loopback on %s WITHOUT authentication: anyone who reaches ports %d "
+            "(HTTP) and %d (raft) can read, write and change the cluster",
+            cfg.bind_host,
+            cfg.http_port,
+            cfg.raft_port,
+        )
     if not cfg.tls_enabled:
-        log.warning("--insecure: and WITHOUT TLS: traffic and node identities are not protected")
+        log.warning(
+            "--insecure: listening beyond loopback on %s WITHOUT TLS: traffic, passwords and tokens are not "
+            "protected, and node identities are not checked",
+            cfg.bind_host,
+        )
 
 
 def peer_contexts(cfg: Config) -> PeerTls | None:

@@ -6,7 +6,9 @@ handlers), ``context`` (options, bounded runtime calls, read consistency), ``kv_
 ``watch_routes`` (SSE and WebSocket), ``raft_routes`` (membership, nodes, transfer, status),
 ``metrics`` (Prometheus), ``validation`` (keys, bodies, headers and query parameters, checked
 before anything reaches the log), ``errors`` (the one mapping from domain errors to HTTP),
-``forward`` (follower -> leader proxying).
+``forward`` (follower -> leader proxying), ``auth_guard`` (authentication and authorisation of
+every request, in front of everything), ``auth_routes`` (``/api/v1/auth``), ``passwords``
+(scrypt and token hashing).
 """
 
 from beaver_vault.api.app import ApiOptions, create_app

@@ -25,6 +25,9 @@ protocol errors (404, 405, 413) and unexpected exceptions (500) get JSON bodies 
 Every runtime call is also bounded (``request_timeout_s`` plus a grace period), so a stuck
 runtime yields ``504 outcome=unknown`` rather than a hung client.
 
+With authentication on (``ApiOptions.auth``), ``auth_guard.AuthGuard`` stands between the
+request limits and everything else (the fast path included): see ``auth_guard.py``.
+
 Keys are decoded from the raw request path by one rule (``keys.py``): strict percent-decoding,
 strict UTF-8, no control characters, nothing normalised (``a//b``, ``a/``, ``a/./b`` and
 ``a/../b`` are distinct keys, stored as sent).
@@ -40,7 +43,8 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
-from beaver_vault.api import console_routes, kv_routes, ops_routes, raft_routes, ui_routes, watch_routes
+from beaver_vault.api import auth_routes, console_routes, kv_routes, ops_routes, raft_routes, ui_routes, watch_routes
+from beaver_vault.api.auth_guard import AuthGuard
 from beaver_vault.api.context import (
     API_PREFIX,
     CONSISTENCY_HEADER,
@@ -86,6 +90,7 @@ class BeaverVaultApp(QuartTrio):
 
     fast_kv: FastKV | None = None
     guard: RequestGuard | None = None  # request limits in front of everything (limits.py)
+    auth_guard: AuthGuard | None = None  # then authentication and authorisation (auth_guard.py)
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if self.guard is not None:
@@ -94,6 +99,12 @@ class BeaverVaultApp(QuartTrio):
             await self.serve_guarded(scope, receive, send)
 
     async def serve_guarded(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if self.auth_guard is not None:
+            await self.auth_guard(scope, receive, send)
+        else:
+            await self.serve_authorised(scope, receive, send)
+
+    async def serve_authorised(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if self.fast_kv is not None:
             await self.fast_kv(scope, receive, send)
         else:
@@ -182,7 +193,11 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
 
     # ------------------------------------------------------------------ routes
 
+    if opts.auth.enabled:
+        app.auth_guard = AuthGuard(app.serve_authorised, runtime, opts.auth, on_refusal=metrics.count_refusal)
+    app.extensions["beaver_vault.auth_guard"] = app.auth_guard
     kv_routes.register(app, ctx)
+    auth_routes.register(app, ctx, app.auth_guard)  # /api/v1/auth/...
     watch_routes.register(app, ctx, metrics)
     raft_routes.register(app, ctx)
     ops_routes.register(app, ctx)  # /health, /ready, /api/v1/backup

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import trio
 from quart import g, has_request_context, request
 
+from beaver_vault.api.auth_guard import AuthOptions
 from beaver_vault.api.deadline import DeadlineBook, guarded
 from beaver_vault.api.validation import BadInput, parse_json_body
 from beaver_vault.errors import Unknown
@@ -56,6 +57,8 @@ class ApiOptions:
     # TLS for this node's own HTTPS calls to other nodes (forwarding, UI fan-out): the cluster's
     # CA and the node's certificate (security.https_context). None: plain http / system CAs.
     peer_ssl: ssl.SSLContext | None = None
+    # Authentication and authorisation (auth_guard.py); off: development mode, no credentials.
+    auth: AuthOptions = AuthOptions()
 
     def __post_init__(self) -> None:
         for name in (

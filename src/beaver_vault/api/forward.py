@@ -59,7 +59,8 @@ FORWARDED_REQUEST_HEADERS = (
     "Idempotency-Key",
     "X-Beaver-Vault-Client",
     "Accept",
-    "Authorization",  # the leader judges the original caller
+    "Authorization",  # the leader judges the original caller (auth_guard.py)
+    "X-Beaver-Vault-Join-Token",  # a join's credential, judged by the leader too
 )
 
 # Response headers of the leader that are passed through to the client.

@@ -27,6 +27,7 @@ from typing import Any
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from beaver_vault.api.auth_guard import AuthGuard, principal_of
 from beaver_vault.api.context import API_PREFIX, ApiContext
 from beaver_vault.api.errors import JSON_MIMETYPE, PreconditionFailed, json_error, json_response
 from beaver_vault.api.keys import check_key_text, scope_key
@@ -41,6 +42,7 @@ from beaver_vault.api.validation import (
 )
 from beaver_vault.errors import Rejected
 from beaver_vault.kv import commands
+from beaver_vault.kv.auth import Principal
 from beaver_vault.kv.state import KeyRecord
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
@@ -291,6 +293,9 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
             for i, op in enumerate(normalised[branch]):
                 if "ttl_ms" in op:
                     check_ttl_ms(op["ttl_ms"], f"invalid transaction: {branch}[{i}]: ")
+        refused = await txn_refusal(normalised, app.extensions.get("beaver_vault.auth_guard"))
+        if refused is not None:
+            return refused
         req = idempotency()
         # now_ms resolves each put's ttl into an absolute expiry (the leader's stamp, as above).
         command = build(commands.txn, now_ms=runtime.now_ms(), request=req, **normalised)
@@ -302,6 +307,32 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
             "revision": revision_of(result),
         }
         return json_response(answer, headers=headers)
+
+
+async def txn_refusal(normalised: Any, guard: AuthGuard | None) -> Response | None:
+    """With authentication on: every key a transaction compares or reads needs read access,
+    every key it writes needs write access (the guard let the caller in; the keys are here).
+    Before refusing, catch up once and look again, as the guard does (a grant just made)."""
+    caller = principal_of(request.scope)
+    if caller is None or guard is None:
+        return None  # authentication off (the guard refuses an anonymous /txn when it is on)
+    needs = [(c["key"], "read") for c in normalised["compare"]]
+    for branch in ("success", "failure"):
+        needs += [(op["key"], "read" if op["op"] == "get" else "write") for op in normalised[branch]]
+
+    def missing(p: Principal) -> tuple[str, str] | None:
+        return next(((k, a) for k, a in needs if not p.may_key(k, a)), None)
+
+    lacking = missing(caller)
+    if lacking is not None:
+        await guard.auth.barrier()
+        header = request.headers.get("Authorization")
+        fresh = await guard.auth.resolve(header) if header else None
+        lacking = missing(fresh or caller)
+    if lacking is None:
+        return None
+    key, access = lacking
+    return json_error(403, f"user {caller.name!r} lacks {access} access to key {key!r}", outcome="not_applied", key=key)
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:

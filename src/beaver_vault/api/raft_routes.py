@@ -5,10 +5,12 @@ raises ``NotLeader`` on a follower and the app's error handler forwards the requ
 leader, so a client may send any of them to any node. ``status`` is the node's own view and
 is answered even without a leader.
 
-* ``POST /api/v1/raft/join`` ``{"NodeID", "RaftAddress", "Force"?: bool, "UpdateAddress"?: bool}``:
-  answers once the node has been promoted from learner to voter; ``{"members": [...]}``. A join
-  naming an existing member at another address is refused 409 unless ``"UpdateAddress": true``
-  (then the member is re-pointed; for a node that is not a member that is a 404).
+* ``POST /api/v1/raft/join`` ``{"NodeID", "RaftAddress", "Force"?: bool, "UpdateAddress"?: bool,
+  "JoinToken"?: str}``: answers once the node has been promoted from learner to voter;
+  ``{"members": [...]}``. A join naming an existing member at another address is refused 409
+  unless ``"UpdateAddress": true`` (then the member is re-pointed; for a node that is not a member
+  that is a 404). With authentication on it needs the admin role or a join token; an existing
+  member's new address needs admin.
 * ``POST /api/v1/raft/remove`` ``{"NodeID", "Force"?: bool}``: ``{"members": [...]}``.
 * ``GET /api/v1/raft/nodes``: ``{"nodes": [...], "change": {...} | null, "recent_rollbacks":
   [...]}`` (role, voter, addresses, lag, ...; the membership change in flight; learners rolled
@@ -26,15 +28,19 @@ caller that goes away does not take the change with it: it finishes or is rolled
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict
 from typing import Any
 
+import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from beaver_vault.api.auth_guard import JOIN_TOKEN_HEADER, AuthGuard, principal_of
 from beaver_vault.api.context import API_PREFIX, ApiContext
-from beaver_vault.api.errors import json_response
+from beaver_vault.api.errors import json_error, json_response
+from beaver_vault.api.limits import client_address
 from beaver_vault.api.validation import BadInput, check_node_field, parse_bool
 from beaver_vault.raft.messages import Membership
 
@@ -75,7 +81,7 @@ def check_raft_address(address: str) -> str:
 
 # The fields each membership request may carry; any other is a 400 (a misspelt "force" or
 # "updateaddress" must not be silently ignored).
-JOIN_FIELDS = frozenset({"NodeID", "RaftAddress", "Force", "UpdateAddress"})
+JOIN_FIELDS = frozenset({"NodeID", "RaftAddress", "Force", "UpdateAddress", "JoinToken"})
 REMOVE_FIELDS = frozenset({"NodeID", "Force"})
 TRANSFER_FIELDS = frozenset({"NodeID", "Force"})
 
@@ -112,6 +118,50 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
     runtime = ctx.runtime
     opts = ctx.opts
 
+    async def join_refusal(body: Any, node_id: str, raft_address: str) -> Response | None:
+        """With authentication on, a join needs the admin role or a valid join token (in the body
+        as ``JoinToken`` or in the ``X-Beaver-Vault-Join-Token`` header); changing an existing
+        member's raft address (``UpdateAddress``, or a known id with a new address) needs admin.
+        Checked here on the node that received the request and again on the leader."""
+        guard: AuthGuard | None = app.extensions.get("beaver_vault.auth_guard")
+        if guard is None:
+            return None
+        caller = principal_of(request.scope)
+        if caller is not None and caller.is_admin:
+            return None
+        known = {m.id: m.raft_address for m in runtime.status().members}
+        if body.get("UpdateAddress") is True or (node_id in known and known[node_id] != raft_address):
+            who = "no credentials" if caller is None else f"user {caller.name!r}"
+            return json_error(
+                403 if caller is not None else 401,
+                f"changing the raft address of member {node_id!r} needs the admin role ({who})",
+                outcome="not_applied",
+            )
+        token = body.get("JoinToken", request.headers.get(JOIN_TOKEN_HEADER))
+        if token is None:
+            if caller is None:
+                return json_error(
+                    401,
+                    "joining needs the admin role or a join token (JoinToken in the body or the "
+                    f"{JOIN_TOKEN_HEADER} header)",
+                    outcome="not_applied",
+                    headers={"WWW-Authenticate": 'Basic realm="beaver-vault", Bearer realm="beaver-vault"'},
+                )
+            return json_error(403, f"user {caller.name!r} lacks the admin role or a join token", outcome="not_applied")
+        if not isinstance(token, str) or not token:
+            raise BadInput("field 'JoinToken' must be a non-empty string")
+        client = client_address(request.scope)
+        wait = guard.failures.wait_s(client, trio.current_time())
+        if wait > 0:
+            headers = {"Retry-After": str(math.ceil(wait))}
+            return json_error(429, "too many failed logins from this client; retry later", outcome="not_applied", headers=headers)
+        if not guard.auth.join_token_valid(token):
+            await guard.auth.barrier()  # a token just made through another node?
+            if not guard.auth.join_token_valid(token):
+                guard.failures.failed(client, trio.current_time())
+                return json_error(401, "invalid or expired join token", outcome="not_applied")
+        return None
+
     @app.route(f"{API_PREFIX}/raft/join", methods=["POST"])
     async def join() -> Response:
         body = check_fields(await ctx.json_body(), JOIN_FIELDS)
@@ -119,6 +169,9 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
         raft_address = check_raft_address(check_node_field(body, "RaftAddress"))
         force = force_field(body)
         update_address = update_address_field(body)
+        refusal = await join_refusal(body, node_id, raft_address)
+        if refusal is not None:
+            return refusal
         if dry_run():
             return json_response(runtime.what_if("join", node_id))
         membership = await ctx.bounded(

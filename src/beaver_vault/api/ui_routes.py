@@ -129,8 +129,10 @@ def register(
     async def ask(
         client: httpx.AsyncClient, http_address: str, path: str = f"{API_PREFIX}/status"
     ) -> tuple[dict[str, Any] | None, str | None]:
+        # The caller's own credential travels with the fan-out, so each node judges the caller.
+        auth = request.headers.get("Authorization")
         try:
-            resp = await client.get(http_address.rstrip("/") + path)
+            resp = await client.get(http_address.rstrip("/") + path, headers={"Authorization": auth} if auth else None)
         except (httpx.HTTPError, ValueError) as exc:
             return None, type(exc).__name__  # ConnectError, ReadTimeout, ...
         if resp.status_code != 200:

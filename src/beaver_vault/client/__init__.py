@@ -21,6 +21,10 @@ applies a write at most once and replays its original answer. Retries are bounde
 (:class:`RetryPolicy`); when they run out, a write that might have happened raises
 :class:`UnknownOutcome`, otherwise :class:`Unavailable`.
 
+Authentication: ``Client(urls, user="alice", password="...")`` (HTTP Basic) or
+``Client(urls, token="bv_...")`` (Bearer) sends the credential with every request, watches
+included; a refusal raises :class:`Unauthorized` (401) or :class:`Forbidden` (403).
+
 Example::
 
     from beaver_vault.client import Client, PreconditionFailed
@@ -50,8 +54,10 @@ from beaver_vault.client.errors import (
     BadRequest,
     ClusterError,
     Conflict,
+    Forbidden,
     NotFound,
     PreconditionFailed,
+    Unauthorized,
     Unavailable,
     UnknownOutcome,
     WatchCompacted,
@@ -68,6 +74,7 @@ __all__ = [
     "Conflict",
     "DeletePrefixResult",
     "DeleteResult",
+    "Forbidden",
     "KeyValue",
     "NotFound",
     "Page",
@@ -75,6 +82,7 @@ __all__ = [
     "PutResult",
     "RetryPolicy",
     "TxnResult",
+    "Unauthorized",
     "Unavailable",
     "UnknownOutcome",
     "Watch",

@@ -21,6 +21,7 @@ import anyio
 import httpx
 
 from beaver_vault.client import _core
+from beaver_vault.client._auth import auth_call, auth_headers
 from beaver_vault.client._core import (
     Call,
     DeletePrefixResult,
@@ -63,7 +64,12 @@ class AsyncClient:
         http: httpx.AsyncClient | None = None,
         cacert: PathLike | None = None,
         cert: tuple[PathLike, PathLike] | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
     ) -> None:
+        # Credentials (authentication on): HTTP Basic or a Bearer token on every request, watches too.
+        self._auth = auth_headers(user, password, token)
         self.endpoints = Endpoints(endpoints)
         self.policy = policy if policy is not None else RetryPolicy()
         self._rng = rng if rng is not None else random.Random()
@@ -107,7 +113,11 @@ class AsyncClient:
     async def _send(self, endpoint: str, call: Call[Any]) -> Outcome:
         try:
             response = await self._http.request(
-                call.method, endpoint + call.path, params=call.params, content=call.body, headers=call.all_headers()
+                call.method,
+                endpoint + call.path,
+                params=call.params,
+                content=call.body,
+                headers={**call.all_headers(), **self._auth},
             )
         except httpx.TransportError as exc:
             return _core.failed_from(exc)
@@ -171,6 +181,18 @@ class AsyncClient:
 
     async def status(self, endpoint: str | None = None) -> dict[str, Any]:
         return await self._execute(_core.status_call(endpoint))
+
+    async def whoami(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._execute(auth_call("GET", "whoami"))
+        return result
+
+    async def auth(self, method: str, path: str, body: Any = None) -> Any:
+        """Any ``/api/v1/auth/<path>`` call (see :meth:`Client.auth`)."""
+        return await self._execute(auth_call(method, path, body))
+
+    async def issue_token(self, ttl_s: int | None = None) -> str:
+        answer = await self.auth("POST", "tokens", {} if ttl_s is None else {"ttl_s": ttl_s})
+        return str(answer["token"])
 
     async def members(self) -> NodeList:
         return await self._execute(_core.members_call())
@@ -309,7 +331,7 @@ class AsyncWatch:
         endpoint, params = self._session.connect()
         http = self._client._http
         request = http.build_request(
-            "GET", endpoint + WATCH_PATH, params=params, headers={"Accept": "text/event-stream"}, timeout=self._timeout
+            "GET", endpoint + WATCH_PATH, params=params, headers={"Accept": "text/event-stream", **self._client._auth}, timeout=self._timeout
         )
         try:
             response = await http.send(request, stream=True)

@@ -40,6 +40,9 @@ EXIT_UNAVAILABLE = 3  # no node could answer, the outcome of a write is unknown,
 
 ENDPOINTS_ENV = "BEAVER_VAULT_ENDPOINTS"
 CACERT_ENV = "BEAVER_VAULT_CACERT"
+USER_ENV = "BEAVER_VAULT_USER"
+PASSWORD_ENV = "BEAVER_VAULT_PASSWORD"
+TOKEN_ENV = "BEAVER_VAULT_TOKEN"
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 
 EXIT_CODES = """\
@@ -47,10 +50,14 @@ endpoints:
   --endpoints URL,URL,... or the environment variable BEAVER_VAULT_ENDPOINTS
   (default http://127.0.0.1:8000); any node will do, the others are tried if it is down.
 
+credentials (a cluster with authentication on):
+  --user NAME with --password (or BEAVER_VAULT_USER, BEAVER_VAULT_PASSWORD), or
+  --token TOKEN (or BEAVER_VAULT_TOKEN). Without: no credentials (development mode).
+
 exit codes:
   0  ok
   1  not found, precondition failed (If-Match / --if-absent), a txn whose compare failed,
-     or a request the cluster refused (409)
+     a request the cluster refused (409), or credentials refused (401, 403)
   2  usage error: bad arguments or input, or a request the server rejected as invalid
   3  unavailable (no node answered, no leader), the outcome of a write is unknown, or a
      server error
@@ -67,8 +74,8 @@ Handler = Callable[[argparse.Namespace, Mapping[str, str]], int]
 # --- parser -------------------------------------------------------------------------------------
 
 
-def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the client subcommands on the ``beaver-vault`` subparsers."""
+def common_parser() -> argparse.ArgumentParser:
+    """The options every client subcommand takes (endpoints, output, TLS, credentials, retries)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--endpoints",
@@ -90,6 +97,19 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     common.add_argument(
         "--attempts", type=int, default=8, metavar="N", help="HTTP attempts over all endpoints (default: 8)"
     )
+    common.add_argument("--user", default=None, help=f"user name, with a password (default: ${USER_ENV})")
+    common.add_argument(
+        "--password",
+        default=None,
+        help=f"the user's password (default: ${PASSWORD_ENV}; else asked for on a terminal)",
+    )
+    common.add_argument("--token", default=None, help=f"bearer token instead of a user (default: ${TOKEN_ENV})")
+    return common
+
+
+def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the client subcommands on the ``beaver-vault`` subparsers."""
+    common = common_parser()
 
     def add(name: str, help_text: str, handler: Handler, description: str | None = None) -> argparse.ArgumentParser:
         parser = sub.add_parser(
@@ -245,9 +265,33 @@ def tls_of(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
     return {"cacert": cacert, "cert": (cert, key) if cert is not None and key is not None else None}
 
 
+def credentials_of(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
+    """The client's ``user``/``password``/``token`` from the flags, else the environment; a user
+    without a password is asked for one on a terminal."""
+    token = getattr(args, "token", None) or env.get(TOKEN_ENV) or None
+    user = getattr(args, "user", None) or env.get(USER_ENV) or None
+    password = getattr(args, "password", None) or env.get(PASSWORD_ENV) or None
+    if token is not None and getattr(args, "user", None) is None:
+        user = None  # an explicit --token wins over a user from the environment
+    if user is not None and password is None:
+        if not sys.stdin.isatty():
+            raise UsageError(f"--user needs --password (or ${PASSWORD_ENV})")
+        import getpass
+
+        password = getpass.getpass(f"password for {user}: ")
+    if token is not None and user is not None:
+        raise UsageError("give --token or --user, not both")
+    return {"user": user, "password": password if user is not None else None, "token": token}
+
+
+def connection_of(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
+    """Every keyword a client is made with from the command line: TLS and credentials."""
+    return {**tls_of(args, env), **credentials_of(args, env)}
+
+
 def _client(args: argparse.Namespace, env: Mapping[str, str]) -> Client:
     try:
-        return Client(endpoints_of(args, env), policy=_policy(args), **tls_of(args, env))
+        return Client(endpoints_of(args, env), policy=_policy(args), **connection_of(args, env))
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -387,7 +431,7 @@ def _cmd_watch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     async def run() -> None:
         try:
-            client = AsyncClient(endpoints, policy=policy, **tls_of(args, env))
+            client = AsyncClient(endpoints, policy=policy, **connection_of(args, env))
         except (ValueError, OSError) as exc:
             raise UsageError(str(exc)) from None
         async with client:

@@ -77,6 +77,15 @@ class Conflict(ClusterError):
     """The cluster refused the request as it stands (409), e.g. a join of a non-pristine node."""
 
 
+class Unauthorized(ClusterError):
+    """No credentials, or bad ones (401): an unknown user, a wrong password, an unknown or
+    expired token."""
+
+
+class Forbidden(ClusterError):
+    """The credentials are good but the user's roles do not allow this (403)."""
+
+
 class WatchCompacted(ClusterError):
     """A watch asked for a revision older than the history the server keeps (re-list, then
     watch from the listing's revision)."""
@@ -134,6 +143,10 @@ def error_from_reply(
         return Conflict(text, **common)
     if status == 410:
         return WatchCompacted(text, **common)
+    if status == 401:
+        return Unauthorized(text, **common)
+    if status == 403:
+        return Forbidden(text, **common)
     if 400 <= status < 500 and status not in (408, 429):
         return BadRequest(text, **common)
     # 5xx, 408, 429: the cluster could not do it now.

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 
 from beaver_vault.client import _core
+from beaver_vault.client._auth import auth_call, auth_headers
 from beaver_vault.client._core import (
     Call,
     DeletePrefixResult,
@@ -62,7 +63,12 @@ class Client:
         http: httpx.Client | None = None,
         cacert: PathLike | None = None,
         cert: tuple[PathLike, PathLike] | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
     ) -> None:
+        # Credentials (authentication on): HTTP Basic or a Bearer token on every request, watches too.
+        self._auth = auth_headers(user, password, token)
         self.endpoints = Endpoints(endpoints)
         self.policy = policy if policy is not None else RetryPolicy()
         self._rng = rng if rng is not None else random.Random()
@@ -108,7 +114,11 @@ class Client:
     def _send(self, endpoint: str, call: Call[Any]) -> Outcome:
         try:
             response = self._http.request(
-                call.method, endpoint + call.path, params=call.params, content=call.body, headers=call.all_headers()
+                call.method,
+                endpoint + call.path,
+                params=call.params,
+                content=call.body,
+                headers={**call.all_headers(), **self._auth},
             )
         except httpx.TransportError as exc:
             return _core.failed_from(exc)
@@ -193,6 +203,23 @@ class Client:
     def status(self, endpoint: str | None = None) -> dict[str, Any]:
         """A node's own status: of ``endpoint`` only if given, else of the first node that answers."""
         return self._execute(_core.status_call(endpoint))
+
+    # --- authentication (/api/v1/auth) ----------------------------------------------------
+
+    def whoami(self) -> dict[str, Any]:
+        """Who these credentials belong to: ``{user, roles, permissions, admin, via}``."""
+        result: dict[str, Any] = self._execute(auth_call("GET", "whoami"))
+        return result
+
+    def auth(self, method: str, path: str, body: Any = None) -> Any:
+        """Any ``/api/v1/auth/<path>`` call (users, roles, tokens, join-tokens): its JSON answer.
+        E.g. ``auth("POST", "users", {"name": "alice", "password": "...", "roles": ["app"]})``."""
+        return self._execute(auth_call(method, path, body))
+
+    def issue_token(self, ttl_s: int | None = None) -> str:
+        """A new bearer token for the caller (shown once)."""
+        answer = self.auth("POST", "tokens", {} if ttl_s is None else {"ttl_s": ttl_s})
+        return str(answer["token"])
 
     def members(self) -> NodeList:
         """The cluster's nodes (``/api/v1/raft/nodes``)."""
@@ -294,7 +321,7 @@ class Watch:
         endpoint, params = self._session.connect()
         http = self._client._http
         request = http.build_request(
-            "GET", endpoint + WATCH_PATH, params=params, headers={"Accept": "text/event-stream"}, timeout=self._timeout
+            "GET", endpoint + WATCH_PATH, params=params, headers={"Accept": "text/event-stream", **self._client._auth}, timeout=self._timeout
         )
         try:
             response = http.send(request, stream=True)

@@ -11,6 +11,7 @@ optional field, written only when set, so a command has exactly one encoding)::
     {"v":1,"op":"delete_prefix","prefix":"p"[,"request":R]}
     {"v":1,"op":"expire","keys":["k",...],"now_ms":N}
     {"v":1,"op":"txn","compare":[...],"success":[...],"failure":[...][,"request":R]}   # see kv.txn
+    {"v":1,"op":"auth","action":A,"fields":{...}}   # users, roles, tokens: see kv.auth
 
 where ``R`` is ``{"client":"c","id":"i","now_ms":N}`` (exactly-once writes, see ``kv.state``).
 Times (``now_ms``, ``expires_at_ms``) are always the LEADER's clock, stamped when it proposes:
@@ -34,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from beaver_vault.kv.auth import AuthCommand, decode_auth
 from beaver_vault.kv.txn import (
     MAX_TXN_BYTES,
     MAX_TXN_OPS,
@@ -69,6 +71,7 @@ __all__ = [
     "MAX_TXN_BYTES",
     "MAX_TXN_OPS",
     "Append",
+    "AuthCommand",
     "Cas",
     "Command",
     "CommandError",
@@ -213,7 +216,7 @@ class Expire:
         check_int(self.now_ms, "now_ms")
 
 
-Command = Put | Delete | Cas | Append | DeletePrefix | Expire | Txn
+Command = Put | Delete | Cas | Append | DeletePrefix | Expire | Txn | AuthCommand
 
 
 # --------------------------------------------------------------------------- encoding
@@ -246,6 +249,8 @@ def encode(cmd: Command) -> bytes:
             text = f'{head}"expire","keys":[{keys}],"now_ms":{cmd.now_ms}}}'
         case Txn():
             text = encode_txn(cmd, head)
+        case AuthCommand():
+            text = cmd.to_json()
     return text.encode("utf-8")
 
 
@@ -351,6 +356,13 @@ def decode(data: bytes) -> Command:
     if type(v) is not int or v != FORMAT_VERSION:
         raise CommandError(f"unsupported command format version: {v!r}")
     op = obj.get("op")
+    if op == "auth":
+        try:
+            return decode_auth(obj)
+        except CommandError:
+            raise
+        except Exception as e:  # be total
+            raise CommandError(f"bad auth command ({type(e).__name__})") from None
     if not isinstance(op, str) or op not in _REQUIRED:
         raise CommandError(f"unknown op: {op!r}"[:200])
     if too_deep(raw, MAX_DEPTH + _ENVELOPE_DEPTH.get(op, 1)):

@@ -19,7 +19,7 @@ _Req = tuple[str, str]  # (client, request id)
 
 
 class MemoryKV:
-    __slots__ = ("_rows", "_keys", "_expiry", "_requests", "_by_time", "_by_client")
+    __slots__ = ("_rows", "_keys", "_expiry", "_requests", "_by_time", "_by_client", "_auth")
 
     def __init__(self, rows: dict[str, KeyRecord] | None = None) -> None:
         self._rows: dict[str, KeyRecord] = dict(rows or {})
@@ -30,6 +30,7 @@ class MemoryKV:
         self._requests: dict[_Req, RequestRecord] = {}
         self._by_time: list[tuple[int, int, str, str]] = []
         self._by_client: dict[str, set[str]] = {}
+        self._auth: dict[tuple[str, str], str] = {}  # (kind, name) -> doc (kv.auth)
 
     # ------------------------------------------------------------------ key rows
 
@@ -133,12 +134,27 @@ class MemoryKV:
         """Every remembered request, ordered by (client, id)."""
         return [(c, i, r) for (c, i), r in sorted(self._requests.items())]
 
+    # ------------------------------------------------------------------ auth records
+
+    def auth_get(self, kind: str, name: str) -> str | None:
+        return self._auth.get((kind, name))
+
+    def auth_put(self, kind: str, name: str, doc: str) -> None:
+        self._auth[(kind, name)] = doc
+
+    def auth_delete(self, kind: str, name: str) -> None:
+        self._auth.pop((kind, name), None)
+
+    def auth_scan(self, kind: str) -> list[tuple[str, str]]:
+        return sorted((n, d) for (k, n), d in self._auth.items() if k == kind)
+
     # ------------------------------------------------------------------ whole store
 
     def copy(self) -> MemoryKV:
         other = MemoryKV(self._rows)
         for c, i, r in self.requests():
             other.put_request(c, i, r)
+        other._auth = dict(self._auth)
         return other
 
     def __len__(self) -> int:
@@ -149,12 +165,13 @@ class UndoKV:
     """A ``KVStore`` view over ``kv`` that journals the inverse of each change; ``rollback()``
     restores ``kv`` exactly as it was when the view was made."""
 
-    __slots__ = ("_kv", "_undo", "_undo_requests")
+    __slots__ = ("_kv", "_undo", "_undo_requests", "_undo_auth")
 
     def __init__(self, kv: MemoryKV) -> None:
         self._kv = kv
         self._undo: dict[str, KeyRecord | None] = {}  # each key's first prior record
         self._undo_requests: list[tuple[str, str, RequestRecord | None]] = []  # prior states, in order
+        self._undo_auth: dict[tuple[str, str], str | None] = {}  # each auth record's first prior doc
 
     def get(self, key: str) -> KeyRecord | None:
         return self._kv.get(key)
@@ -189,7 +206,27 @@ class UndoKV:
         self._undo_requests.extend(gone)
         return len(gone)
 
+    def auth_get(self, kind: str, name: str) -> str | None:
+        return self._kv.auth_get(kind, name)
+
+    def auth_put(self, kind: str, name: str, doc: str) -> None:
+        self._undo_auth.setdefault((kind, name), self._kv.auth_get(kind, name))
+        self._kv.auth_put(kind, name, doc)
+
+    def auth_delete(self, kind: str, name: str) -> None:
+        self._undo_auth.setdefault((kind, name), self._kv.auth_get(kind, name))
+        self._kv.auth_delete(kind, name)
+
+    def auth_scan(self, kind: str) -> list[tuple[str, str]]:
+        return self._kv.auth_scan(kind)
+
     def rollback(self) -> None:
+        for (kind, name), doc in self._undo_auth.items():
+            if doc is None:
+                self._kv.auth_delete(kind, name)
+            else:
+                self._kv.auth_put(kind, name, doc)
+        self._undo_auth.clear()
         for key, old in self._undo.items():
             if old is None:
                 self._kv.delete(key)

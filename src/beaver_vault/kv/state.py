@@ -24,6 +24,7 @@ Results (all JSON-able; ``revision`` is the entry's index):
   stored expiry is ``<= now_ms``: one re-put meanwhile without a TTL, or with a later expiry,
   survives the expire that was proposed for its old incarnation.
 * txn: ``{"op": "txn", "succeeded", "results", "revision"}`` (see ``kv.txn``).
+* auth: ``{"op": "auth", "action", "revision", ...}`` or an error result (see ``kv.auth``); no events.
 
 Watch events: a result of a command that changed state also carries ``"events"``, the list of
 ``{"type": "put"|"delete", "key", "value" (document; null for a delete), "revision"}`` in the
@@ -45,8 +46,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from beaver_vault.kv.auth import apply_auth
 from beaver_vault.kv.commands import (
     Append,
+    AuthCommand,
     Cas,
     Command,
     CommandError,
@@ -108,6 +111,8 @@ def apply(store: KVStore, index: int, data: bytes, *, policy: RequestPolicy = DE
     except Exception as e:  # decode is meant to raise CommandError only; be safe anyway
         return _error("bad_command", f"undecodable command ({type(e).__name__})")
 
+    if isinstance(cmd, AuthCommand):
+        return apply_auth(store, index, cmd)
     req = None if isinstance(cmd, Expire) else cmd.request
     if isinstance(cmd, Expire):
         store.purge_requests(cmd.now_ms - policy.expiry_ms)
@@ -160,6 +165,8 @@ def _run(store: KVStore, index: int, cmd: Command) -> dict[str, Any]:
             return _expire(store, index, cmd)
         case Txn():
             return run_txn(store, index, cmd)
+        case AuthCommand():
+            return apply_auth(store, index, cmd)
 
 
 def _precondition_failed(op: str, key: str, cur: KeyRecord | None) -> dict[str, Any]:

@@ -343,6 +343,14 @@ class NodeRuntime:
     def applied_index(self) -> int:
         return self.driver.applied_index
 
+    def auth_get(self, kind: str, name: str) -> str | None:
+        """One locally applied auth record (``kv.auth``: user, role, token, join)."""
+        return self.storage.auth_get(kind, name)
+
+    def auth_scan(self, kind: str) -> list[tuple[str, str]]:
+        """Every locally applied auth record of ``kind``: (name, JSON document), by name."""
+        return self.storage.auth_scan(kind)
+
     def scan(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
         """Locally applied keys with ``prefix`` greater than ``after``, in key order (call
         ``read_barrier`` first for a linearizable listing)."""

@@ -74,6 +74,14 @@ class Storage(Protocol):
         ``kv.commands.expire(keys, now_ms)`` for them."""
         ...
 
+    def auth_get(self, kind: str, name: str) -> str | None:
+        """Read one auth record (``kv.auth``) of the applied state (outside any apply)."""
+        ...
+
+    def auth_scan(self, kind: str) -> list[tuple[str, str]]:
+        """Every (name, doc) auth record of ``kind`` in the applied state, by name."""
+        ...
+
     def close(self) -> None: ...
 
     # -- snapshots and compaction ------------------------------------------------------------

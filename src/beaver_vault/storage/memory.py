@@ -95,6 +95,12 @@ class MemoryStorage:
     def expired_keys(self, now_ms: int, limit: int) -> list[str]:
         return self.kv.expired_keys(now_ms, limit)
 
+    def auth_get(self, kind: str, name: str) -> str | None:
+        return self.kv.auth_get(kind, name)
+
+    def auth_scan(self, kind: str) -> list[tuple[str, str]]:
+        return self.kv.auth_scan(kind)
+
     def close(self) -> None:
         self.closed = True
 

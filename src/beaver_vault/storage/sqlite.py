@@ -13,7 +13,8 @@ here, and the driver groups a whole Ready into one ``save`` (group commit).
 Tables: ``meta`` (one row: cluster_id, applied_index), ``hard_state`` (one row: term, vote,
 commit_index), ``log`` (idx, term, kind, data), ``kv`` (key, value, create_revision,
 mod_revision, version, expires_at), ``requests`` (remembered idempotent writes: client, id, idx,
-time_ms, result). ``PRAGMA user_version`` holds the schema version; ``_MIGRATIONS`` upgrades an
+time_ms, result), ``auth`` (users, roles, tokens and join tokens as JSON documents: kind, name,
+doc; ``kv.auth``). ``PRAGMA user_version`` holds the schema version; ``_MIGRATIONS`` upgrades an
 older file in place, in one transaction, when it is opened.
 """
 
@@ -41,7 +42,7 @@ from beaver_vault.storage.base import (
 
 R = TypeVar("R")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -88,6 +89,15 @@ CREATE TABLE requests (
 );
 CREATE INDEX requests_time ON requests (time_ms);
 CREATE INDEX requests_client_idx ON requests (client, idx);
+""",
+    # Version 3: users, roles, tokens and join tokens (kv.auth), hashed secrets only.
+    3: """
+CREATE TABLE auth (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (kind, name)
+);
 """,
 }
 
@@ -183,6 +193,27 @@ class _TxnKV:
             "(SELECT idx FROM requests WHERE client = ? ORDER BY idx DESC LIMIT 1 OFFSET ?)",
             (client, client, keep),
         ).rowcount
+
+    def auth_get(self, kind: str, name: str) -> str | None:
+        return _auth_get(self._db, kind, name)
+
+    def auth_put(self, kind: str, name: str, doc: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO auth (kind, name, doc) VALUES (?, ?, ?)", (kind, name, doc))
+
+    def auth_delete(self, kind: str, name: str) -> None:
+        self._db.execute("DELETE FROM auth WHERE kind = ? AND name = ?", (kind, name))
+
+    def auth_scan(self, kind: str) -> list[tuple[str, str]]:
+        return _auth_scan(self._db, kind)
+
+
+def _auth_get(db: sqlite3.Connection, kind: str, name: str) -> str | None:
+    row = db.execute("SELECT doc FROM auth WHERE kind = ? AND name = ?", (kind, name)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _auth_scan(db: sqlite3.Connection, kind: str) -> list[tuple[str, str]]:
+    return [(n, d) for n, d in db.execute("SELECT name, doc FROM auth WHERE kind = ? ORDER BY name", (kind,))]
 
 
 def _expired_keys(db: sqlite3.Connection, now_ms: int, limit: int) -> list[str]:
@@ -335,6 +366,12 @@ class SQLiteStorage:
 
     def expired_keys(self, now_ms: int, limit: int) -> list[str]:
         return _expired_keys(self._db, now_ms, limit)
+
+    def auth_get(self, kind: str, name: str) -> str | None:
+        return _auth_get(self._db, kind, name)
+
+    def auth_scan(self, kind: str) -> list[tuple[str, str]]:
+        return _auth_scan(self._db, kind)
 
     def close(self) -> None:
         self._db.close()

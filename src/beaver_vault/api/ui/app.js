@@ -7,6 +7,14 @@
 // and the rest of the page keeps working. The change feed is an EventSource on
 // /api/v1/watch; the key browser and editor use /api/v1/kv. All user data is inserted with
 // textContent, never as HTML.
+//
+// Sign-in (a cluster with authentication on): the first 401 shows the sign-in form; the user
+// name and password are sent once, as HTTP Basic, to POST /api/v1/auth/tokens, and the bearer
+// token that comes back is kept in sessionStorage (this tab only, gone when it closes) and
+// sent as "Authorization: Bearer" on every call. EventSource cannot send that header, so with
+// a token the change feed is read with fetch() instead. Every call says X-Beaver-Vault-UI, so
+// the server's 401 carries only a Bearer challenge and the browser shows no login dialog of
+// its own. With authentication off nothing of this is visible and nothing is sent.
 "use strict";
 
 (() => {
@@ -38,11 +46,91 @@
   // standard), so keyCall sends those keys through the txn route instead.
   const keyPath = (key) => `${API}/kv/${encodeURIComponent(key)}`;
 
+  // ------------------------------------------------------------------ credentials
+
+  const TOKEN_KEY = "beaver-vault-token";
+  const TOKEN_ID_KEY = "beaver-vault-token-id";
+  const USER_KEY = "beaver-vault-user";
+  const TOKEN_TTL_S = 12 * 3600;
+
+  function authHeaders() {
+    const headers = { "X-Beaver-Vault-UI": "1" };
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.Authorization = `Bearer ${token}`;
+    return headers;
+  }
+
+  function base64Utf8(text) {
+    let bin = "";
+    for (const b of new TextEncoder().encode(text)) bin += String.fromCharCode(b);
+    return btoa(bin);
+  }
+
+  let onSignedIn = () => {};
+
+  function showSignIn(message) {
+    const form = $("signin");
+    if (!form) return;
+    const wasHidden = form.hidden;
+    form.hidden = false;
+    $("signout").hidden = true;
+    $("whoami").textContent = "";
+    // The polls keep answering 401 while the form is up: keep what the form said last.
+    if (message && (wasHidden || !$("signin-msg").textContent)) $("signin-msg").textContent = message;
+    if (wasHidden) $("signin-user").focus();
+  }
+
+  function showSignedIn() {
+    const user = sessionStorage.getItem(USER_KEY);
+    $("signin").hidden = true;
+    $("signout").hidden = !user;
+    $("whoami").textContent = user ? `signed in as ${user}` : "";
+  }
+
+  async function signIn(user, password) {
+    const msg = $("signin-msg");
+    msg.textContent = "signing in…";
+    try {
+      const resp = await fetch(`${API}/auth/tokens`, {
+        method: "POST",
+        cache: "no-store",
+        headers: {
+          "X-Beaver-Vault-UI": "1",
+          "Content-Type": "application/json",
+          Authorization: `Basic ${base64Utf8(`${user}:${password}`)}`,
+        },
+        body: JSON.stringify({ ttl_s: TOKEN_TTL_S }),
+      });
+      const data = await resp.json().catch(() => null);
+      if (resp.status !== 201 || !data || !data.token) {
+        msg.textContent = `sign-in failed: ${(data && data.error) || `HTTP ${resp.status}`}`;
+        return;
+      }
+      sessionStorage.setItem(TOKEN_KEY, data.token);
+      sessionStorage.setItem(TOKEN_ID_KEY, data.id);
+      sessionStorage.setItem(USER_KEY, user);
+      $("signin-password").value = "";
+      msg.textContent = "";
+      showSignedIn();
+      onSignedIn();
+    } catch (e) {
+      msg.textContent = `sign-in failed: ${(e && e.message) || e}`;
+    }
+  }
+
+  async function signOut() {
+    const id = sessionStorage.getItem(TOKEN_ID_KEY);
+    if (id) await call("DELETE", `${API}/auth/tokens/${encodeURIComponent(id)}`, { timeoutMs: WRITE_TIMEOUT_MS });
+    for (const k of [TOKEN_KEY, TOKEN_ID_KEY, USER_KEY]) sessionStorage.removeItem(k);
+    showSignIn("signed out");
+  }
+
   // One HTTP call, never throwing: {ok, status, data, network}. status 0 = no answer at all.
   async function call(method, url, { body, timeoutMs = POLL_TIMEOUT_MS } = {}) {
     const ctrl = new AbortController();
     const timer = setTimeout(() => ctrl.abort(), timeoutMs);
-    const init = { method, signal: ctrl.signal, cache: "no-store", headers: {} };
+    const sentToken = sessionStorage.getItem(TOKEN_KEY);
+    const init = { method, signal: ctrl.signal, cache: "no-store", headers: authHeaders() };
     if (body !== undefined) {
       init.body = body;
       init.headers["Content-Type"] = "application/json";
@@ -52,6 +140,12 @@
       const text = await resp.text();
       let data = text;
       try { data = text ? JSON.parse(text) : null; } catch (e) { /* not JSON: keep the text */ }
+      // A 401 to a call sent with the token in use now: it expired or was revoked, ask again.
+      // A 401 to a call sent before the last sign-in (no token, or an older one) is stale.
+      if (resp.status === 401 && sentToken === sessionStorage.getItem(TOKEN_KEY)) {
+        for (const k of [TOKEN_KEY, TOKEN_ID_KEY, USER_KEY]) sessionStorage.removeItem(k);
+        showSignIn((data && data.error) || "sign in to see this cluster");
+      }
       return { ok: resp.ok, status: resp.status, data, network: null };
     } catch (e) {
       const why = e && e.name === "AbortError" ? `timed out after ${timeoutMs / 1000} s` : String((e && e.message) || e);
@@ -111,7 +205,7 @@
   }
 
   // Shared with console.js (charts, Raft events, membership), loaded after this file.
-  window.BV = { el, call, errorText, outcomeOf, showError, showOk, fmt, WRITE_TIMEOUT_MS };
+  window.BV = { el, call, errorText, outcomeOf, showError, showOk, fmt, WRITE_TIMEOUT_MS, authHeaders };
 
   // ------------------------------------------------------------------ cluster
 
@@ -466,10 +560,24 @@
     while (feed.children.length > FEED_MAX) feed.lastElementChild.remove();
   }
 
+  // null: not known yet; true: the node asks for credentials (whoami answered 401).
+  let authOn = null;
+
   function watch(prefix) {
     if (source) source.close();
+    source = null;
     clearTimeout(retryTimer);
     const url = `${API}/watch?${new URLSearchParams({ prefix })}`;
+    if (sessionStorage.getItem(TOKEN_KEY)) {
+      source = fetchWatch(prefix, url);  // EventSource cannot send the Authorization header
+      return;
+    }
+    if (authOn !== false) {
+      // Never open an EventSource that would be refused: its 401 (which cannot say it comes
+      // from the console) would make the browser ask for a password in a dialog of its own.
+      feedState("closed", authOn ? "sign in to see changes" : "starting…");
+      return;
+    }
     const es = new EventSource(url);
     source = es;
     feedState("connecting", "connecting…");
@@ -485,13 +593,87 @@
         try { reason = JSON.parse(m.data).error || reason; } catch (e) { /* keep the text */ }
         feedState("reconnecting", `the node closed the stream (${reason}); resuming…`);
       } else if (es.readyState === EventSource.CLOSED) {
-        // Refused outright (e.g. history gone, too many watchers): start again from now.
+        // Refused outright (e.g. history gone, too many watchers, or sign-in needed): start again from now.
         feedState("closed", "stream refused; retrying in 2 s (changes in between may be missed)");
         retryTimer = setTimeout(() => watch(prefix), 2000);
       } else {
         feedState("reconnecting", "connection lost; reconnecting…");
       }
     });
+  }
+
+  // The change feed over fetch() with the bearer token: the same Server-Sent Events, parsed
+  // here (id, event, data lines; a blank line ends an event), resumed with Last-Event-ID.
+  function fetchWatch(prefix, url) {
+    const ctrl = new AbortController();
+    const handle = { close: () => ctrl.abort() };
+    let lastId = null;
+    const retry = (text) => {
+      if (source !== handle) return;
+      feedState("reconnecting", text);
+      retryTimer = setTimeout(() => { if (source === handle) run(); }, 2000);
+    };
+    async function run() {
+      feedState("connecting", "connecting…");
+      const sentToken = sessionStorage.getItem(TOKEN_KEY);
+      const headers = { ...authHeaders(), Accept: "text/event-stream" };
+      if (lastId !== null) headers["Last-Event-ID"] = lastId;
+      let resp;
+      try {
+        resp = await fetch(url, { headers, signal: ctrl.signal, cache: "no-store" });
+      } catch (e) {
+        if (!ctrl.signal.aborted) retry("connection lost; reconnecting…");
+        return;
+      }
+      if (!resp.ok) {
+        const data = await resp.json().catch(() => null);
+        if (resp.status === 401 && sentToken === sessionStorage.getItem(TOKEN_KEY)) {
+          for (const k of [TOKEN_KEY, TOKEN_ID_KEY, USER_KEY]) sessionStorage.removeItem(k);
+          showSignIn((data && data.error) || "sign in to see this cluster");
+        }
+        feedState("closed", `stream refused (${(data && data.error) || `HTTP ${resp.status}`})`);
+        if (resp.status !== 401 && resp.status !== 403) retry("stream refused; retrying in 2 s");
+        return;
+      }
+      if (source === handle) feedState("open", `live${prefix ? ` (prefix “${prefix}”)` : ""}`);
+      const reader = resp.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      let event = { id: null, type: "message", data: [] };
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += decoder.decode(value, { stream: true });
+          let nl;
+          while ((nl = buffer.indexOf("\n")) >= 0) {
+            const line = buffer.slice(0, nl).replace(/\r$/, "");
+            buffer = buffer.slice(nl + 1);
+            if (line === "") {
+              if (event.id !== null) lastId = event.id;
+              if (event.data.length && event.type === "message") {
+                try { addFeedItem(JSON.parse(event.data.join("\n"))); } catch (e) { /* ignore */ }
+              } else if (event.type === "error") {
+                let reason = event.data.join("\n");
+                try { reason = JSON.parse(reason).error || reason; } catch (e) { /* keep the text */ }
+                feedState("reconnecting", `the node closed the stream (${reason}); resuming…`);
+              }
+              event = { id: null, type: "message", data: [] };
+            } else if (!line.startsWith(":")) {
+              const colon = line.indexOf(":");
+              const field = colon < 0 ? line : line.slice(0, colon);
+              const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+              if (field === "data") event.data.push(val);
+              else if (field === "id") event.id = val;
+              else if (field === "event") event.type = val;
+            }
+          }
+        }
+      } catch (e) { /* aborted or lost */ }
+      if (!ctrl.signal.aborted) retry("connection lost; reconnecting…");
+    }
+    run();
+    return handle;
   }
 
   $("feed-form").addEventListener("submit", (ev) => {
@@ -502,7 +684,26 @@
 
   // ------------------------------------------------------------------ start
 
+  const signinForm = $("signin");
+  if (signinForm) {
+    signinForm.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      signIn($("signin-user").value, $("signin-password").value);
+    });
+    $("signout").addEventListener("click", () => signOut());
+  }
+  onSignedIn = () => {
+    poll();
+    loadKeys();
+    watch($("feed-prefix").value);
+  };
+  if (sessionStorage.getItem(TOKEN_KEY)) showSignedIn();
+
   poll();
   loadKeys();
-  watch("");
+  (async () => {
+    const who = await call("GET", `${API}/auth/whoami`);
+    authOn = who.status === 401 || Boolean(who.ok && who.data && who.data.auth_enabled);
+    watch($("feed-prefix").value);
+  })();
 })();
