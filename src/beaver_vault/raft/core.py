@@ -590,7 +590,7 @@ class RaftCore:
             self.msgs
             or self.broadcast_pending
             or self.heartbeat_pending
-            or self.log.stable < self.log.last_index
+            or self.log.in_progress < self.log.last_index
             or self.applied < min(self.commit, self.log.last_index)
             or self.reads.states
             or self.reads.dropped
@@ -627,21 +627,36 @@ class RaftCore:
         self.reads.dropped = []
         return rd
 
-    def advance(self, rd: Ready) -> None:
+    def accept(self, rd: Ready) -> None:
+        """The driver took ``rd``: its hard state and entries are being written (not durable
+        yet: ``persisted`` says when), its committed entries are being applied. Nothing of it
+        is handed out again."""
         if rd.hard_state is not None:
             self.prev_hard_state = rd.hard_state
         if rd.entries:
-            last = rd.entries[-1]
-            if self.log.matches(last.index, last.term):
-                self.log.stable_to(last.index)
-            if self.role == LEADER:
-                me = self.progress.get(self.id)
-                if me is not None:
-                    me.match = max(me.match, self.log.stable)
-                    me.next = self.log.last_index + 1
-                    self._maybe_commit()
+            self.log.accept(rd.entries[-1].index)
         if rd.committed:
             self.applied = max(self.applied, rd.committed[-1].index)
+
+    def persisted(self, index: int, term: int) -> None:
+        """The entries up to ``index`` (the last of them of ``term``) are durable. Only if our
+        log still holds that entry (a later Ready may have truncated it: then the write that
+        replaced it will report). The leader counts itself only here."""
+        if index and self.log.matches(index, term):
+            self.log.stable_to(index)
+        if self.role == LEADER:
+            me = self.progress.get(self.id)
+            if me is not None:
+                me.match = max(me.match, self.log.stable)
+                me.next = self.log.last_index + 1
+                self._maybe_commit()
+
+    def advance(self, rd: Ready) -> None:
+        """``accept`` and, at once, ``persisted`` (a driver that writes synchronously)."""
+        self.accept(rd)
+        if rd.entries:
+            last = rd.entries[-1]
+            self.persisted(last.index, last.term)
 
     # ------------------------------------------------------------------ snapshots
 

@@ -2,8 +2,10 @@
 
 ``entries[i]`` has index ``offset + 1 + i``; ``offset``/``offset_term`` describe the entry just
 before the first one held (0/0 for a log that starts at index 1; a snapshot later). Entries with
-index <= ``stable`` are known to be on disk; the rest are handed to the driver by ``unstable()``
-and marked stable by ``stable_to()`` once it has synced them.
+index <= ``stable`` are known to be on disk. Entries past ``in_progress`` are handed to the driver
+by ``unstable()``; ``accept()`` records that the driver took them (its storage worker is writing
+them: ``stable <= in_progress``), so they are not handed out twice, and ``stable_to()`` marks them
+durable once the worker says so (asynchronous storage writes, as in etcd-io/raft).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class RaftLog:
             if e.index != offset + 1 + i:
                 raise InvariantViolation(f"log entries not consecutive at {e.index}")
         self.stable = self.last_index  # whatever we are given was loaded from disk
+        self.in_progress = self.stable  # handed to storage (being written), >= stable
 
     @property
     def first_index(self) -> int:
@@ -90,12 +93,19 @@ class RaftLog:
     def truncate_from(self, index: int) -> None:
         del self.entries[index - self.offset - 1 :]
         self.stable = min(self.stable, index - 1)
+        self.in_progress = min(self.in_progress, index - 1)
 
     def unstable(self) -> tuple[Entry, ...]:
-        return tuple(self.entries[self.stable - self.offset :])
+        """Entries not yet handed to storage."""
+        return tuple(self.entries[self.in_progress - self.offset :])
+
+    def accept(self, index: int) -> None:
+        """The driver took the entries up to ``index`` to write them (not durable yet)."""
+        self.in_progress = max(self.in_progress, min(index, self.last_index))
 
     def stable_to(self, index: int) -> None:
         self.stable = max(self.stable, min(index, self.last_index))
+        self.in_progress = max(self.in_progress, self.stable)
 
     def find_conflict_hint(self, index: int, term: int) -> int:
         """Largest index <= ``index`` whose term is <= ``term`` (fast backtracking)."""
@@ -118,4 +128,4 @@ class RaftLog:
         """Replace the whole log by a snapshot's position (a follower installing a snapshot)."""
         self.entries = []
         self.offset, self.offset_term = index, term
-        self.stable = index
+        self.stable = self.in_progress = index
