@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, fields
 
 FAULT_CLASSES = ("net", "partition", "crash", "pause", "skew", "disk", "churn", "hostile")
-BUGS = ("ack-before-fsync", "stale-read", "forget-vote", "dup-retry")
+BUGS = ("ack-before-fsync", "stale-read", "forget-vote", "dup-retry", "ack-before-durable")
 STORAGES = ("memory", "sqlite")
 SQLITE_EVERY = 4  # one seed in four runs every node on the production SQLite storage
 

@@ -38,6 +38,7 @@ from typing import Protocol, TextIO
 from beaver_vault.errors import BeaverVaultError, InvariantViolation
 from beaver_vault.kv.state import KeyRecord
 from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
+from beaver_vault.node.storage_jobs import StorageJob
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.core import LEADER
 from beaver_vault.raft.messages import (
@@ -102,6 +103,7 @@ class SimNode:
         self.senders_seen: set[tuple[str, int]] = set()  # (follower, snapshot index) streamed to
         self.checked_commit = 0
         self.flush_pending = False
+        self.in_worker = False  # running a storage job: its latency was drawn at submission
 
     # ---------------------------------------------------------------- disk hooks
 
@@ -124,6 +126,8 @@ class SimNode:
                 self.crash_point("after-send")
 
     def sync(self) -> None:
+        if self.in_worker:
+            return  # the storage worker's job: its completion already waits for the sync
         self.sync_delay_ms += self.world.sync_latency()
 
     def saved(self, entries: Sequence[Entry]) -> None:
@@ -152,6 +156,24 @@ class SimNode:
         return self.world.queue.now + self.sync_delay_ms
 
 
+class SimWorker:
+    """The node's storage worker thread, in simulated time (``node/storage_jobs.py``): a job
+    runs on the disk when it completes, after its own seeded latency (an fsync's, slow ones
+    included), in submission order, interleaved with the network and the ticks. A crash before
+    that drops it unrun (what was not synced is lost) together with its completion."""
+
+    def __init__(self, world: World, node: SimNode) -> None:
+        self.world = world
+        self.node = node
+        self.incarnation = node.incarnation
+        self.last_at = world.queue.now
+
+    def submit(self, job: StorageJob) -> None:
+        w = self.world
+        self.last_at = max(self.last_at, w.queue.now + w.worker_latency())
+        w.queue.at(self.last_at, w.complete_job, self.node, self.incarnation, job)
+
+
 class World:
     def __init__(self, params: Params, out: TextIO | None = None, verbose: bool = False) -> None:
         self.params = params
@@ -161,6 +183,7 @@ class World:
         self.net_rng = derive(params.seed, "net")
         self.fault_rng = derive(params.seed, "faults")
         self.disk_rng = derive(params.seed, "disk")
+        self.worker_rng = derive(params.seed, "worker")
         self.network = Network(self.queue, params, self.net_rng)
         self.network.deliver = self.deliver
         # --storage sqlite: every disk is the production SQLiteStorage on a file in this directory.
@@ -254,6 +277,7 @@ class World:
                 change_timeout_ticks=CHANGE_TIMEOUT_TICKS,
             ),
         )
+        node.driver.set_worker(SimWorker(self, node))
         self.log(f"{node.id} start #{node.incarnation} (bootstrap={bootstrap})")
         self.run_on(node, lambda d: d.start(bootstrap))
         d = node.driver
@@ -316,6 +340,27 @@ class World:
         if self.slow_sync_p and self.disk_rng.random() < self.slow_sync_p:
             return self.disk_rng.randint(1, p.slow_sync_max_ms)
         return self.disk_rng.randint(0, p.sync_max_ms) if p.sync_max_ms else 0
+
+    def worker_latency(self) -> int:
+        """How long a storage job takes: a little, plus an fsync's latency when disks are slow."""
+        return self.worker_rng.randint(0, 2) + self.sync_latency()
+
+    def complete_job(self, node: SimNode, incarnation: int, job: StorageJob) -> None:
+        """The storage worker runs ``job`` now and reports it done (unless the node crashed since)."""
+        if node.driver is None or node.incarnation != incarnation:
+            return  # lost with the crash, unrun: a write that was never synced
+        if self.busy(node, self.complete_job, node, incarnation, job):
+            return  # a paused process pauses its worker thread too
+
+        def action(d: NodeDriver) -> None:
+            node.in_worker = True
+            try:
+                job.result = job.run(node.disk)
+            finally:
+                node.in_worker = False
+            d.storage_done(job)
+
+        self.run_on(node, action)
 
     # ---------------------------------------------------------------- driving a node
 
@@ -401,8 +446,10 @@ class World:
                     node.senders_seen.add(key)
                     for listener in self.snapshot_listeners:
                         listener(target)
-        if core.vote is not None:
-            self.check_vote(node.id, core.term, core.vote)
+        term, vote = d.durable_term_vote
+        if vote is not None:
+            # Durable votes only: a vote still on its way to the disk has told no one yet.
+            self.check_vote(node.id, term, vote)
         if core.role == LEADER:
             holder = self.leaders.get(core.term)
             if holder is None:

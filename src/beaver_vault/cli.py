@@ -272,9 +272,13 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
         log.error("cannot load the TLS files (%s, %s, %s): %s", cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_ca_file, e)
         return EXIT_USAGE
 
+    from beaver_vault.storage.sqlite import SQLiteStorage
+
+    db_path = cfg.db_path
     runtime = NodeRuntime(
         node_id=cfg.node_id,
         storage=storage,
+        worker_storage=(lambda: SQLiteStorage(db_path)) if cfg.storage_thread else None,
         options=RuntimeOptions(
             raft_address=cfg.raft_address,
             http_address=cfg.http_address,

@@ -75,6 +75,7 @@ class MembershipChanges:
         self.promotions: dict[str, Waiter] = {}  # learner id -> join waiting for its promotion
         self.transfer_wait: tuple[str, Waiter] | None = None
         self._peers_for: tuple[int, str | None] = (-1, None)
+        self.adopting = False  # an adoption's wipe is on the storage worker
 
     # ------------------------------------------------------------------ driver hooks
 
@@ -378,13 +379,23 @@ class MembershipChanges:
         elif not self.pristine():
             ok, reason = False, "this node holds data and will not be wiped"
         else:
-            # Wipe log, hard state and key-value state and take the cluster id: one synced step,
-            # before any entry of the new cluster is accepted.
-            self.d.storage.reset(msg.cluster_id)
-            self.d.load(msg.cluster_id, HardState(), (), 0)
-            # Until the configuration arrives through the log, reach the cluster at these addresses.
-            self._learn_addresses(msg.members)
-            ok, reason = True, ""
+            # Wipe log, hard state and key-value state and take the cluster id: one synced step
+            # on the storage worker, before any entry of the new cluster is accepted; answer
+            # once it is durable. A repeated request meanwhile is ignored (the joiner retries).
+            if self.adopting:
+                return
+            self.adopting = True
+            cluster_id = msg.cluster_id
+
+            def adopted(_: object) -> None:
+                self.adopting = False
+                self.d.load(cluster_id, HardState(), (), 0)
+                # Until the configuration arrives through the log, reach the cluster at these addresses.
+                self._learn_addresses(msg.members)
+                self.d.transport.send(AdoptResponse(self.d.id, msg.src, msg.nonce, True, ""))
+
+            self.d.submit("reset", lambda s: s.reset(cluster_id), adopted)
+            return
         self.d.transport.send(AdoptResponse(self.d.id, msg.src, msg.nonce, ok, reason))
 
     def _learn_addresses(self, encoded: bytes) -> None:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import queue
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
 from beaver_vault.node.events import EventJournal, StatusObserver
 from beaver_vault.node.readiness import ReadinessTracker
 from beaver_vault.node.status import NodeStatus
+from beaver_vault.node.storage_jobs import StorageJob, run_job
 from beaver_vault.node.watch import DEFAULT_BUFFER_BYTES, Event, WatchCompacted, Watcher, WatchHub
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.messages import Membership, Message
@@ -64,6 +67,65 @@ class RuntimeOptions:
     # catch-up), plus for a learner the time to receive its data at the minimum rate.
     learner_timeout_s: float = 30.0
     learner_min_rate_bytes_per_s: int = 1024 * 1024
+
+
+class ThreadWorker:
+    """The storage worker of a real node: one thread, its own storage (its own SQLite connection,
+    opened on that thread), jobs run in submission order. Finished jobs are handed back to the
+    Trio thread, in order, through ``completed`` (the processor drains it); so the event loop
+    never waits for an fsync, an apply, a compaction or a snapshot install."""
+
+    def __init__(self, open_storage: Callable[[], Storage], name: str) -> None:
+        self._open = open_storage
+        self._jobs: queue.SimpleQueue[StorageJob | None] = queue.SimpleQueue()
+        self.completed: list[StorageJob] = []
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._wake: Callable[[], None] = lambda: None
+        self._thread = threading.Thread(target=self._run, name=f"storage-{name}", daemon=True)
+        self.storage: Storage | None = None  # the worker's own (for its counters)
+
+    def start(self, wake: Callable[[], None]) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._wake = wake
+        self._thread.start()
+
+    def submit(self, job: StorageJob) -> None:
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        try:
+            storage = self.storage = self._open()
+        except Exception as e:  # noqa: BLE001 - reported through the first job
+            failed: BaseException | None = e
+        else:
+            failed = None
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    return
+                if failed is not None:
+                    job.error = failed
+                else:
+                    run_job(job, storage)
+                self._post(job)
+        finally:
+            if failed is None:
+                storage.close()
+
+    def _post(self, job: StorageJob) -> None:
+        def deliver() -> None:
+            self.completed.append(job)
+            self._wake()
+
+        assert self._token is not None
+        try:
+            self._token.run_sync_soon(deliver)
+        except trio.RunFinishedError:
+            pass  # the node is shutting down: nobody waits for this completion
 
 
 class _NullTransport:
@@ -96,7 +158,10 @@ class NodeRuntime:
         storage: Storage,
         options: RuntimeOptions,
         wall_clock_ms: Callable[[], int] | None = None,
+        worker_storage: Callable[[], Storage] | None = None,
     ) -> None:
+        """``worker_storage`` opens a second handle on the same data for the storage worker
+        thread (SQLite: another connection to the file); None runs storage work inline."""
         self.node_id = node_id
         # Wall-clock milliseconds (injectable for tests on virtual time).
         self._wall_clock_ms = wall_clock_ms or (lambda: time.time_ns() // 1_000_000)
@@ -120,6 +185,7 @@ class NodeRuntime:
             ),
         )
         self.driver.changes.on_event = self._on_change_event
+        self._worker = ThreadWorker(worker_storage, node_id) if worker_storage is not None else None
         self._wake = trio.Event()
         self._started = False
         self.readiness = ReadinessTracker()  # the leader's announced commit index, for GET /ready
@@ -146,16 +212,28 @@ class NodeRuntime:
         """Load state, bootstrap if asked, then tick and process until cancelled."""
         self.driver.start(self.options.bootstrap)
         self.watch_hub = WatchHub(self.driver.applied_index)
+        worker = self._worker
+        if worker is not None:
+            # Opened after start(): the worker's handle sees whatever start() wrote.
+            worker.start(self._wake_processor)
+            self.driver.set_worker(worker)
         self.driver.process()
         self.readiness.processed(self.driver.core.role, self.driver.core.commit, self.driver.core.term)
         self._observe()
         self._started = True
         log.info("%s: started (cluster %s, term %d)", self.node_id, self.driver.cluster_id, self.driver.core.term)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._ticker)
-            nursery.start_soon(self._expirer)
-            task_status.started()
-            await self._processor()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._ticker)
+                nursery.start_soon(self._expirer)
+                task_status.started()
+                await self._processor()
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    def _wake_processor(self) -> None:
+        self._wake.set()
 
     async def _ticker(self) -> None:
         period = self.options.tick_ms / 1000
@@ -188,6 +266,11 @@ class NodeRuntime:
             await self._wake.wait()
             self._wake = trio.Event()
             try:
+                worker = self._worker
+                if worker is not None and worker.completed:
+                    done, worker.completed = worker.completed, []
+                    for job in done:
+                        self.driver.storage_done(job)
                 self.driver.process()
             except InvariantViolation:
                 log.critical("%s: invariant violated; stopping the node", self.node_id, exc_info=True)

@@ -23,6 +23,7 @@ from beaver_vault.raft.messages import InstallSnapshot, Membership, NodeId, Snap
 
 if TYPE_CHECKING:
     from beaver_vault.node.driver import NodeDriver
+    from beaver_vault.storage.base import Storage
 
 
 @dataclass(slots=True)
@@ -116,14 +117,23 @@ class SnapshotTransfers:
 
     def compact(self) -> None:
         """Keep the log bounded: compact up to the applied index, less a margin (a tenth of
-        the threshold) so a briefly slow follower still catches up from the log."""
-        core = self.d.core
-        index = self.d.applied_index - self.d.options.snapshot_threshold // 10
-        if index <= core.log.offset or index > core.log.stable:
+        the threshold) so a briefly slow follower still catches up from the log. The storage
+        worker deletes the entries; the core forgets them once that is durable."""
+        d = self.d
+        core = d.core
+        index = d.applied_index - d.options.snapshot_threshold // 10
+        if d.compacting or index <= core.log.offset or index > core.log.stable:
             return
-        self.d.storage.compact(index, core.log.term(index), core.membership_at(index).encode())
-        core.compact(index)
-        self.d.counters["compactions"] = self.d.counters.get("compactions", 0) + 1
+        term, membership = core.log.term(index), core.membership_at(index).encode()
+
+        def done(_: object) -> None:
+            d.compacting = False
+            if core is d.core and core.log.offset < index <= core.log.stable:
+                core.compact(index)
+            d.counters["compactions"] = d.counters.get("compactions", 0) + 1
+
+        d.compacting = True
+        d.submit("compact", lambda s: s.compact(index, term, membership), done)
 
     def start_sender(self, pid: str) -> None:
         core = self.d.core
@@ -171,10 +181,11 @@ class SnapshotTransfers:
             self.d.transport.send(nxt)
 
     def on_chunk(self, m: InstallSnapshot) -> None:
-        core = self.d.core
+        d = self.d
+        core = d.core
 
         def ack(ok: bool) -> None:
-            self.d.transport.send(SnapshotAck(core.term, self.d.id, m.src, m.index, m.seq, ok))
+            d.transport.send(SnapshotAck(core.term, d.id, m.src, m.index, m.seq, ok))
 
         if m.term != core.term or core.role != FOLLOWER:
             ack(False)
@@ -191,7 +202,7 @@ class SnapshotTransfers:
                 if core.log.matches(m.index, m.snap_term):
                     core.snapshot_matches(m.src, m.index)
                 return
-            self.d.storage.install_begin(m.index)
+            d.submit("install-begin", lambda s: s.install_begin(m.index), lambda _: None)
             self.installer = Installer(m.src, m.term, m.index, m.snap_term)
         else:
             ins = self.installer
@@ -209,16 +220,30 @@ class SnapshotTransfers:
                 self.installer = None
                 ack(False)
                 return
-        self.d.storage.install_chunk(m.seq, m.data)
-        if m.done:
-            # One durable step replaces state, applied index and log; then the core follows.
-            self.d.storage.install_finish(m.index, m.snap_term, m.membership)
+        if not m.done:
+            # Staged (not durable: a crash discards staged chunks, and the leader starts over).
+            d.submit("install-chunk", lambda s: s.install_chunk(m.seq, m.data), lambda _: ack(True))
+            return
+
+        def finished(_: object) -> None:
+            # Durable: state, applied index and log replaced in one step. Now the core follows,
+            # and only now is the last chunk acknowledged (driver rule 5).
+            d.installing = False
             self.installer = None
             membership = Membership.decode(m.membership)
             core.restore(m.index, m.snap_term, membership)
-            self.d.applied_index = m.index
-            self.d.members.invalidate_peers()
-            self.d.counters["snapshots_installed"] = self.d.counters.get("snapshots_installed", 0) + 1
-            if self.d.on_restore is not None:
-                self.d.on_restore(m.index)
-        ack(True)
+            d.applied_index = m.index
+            d.members.invalidate_peers()
+            d.counters["snapshots_installed"] = d.counters.get("snapshots_installed", 0) + 1
+            if d.on_restore is not None:
+                d.on_restore(m.index)
+            ack(True)
+
+        def install(s: Storage) -> None:
+            s.install_chunk(m.seq, m.data)
+            s.install_finish(m.index, m.snap_term, m.membership)
+
+        # The core takes no input until this is done (driver rule 5): nothing can commit or
+        # append past the snapshot behind its back.
+        d.installing = True
+        d.submit("install-finish", install, finished)
