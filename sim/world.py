@@ -170,6 +170,8 @@ class SimWorker:
 
     def submit(self, job: StorageJob) -> None:
         w = self.world
+        if job.name == "read-log":
+            w.stats["log_reads"] += 1  # a follower needed entries that left the in-memory cache
         self.last_at = max(self.last_at, w.queue.now + w.worker_latency())
         w.queue.at(self.last_at, w.complete_job, self.node, self.incarnation, job)
 
@@ -189,7 +191,11 @@ class World:
         # --storage sqlite: every disk is the production SQLiteStorage on a file in this directory.
         self.sqlite_dir = run_directory() if params.storage == "sqlite" else None
         self.marks: list[tuple[int, str]] | None = None  # fault/leader events, for a timeline
-        self.raft_config = RaftConfig(election_ticks=params.election_ticks, heartbeat_ticks=params.heartbeat_ticks)
+        self.raft_config = RaftConfig(
+            election_ticks=params.election_ticks,
+            heartbeat_ticks=params.heartbeat_ticks,
+            log_cache_bytes=params.log_cache_bytes,
+        )
         # The first ``params.nodes`` machines form the cluster; the spares may join it later
         # (a spare ticks at the nominal rate).
         self.nodes = [
@@ -220,6 +226,7 @@ class World:
             "snapshot_restarts": 0,
             "wipes": 0,
             "disk_rollbacks": 0,  # SQLite: a crash rolled the files back past written data
+            "log_reads": 0,
         }
         # The latest configuration any node saw committed, and the index it was seen at.
         self.config = Membership()
@@ -473,7 +480,10 @@ class World:
                 for e, seen_in in self.committed.values():
                     if e.index <= log.offset:
                         continue  # compacted: covered by the snapshot (state checked on install)
-                    if seen_in < core.term and (e.index > log.last_index or log.entry(e.index) != e):
+                    if seen_in < core.term and (
+                        e.index > log.last_index
+                        or (log.entry(e.index) != e if log.cached(e.index) else log.term(e.index) != e.term)
+                    ):
                         self._fail(
                             f"leader completeness: {node.id} leads term {core.term} without entry {e.index} "
                             f"(term {e.term}) committed by term {seen_in}"
@@ -485,7 +495,15 @@ class World:
             committed = self.committed
             # Entries folded into a snapshot are gone from the log; the state check covers them.
             for i in range(max(node.checked_commit, core.log.offset) + 1, c + 1):
-                e = core.log.entry(i)
+                if core.log.cached(i):
+                    e = core.log.entry(i)
+                else:
+                    # Left the in-memory cache (durable and applied): compare what the disk holds
+                    # (nothing if its compaction is on the way: the state check covers that).
+                    stored = node.disk.entries(i, i + 1, 0)
+                    if not stored:
+                        continue
+                    e = stored[0]
                 seen = committed.get(i)
                 if seen is None:
                     # The term in which commitment was first seen: at least the term in which

@@ -79,7 +79,7 @@ class ManualWorker:
 
 
 class Node:
-    def __init__(self, nid: str, seed: int) -> None:
+    def __init__(self, nid: str, seed: int, cache_bytes: int | None = None) -> None:
         self.storage = MemoryStorage()
         self.storage.reset("c1")
         boot = Entry(1, 1, EntryKind.CONFIG, MEMBERS.encode())
@@ -90,7 +90,7 @@ class Node:
             nid,
             self.storage,
             self.out,
-            raft_config=RaftConfig(election_ticks=10, heartbeat_ticks=2),
+            raft_config=RaftConfig(election_ticks=10, heartbeat_ticks=2, log_cache_bytes=cache_bytes),
             rng=random.Random(seed),
             options=DriverOptions(raft_address=f"{nid}:7000"),
         )
@@ -100,11 +100,11 @@ class Node:
         self.driver.process()
 
 
-def cluster() -> dict[str, Node]:
-    return {nid: Node(nid, k) for k, nid in enumerate(IDS)}
+def cluster(cache_bytes: int | None = None) -> dict[str, Node]:
+    return {nid: Node(nid, k, cache_bytes) for k, nid in enumerate(IDS)}
 
 
-def settle(nodes: dict[str, Node], rounds: int = 50) -> None:
+def settle(nodes: dict[str, Node], rounds: int = 50, cut: str | None = None) -> None:
     """Complete every job and deliver every message until nothing moves."""
     for _ in range(rounds):
         moved = False
@@ -114,6 +114,8 @@ def settle(nodes: dict[str, Node], rounds: int = 50) -> None:
                 moved = True
         for n in nodes.values():
             for m in n.out.take():
+                if cut in (m.src, m.dst):
+                    continue  # partitioned away
                 moved = True
                 dst = nodes[m.dst].driver
                 dst.receive(m)
@@ -285,3 +287,30 @@ def test_a_snapshot_is_acknowledged_only_once_installed_and_the_core_waits_meanw
     assert acks and acks[-1].ok
     assert follower.driver.applied_index == index == follower.storage.load().applied_index
     assert not follower.driver.installing
+
+
+def test_a_follower_behind_the_log_cache_gets_older_entries_read_from_storage() -> None:
+    """Item 2 of issue 9: with a log cache of 300 bytes the leader keeps only its newest
+    entries in memory; a follower that was away gets the older ones read from storage by the
+    worker (``read-log`` jobs), and ends with the same log and state."""
+    nodes = cluster(cache_bytes=300)
+    elect_n1(nodes)
+    leader = nodes["n1"]
+    for i in range(40):
+        leader.driver.propose(commands.put(f"k{i}", "v" * 50))
+        leader.driver.process()
+        settle(nodes, cut="n3")
+    log = leader.driver.core.log
+    assert log.cache_first > nodes["n3"].driver.core.log.last_index + 1  # n3 needs evicted entries
+    assert log.cache_bytes <= 300
+    for _ in range(3):  # heartbeats: the leader probes n3 and finds where it matches
+        for _ in range(2):
+            leader.driver.tick()
+        leader.driver.process()
+        settle(nodes)
+    assert leader.driver.counters.get("log_reads", 0) > 0
+    n3 = nodes["n3"]
+    assert n3.driver.core.log.last_index == log.last_index
+    assert n3.storage.load().entries == leader.storage.load().entries
+    assert n3.storage.get("k0") == leader.storage.get("k0") is not None
+    assert n3.driver.applied_index == leader.driver.applied_index

@@ -288,6 +288,7 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
             heartbeat_ticks=cfg.heartbeat_ticks,
             max_pending=cfg.max_pending,
             snapshot_threshold=cfg.snapshot_threshold,
+            log_cache_bytes=cfg.log_cache_bytes,
             seed=cfg.seed,
             learner_timeout_s=cfg.learner_timeout_s,
             learner_min_rate_bytes_per_s=cfg.learner_min_rate_bytes_per_s,

@@ -386,6 +386,8 @@ class NodeDriver:
             self._apply(rd.committed)
         for pid in rd.snapshots:
             self.snapshots.start_sender(pid)
+        for pid, lo, hi in rd.fetches:
+            self._fetch(pid, lo, hi)
         self.outcomes.read_index_known(rd.read_states, rd.dropped_reads)
         self.outcomes.release_reads(self.applied_index)
 
@@ -404,6 +406,18 @@ class NodeDriver:
                 self.transport.send(m)
 
         self.submit("save", lambda s: s.save(hs, entries), done)
+
+    def _fetch(self, pid: str, lo: int, hi: int) -> None:
+        """Entries a follower needs left the in-memory log: read them on the worker."""
+        core = self.core
+        max_bytes = self.raft_config.max_append_bytes
+        self.counters["log_reads"] = self.counters.get("log_reads", 0) + 1
+
+        def done(entries: list[Entry]) -> None:
+            if core is self.core:
+                core.fetched(pid, entries)
+
+        self.submit("read-log", lambda s: s.entries(lo, hi, max_bytes), done)
 
     def _apply(self, committed: tuple[Entry, ...]) -> None:
         def done(results: list[dict[str, Any] | None]) -> None:

@@ -145,7 +145,10 @@ class MembershipChanges:
         """Nothing but bootstrap entries and no one else in the configuration: safe to wipe."""
         if self.d.core.log.offset > 0:
             return False  # a compacted log: it held client data once
-        if any(e.kind == EntryKind.NORMAL for e in self.d.core.log.entries):
+        log = self.d.core.log
+        if log.cache_first > log.first_index:
+            return False  # entries left the in-memory cache: far more than bootstrap entries
+        if any(e.kind == EntryKind.NORMAL for e in log.entries):
             return False
         return set(self.d.core.membership.ids) <= {self.d.id}
 

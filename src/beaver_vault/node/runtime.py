@@ -61,12 +61,25 @@ class RuntimeOptions:
     heartbeat_ticks: int = 2
     max_pending: int = 10_000  # proposals + reads waiting for an outcome; beyond: Overloaded
     snapshot_threshold: int = 10_000  # log entries kept before compacting into a snapshot
+    log_cache_bytes: int | None = 16 * 1024 * 1024  # recent log entries kept in memory (None: all)
     expire_interval_ms: int = 250  # how often the leader looks for keys past their TTL
     seed: int | None = None  # randomness for election timeouts; None: from the OS
     # A membership change's own deadline (join handshake, a configuration's commit, a learner's
     # catch-up), plus for a learner the time to receive its data at the minimum rate.
     learner_timeout_s: float = 30.0
     learner_min_rate_bytes_per_s: int = 1024 * 1024
+
+
+LATENESS_PROBE_S = 0.010
+# Upper bounds (ms) of the lateness buckets; the last bucket counts everything later.
+LATENESS_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 250, 1000)
+
+
+def _lateness_bucket(late_ms: float) -> str:
+    for b in LATENESS_BUCKETS_MS:
+        if late_ms <= b:
+            return f"loop_late_le_{b}ms"
+    return "loop_late_over_1000ms"
 
 
 class ThreadWorker:
@@ -172,7 +185,11 @@ class NodeRuntime:
             node_id,
             storage,
             _NullTransport(),
-            raft_config=RaftConfig(election_ticks=options.election_ticks, heartbeat_ticks=options.heartbeat_ticks),
+            raft_config=RaftConfig(
+                election_ticks=options.election_ticks,
+                heartbeat_ticks=options.heartbeat_ticks,
+                log_cache_bytes=options.log_cache_bytes,
+            ),
             rng=rng,
             options=DriverOptions(
                 raft_address=options.raft_address,
@@ -186,6 +203,7 @@ class NodeRuntime:
         )
         self.driver.changes.on_event = self._on_change_event
         self._worker = ThreadWorker(worker_storage, node_id) if worker_storage is not None else None
+        self.loop_lateness: dict[str, int] = {_lateness_bucket(b): 0 for b in (*LATENESS_BUCKETS_MS, 10_000)}
         self._wake = trio.Event()
         self._started = False
         self.readiness = ReadinessTracker()  # the leader's announced commit index, for GET /ready
@@ -226,6 +244,7 @@ class NodeRuntime:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self._expirer)
+                nursery.start_soon(self._lateness_probe)
                 task_status.started()
                 await self._processor()
         finally:
@@ -234,6 +253,15 @@ class NodeRuntime:
 
     def _wake_processor(self) -> None:
         self._wake.set()
+
+    async def _lateness_probe(self) -> None:
+        """How late a 10 ms sleep wakes: the event loop's responsiveness (anything that blocks
+        the Trio thread shows here), counted in buckets for /metrics (``node_loop_late_*``)."""
+        while True:
+            start = trio.current_time()
+            await trio.sleep(LATENESS_PROBE_S)
+            late_ms = (trio.current_time() - start - LATENESS_PROBE_S) * 1000
+            self.loop_lateness[_lateness_bucket(late_ms)] += 1
 
     async def _ticker(self) -> None:
         period = self.options.tick_ms / 1000
@@ -402,6 +430,7 @@ class NodeRuntime:
         as ``node_<name>``, and the transport's (sent, received, every kind of counted drop)
         as ``transport_<name>`` when the transport offers ``statistics()``."""
         out = {f"node_{k}": v for k, v in self.driver.counters.items()}
+        out.update({f"node_{k}": v for k, v in self.loop_lateness.items()})  # a count per bucket (not cumulative)
         # Membership changes started, rolled back, refused (in flight / quorum at risk).
         out.update({f"node_membership_{k}": v for k, v in self.driver.changes.counters.items()})
         stats = getattr(self.driver.transport, "statistics", None)
