@@ -32,6 +32,7 @@ A broken one raises ``SimFailure("safety", ...)``; so does ``InvariantViolation`
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol, TextIO
 
@@ -167,13 +168,18 @@ class SimWorker:
         self.node = node
         self.incarnation = node.incarnation
         self.last_at = world.queue.now
+        # In submission order. Each completion event runs the job at the head: a pause re-queues
+        # events, and a re-queued one may then fall behind a later job's event; the jobs stay
+        # in order all the same.
+        self.pending: deque[StorageJob] = deque()
 
     def submit(self, job: StorageJob) -> None:
         w = self.world
         if job.name == "read-log":
             w.stats["log_reads"] += 1  # a follower needed entries that left the in-memory cache
+        self.pending.append(job)
         self.last_at = max(self.last_at, w.queue.now + w.worker_latency())
-        w.queue.at(self.last_at, w.complete_job, self.node, self.incarnation, job)
+        w.queue.at(self.last_at, w.complete_job, self.node, self.incarnation, self)
 
 
 class World:
@@ -352,12 +358,14 @@ class World:
         """How long a storage job takes: a little, plus an fsync's latency when disks are slow."""
         return self.worker_rng.randint(0, 2) + self.sync_latency()
 
-    def complete_job(self, node: SimNode, incarnation: int, job: StorageJob) -> None:
-        """The storage worker runs ``job`` now and reports it done (unless the node crashed since)."""
+    def complete_job(self, node: SimNode, incarnation: int, worker: SimWorker) -> None:
+        """The storage worker runs its next job now and reports it done (unless the node
+        crashed since)."""
         if node.driver is None or node.incarnation != incarnation:
             return  # lost with the crash, unrun: a write that was never synced
-        if self.busy(node, self.complete_job, node, incarnation, job):
+        if self.busy(node, self.complete_job, node, incarnation, worker):
             return  # a paused process pauses its worker thread too
+        job = worker.pending.popleft()
 
         def action(d: NodeDriver) -> None:
             node.in_worker = True

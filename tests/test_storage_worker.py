@@ -12,6 +12,9 @@ from __future__ import annotations
 import random
 from collections import deque
 
+import pytest
+
+from beaver_vault.errors import InvariantViolation
 from beaver_vault.kv import commands
 from beaver_vault.node.driver import DriverOptions, NodeDriver
 from beaver_vault.node.storage_jobs import StorageJob, run_job
@@ -314,3 +317,21 @@ def test_a_follower_behind_the_log_cache_gets_older_entries_read_from_storage() 
     assert n3.storage.load().entries == leader.storage.load().entries
     assert n3.storage.get("k0") == leader.storage.get("k0") is not None
     assert n3.driver.applied_index == leader.driver.applied_index
+
+
+def test_a_worker_that_completes_out_of_order_is_caught() -> None:
+    """The rules rest on the worker's order; the driver checks it (the simulator once broke it
+    when a paused node's completions were re-queued behind a later one)."""
+    nodes = cluster()
+    cand = nodes["n1"]
+    cand.driver.core.campaign(transfer=True)
+    cand.driver.process()
+    first = cand.worker.jobs[0]
+    cand.driver.receive(VoteRequest(term=3, src="n2", dst="n1", last_log_index=1, last_log_term=1))
+    cand.driver.process()
+    assert len(cand.worker.jobs) == 2
+    second = cand.worker.jobs[1]
+    run_job(second, cand.storage)
+    with pytest.raises(InvariantViolation):
+        cand.driver.storage_done(second)
+    assert first.seq == 1 and second.seq == 2

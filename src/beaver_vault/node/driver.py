@@ -139,6 +139,8 @@ class NodeDriver:
         # sets another with ``set_worker``.
         self.worker: StorageWorker = InlineWorker(storage, self.storage_done)
         self.jobs_in_flight = 0
+        self._job_seq = 0  # jobs submitted
+        self._done_seq = 0  # jobs completed (in order: the worker's contract)
         self._gen = 0  # bumped by load(): completions of jobs submitted before are moot
         # Messages waiting for the last save in flight (rule 1); None when no save is in flight.
         self._after_save: list[RaftMessage] | None = None
@@ -346,11 +348,15 @@ class NodeDriver:
     def submit(self, name: str, run: Callable[[Storage], Any], done: Callable[[Any], None]) -> None:
         """Hand ``run`` to the storage worker; ``done(result)`` runs here once it is durable."""
         self.jobs_in_flight += 1
-        self.worker.submit(StorageJob(name, run, done, gen=self._gen))
+        self._job_seq += 1
+        self.worker.submit(StorageJob(name, run, done, gen=self._gen, seq=self._job_seq))
 
     def storage_done(self, job: StorageJob) -> None:
         """The worker finished ``job`` (jobs finish in submission order). Call ``process()`` after."""
         self.jobs_in_flight -= 1
+        if job.seq != self._done_seq + 1:
+            raise InvariantViolation(f"{self.id}: storage job {job.seq} ({job.name}) done after {self._done_seq}")
+        self._done_seq = job.seq
         if job.error is not None:
             raise job.error
         if job.gen != self._gen:

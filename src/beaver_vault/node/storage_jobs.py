@@ -35,6 +35,7 @@ class StorageJob:
     result: Any = None
     error: BaseException | None = None
     gen: int = 0  # the driver's generation when submitted (a reload makes older jobs moot)
+    seq: int = 0  # submission order (the driver checks completions come in this order)
 
 
 class StorageWorker(Protocol):
