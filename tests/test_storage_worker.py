@@ -335,3 +335,35 @@ def test_a_worker_that_completes_out_of_order_is_caught() -> None:
     with pytest.raises(InvariantViolation):
         cand.driver.storage_done(second)
     assert first.seq == 1 and second.seq == 2
+
+
+def test_consecutive_saves_written_as_one_end_as_if_written_one_by_one() -> None:
+    """Group commit in the worker thread (``run_saves``): one transaction for the saves queued
+    together, including a later one that replaces a suffix of an earlier one."""
+    from beaver_vault.node.storage_jobs import run_saves
+
+    def job(hs: HardState | None, es: list[Entry]) -> StorageJob:
+        t = tuple(es)
+        return StorageJob("save", lambda s: s.save(hs, t), lambda _: None, save=(hs, t))
+
+    def E(i: int, t: int) -> Entry:
+        return Entry(t, i, EntryKind.NORMAL, b"%d/%d" % (i, t))
+
+    saves = [
+        (HardState(1, "a", 0), [E(1, 1), E(2, 1), E(3, 1)]),
+        (None, [E(4, 1)]),
+        (HardState(2, None, 2), [E(3, 2)]),  # replaces 3..4
+        (HardState(2, "b", 2), []),
+        (None, [E(4, 2), E(5, 2)]),
+    ]
+    one_by_one, grouped = MemoryStorage(), MemoryStorage()
+    for hs, es in saves:
+        one_by_one.save(hs, es)
+    jobs = [job(hs, es) for hs, es in saves]
+    run_saves(jobs, grouped)
+    assert all(j.error is None for j in jobs)
+    assert grouped.load() == one_by_one.load()
+    assert grouped.status().saves == 1
+    bad = [job(None, [E(9, 3)])]  # a gap: refused, and every job of the batch says so
+    run_saves([*bad, job(None, [E(10, 3)])], grouped)
+    assert bad[0].error is not None

@@ -345,11 +345,17 @@ class NodeDriver:
 
     # ------------------------------------------------------------------ storage jobs
 
-    def submit(self, name: str, run: Callable[[Storage], Any], done: Callable[[Any], None]) -> None:
+    def submit(
+        self,
+        name: str,
+        run: Callable[[Storage], Any],
+        done: Callable[[Any], None],
+        save: tuple[HardState | None, tuple[Entry, ...]] | None = None,
+    ) -> None:
         """Hand ``run`` to the storage worker; ``done(result)`` runs here once it is durable."""
         self.jobs_in_flight += 1
         self._job_seq += 1
-        self.worker.submit(StorageJob(name, run, done, gen=self._gen, seq=self._job_seq))
+        self.worker.submit(StorageJob(name, run, done, gen=self._gen, seq=self._job_seq, save=save))
 
     def storage_done(self, job: StorageJob) -> None:
         """The worker finished ``job`` (jobs finish in submission order). Call ``process()`` after."""
@@ -378,7 +384,7 @@ class NodeDriver:
         # saves in flight (rule 1).
         early = (
             self.core.role == LEADER
-            and (rd.hard_state is None or (rd.hard_state.term, rd.hard_state.vote) == self._durable_term_vote)
+            and (self.core.term, self.core.vote) == self._durable_term_vote
             and all(isinstance(m, AppendRequest) for m in rd.messages)
         )
         if early:
@@ -411,7 +417,7 @@ class NodeDriver:
             for m in after:
                 self.transport.send(m)
 
-        self.submit("save", lambda s: s.save(hs, entries), done)
+        self.submit("save", lambda s: s.save(hs, entries), done, save=(hs, entries))
 
     def _fetch(self, pid: str, lo: int, hi: int) -> None:
         """Entries a follower needs left the in-memory log: read them on the worker."""

@@ -41,7 +41,7 @@ from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
 from beaver_vault.node.events import EventJournal, StatusObserver
 from beaver_vault.node.readiness import ReadinessTracker
 from beaver_vault.node.status import NodeStatus
-from beaver_vault.node.storage_jobs import StorageJob, run_job
+from beaver_vault.node.storage_jobs import StorageJob, run_job, run_saves
 from beaver_vault.node.watch import DEFAULT_BUFFER_BYTES, Event, WatchCompacted, Watcher, WatchHub
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.messages import Membership, Message
@@ -82,6 +82,9 @@ def _lateness_bucket(late_ms: float) -> str:
     return "loop_late_over_1000ms"
 
 
+MAX_SAVES_PER_COMMIT = 64
+
+
 class ThreadWorker:
     """The storage worker of a real node: one thread, its own storage (its own SQLite connection,
     opened on that thread), jobs run in submission order. Finished jobs are handed back to the
@@ -116,15 +119,33 @@ class ThreadWorker:
         else:
             failed = None
         try:
+            carried: list[StorageJob | None] = []
             while True:
-                job = self._jobs.get()
+                job = carried.pop() if carried else self._jobs.get()
                 if job is None:
                     return
                 if failed is not None:
                     job.error = failed
-                else:
+                    self._post(job)
+                    continue
+                if job.save is None:
                     run_job(job, storage)
-                self._post(job)
+                    self._post(job)
+                    continue
+                # Group commit: the saves queued behind this one go in the same transaction.
+                batch = [job]
+                while len(batch) < MAX_SAVES_PER_COMMIT:
+                    try:
+                        nxt = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None or nxt.save is None:
+                        carried.append(nxt)
+                        break
+                    batch.append(nxt)
+                run_saves(batch, storage)
+                for j in batch:
+                    self._post(j)
         finally:
             if failed is None:
                 storage.close()

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from beaver_vault.raft.messages import Entry, HardState
 from beaver_vault.storage.base import Storage
 
 
@@ -36,6 +37,9 @@ class StorageJob:
     error: BaseException | None = None
     gen: int = 0  # the driver's generation when submitted (a reload makes older jobs moot)
     seq: int = 0  # submission order (the driver checks completions come in this order)
+    # A save's arguments (hard state, entries), so a worker may write several consecutive saves
+    # in one transaction (one fsync: group commit); ``run`` does the same for one save.
+    save: tuple[HardState | None, tuple[Entry, ...]] | None = None
 
 
 class StorageWorker(Protocol):
@@ -54,6 +58,34 @@ class InlineWorker:
     def submit(self, job: StorageJob) -> None:
         run_job(job, self.storage)
         self.complete(job)
+
+
+def run_saves(jobs: list[StorageJob], storage: Storage) -> None:
+    """Run consecutive save jobs as ONE save (one transaction, one fsync), with the same end
+    state as running them one by one: a later save's entries replace the earlier ones' from
+    their first index on, and the last hard state wins. All succeed or all fail together."""
+    if len(jobs) == 1:
+        run_job(jobs[0], storage)
+        return
+    hs: HardState | None = None
+    entries: list[Entry] = []
+    for job in jobs:
+        assert job.save is not None
+        h, es = job.save
+        if h is not None:
+            hs = h
+        if es:
+            first = es[0].index
+            while entries and entries[-1].index >= first:
+                entries.pop()
+            if entries and entries[-1].index + 1 != first:
+                entries = []  # truncates below what this batch wrote: write from there
+            entries.extend(es)
+    try:
+        storage.save(hs, entries)
+    except Exception as e:  # noqa: BLE001 - handed to the driver, which re-raises it
+        for job in jobs:
+            job.error = e
 
 
 def run_job(job: StorageJob, storage: Storage) -> None:
