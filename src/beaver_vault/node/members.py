@@ -74,14 +74,14 @@ class MembershipChanges:
         self.probers: set[str] = set()
         self.promotions: dict[str, Waiter] = {}  # learner id -> join waiting for its promotion
         self.transfer_wait: tuple[str, Waiter] | None = None
-        self._peers_for: tuple[int, str | None] = (-1, None)
+        self._peers_for: tuple[int, int, str | None] = (-1, 0, None)
         self.adopting = False  # an adoption's wipe is on the storage worker
 
     # ------------------------------------------------------------------ driver hooks
 
     def invalidate_peers(self) -> None:
         """The configuration may have changed under us: tell the transport again."""
-        self._peers_for = (-1, None)
+        self._peers_for = (-1, 0, None)
 
     def on_tick_leader(self) -> None:
         if self.d.core.ticks % (2 * self.d.options.handshake_retry_ticks) == 0:
@@ -101,7 +101,7 @@ class MembershipChanges:
             if msg.src not in self.handshake_peers:
                 self.probers.add(msg.src)
             self.handshake_peers[msg.src] = msg.reply_address
-            self._peers_for = (-1, None)
+            self._peers_for = (-1, 0, None)
             self.sync_peers()
         d.transport.send(
             ProbeResponse(d.id, msg.src, msg.nonce, d.id, d.cluster_id or "", d.options.http_address, self.pristine())
@@ -136,7 +136,7 @@ class MembershipChanges:
             self.transfer_wait = None
         if self.join_op is not None and self.join_op.waiter is w:
             self.join_op = None
-            self._peers_for = (-1, None)
+            self._peers_for = (-1, 0, None)
             self.sync_peers()
 
     # ------------------------------------------------------------------ changes
@@ -367,7 +367,7 @@ class MembershipChanges:
     def _end_join(self, error: BeaverVaultError) -> None:
         j = self.join_op
         self.join_op = None
-        self._peers_for = (-1, None)
+        self._peers_for = (-1, 0, None)
         self.sync_peers()
         if j is not None:
             j.waiter._finish(error=error)
@@ -405,7 +405,7 @@ class MembershipChanges:
         members = Membership.decode(encoded) if encoded else Membership()
         self.handshake_peers.update({m.id: m.raft_address for m in members.members if m.id != self.d.id})
         self.probers.difference_update(m.id for m in members.members)
-        self._peers_for = (-1, None)
+        self._peers_for = (-1, 0, None)
         self.sync_peers()
 
     def _reintroduce(self) -> None:
@@ -435,7 +435,7 @@ class MembershipChanges:
 
     def sync_peers(self) -> None:
         core = self.d.core
-        key = (core.membership_index, self.join_op.node_id if self.join_op else None)
+        key = (core.membership_index, len(core.configs), self.join_op.node_id if self.join_op else None)
         if key == self._peers_for:
             return
         self._peers_for = key
@@ -445,7 +445,11 @@ class MembershipChanges:
             self.probers.discard(oldest)
             del self.handshake_peers[oldest]
         peers = dict(self.handshake_peers)
-        peers.update({m.id: m.raft_address for m in core.membership.members if m.id != self.d.id})
+        # Every configuration still in the log, the latest last: a member just removed by an
+        # entry not yet committed (a leader removing itself, say) must still get our answers,
+        # which leave only once the entry is durable here, after this configuration took effect.
+        for _, membership in core.configs:
+            peers.update({m.id: m.raft_address for m in membership.members if m.id != self.d.id})
         if self.join_op is not None:
             peers[self.join_op.node_id] = self.join_op.raft_address
         self.d.transport.set_peers(peers)
