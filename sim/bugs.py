@@ -8,6 +8,7 @@ simulated disk's and client's: ``disk.SimDisk`` and ``workload``.)
 from __future__ import annotations
 
 from beaver_vault.node.driver import NodeDriver, Waiter
+from beaver_vault.raft.messages import RaftMessage
 
 
 class LeaderLocalReads(NodeDriver):
@@ -20,6 +21,20 @@ class LeaderLocalReads(NodeDriver):
         return w
 
 
+class AckBeforeDurable(NodeDriver):
+    """ack-before-durable: the asynchronous path's classic mistake -- messages leave when their
+    writes are handed to the storage worker, not when the worker reports them durable (a
+    follower acknowledges entries, a voter grants a vote, that a crash then loses)."""
+
+    def send_after_save(self, msgs: list[RaftMessage]) -> None:
+        for m in msgs:
+            self.transport.send(m)
+
+
 def driver_class(bug: str | None) -> type[NodeDriver]:
     """The driver the world runs for the planted ``bug`` (the production one for the others)."""
-    return LeaderLocalReads if bug == "stale-read" else NodeDriver
+    if bug == "stale-read":
+        return LeaderLocalReads
+    if bug == "ack-before-durable":
+        return AckBeforeDurable
+    return NodeDriver

@@ -63,6 +63,9 @@ class SimDisk:
         self._written()
         self.hooks.crash_point("after-save")
 
+    def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
+        return self.live.entries(lo, hi, max_bytes)
+
     def reset(self, cluster_id: str | None) -> None:
         self.hooks.crash_point("before-save")
         self.live.reset(cluster_id)

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, fields
 
 FAULT_CLASSES = ("net", "partition", "crash", "pause", "skew", "disk", "churn", "hostile")
-BUGS = ("ack-before-fsync", "stale-read", "forget-vote", "dup-retry")
+BUGS = ("ack-before-fsync", "stale-read", "forget-vote", "dup-retry", "ack-before-durable")
 STORAGES = ("memory", "sqlite")
 SQLITE_EVERY = 4  # one seed in four runs every node on the production SQLite storage
 
@@ -58,6 +58,9 @@ class Params:
     storage: str  # memory (MemoryStorage) or sqlite (the production SQLiteStorage, see sim.sqlite_disk)
     # time base
     tick_ms: int  # nominal tick period; each node's own period is skewed around it
+    # bytes of recent log entries each node keeps in memory (None: all); older ones are read
+    # from its disk by the storage worker when a follower needs them
+    log_cache_bytes: int | None
     tick_ms_by_node: tuple[int, ...]
     election_ticks: int
     heartbeat_ticks: int
@@ -166,6 +169,8 @@ def draw(
         bug=bug,
         storage=storage if storage is not None else drawn_storage(seed),
         tick_ms=tick_ms,
+        # Its own generator: adding this draw shifts none of the others.
+        log_cache_bytes=derive(seed, "log-cache").choice((None, 0, 200, 1000, 5000)),
         tick_ms_by_node=ticks,
         election_ticks=10,
         heartbeat_ticks=2,

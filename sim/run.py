@@ -241,7 +241,7 @@ def _summary(w: World, wl: Workload, verdict: str) -> str:
         f"snapshots_installed={s['snapshots_installed']} install_crashes={s['install_crashes']} "
         f"snapshot_restarts={s['snapshot_restarts']} follower_reads={wl.stats['follower_reads']} "
         f"retries={wl.stats['retries']} dup_suppressed={wl.stats['dup_suppressed']} "
-        f"storage={w.params.storage} disk_rollbacks={s['disk_rollbacks']} "
+        f"storage={w.params.storage} disk_rollbacks={s['disk_rollbacks']} log_reads={s['log_reads']} "
         f"members={','.join(w.config.ids)} history={verdict} "
         f"hostile={s.get('hostile_frames', 0)}/{s.get('hostile_delivered', 0)}"
     )

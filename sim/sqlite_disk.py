@@ -228,6 +228,9 @@ class SqliteDisk:
         self._full()
         self.hooks.crash_point("after-save")
 
+    def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
+        return self.store.entries(lo, hi, max_bytes)
+
     def reset(self, cluster_id: str | None) -> None:
         self.hooks.crash_point("before-save")
         self.store.reset(cluster_id)

@@ -32,12 +32,14 @@ A broken one raises ``SimFailure("safety", ...)``; so does ``InvariantViolation`
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol, TextIO
 
 from beaver_vault.errors import BeaverVaultError, InvariantViolation
 from beaver_vault.kv.state import KeyRecord
 from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
+from beaver_vault.node.storage_jobs import StorageJob
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.core import LEADER
 from beaver_vault.raft.messages import (
@@ -102,6 +104,7 @@ class SimNode:
         self.senders_seen: set[tuple[str, int]] = set()  # (follower, snapshot index) streamed to
         self.checked_commit = 0
         self.flush_pending = False
+        self.in_worker = False  # running a storage job: its latency was drawn at submission
 
     # ---------------------------------------------------------------- disk hooks
 
@@ -124,6 +127,8 @@ class SimNode:
                 self.crash_point("after-send")
 
     def sync(self) -> None:
+        if self.in_worker:
+            return  # the storage worker's job: its completion already waits for the sync
         self.sync_delay_ms += self.world.sync_latency()
 
     def saved(self, entries: Sequence[Entry]) -> None:
@@ -152,6 +157,31 @@ class SimNode:
         return self.world.queue.now + self.sync_delay_ms
 
 
+class SimWorker:
+    """The node's storage worker thread, in simulated time (``node/storage_jobs.py``): a job
+    runs on the disk when it completes, after its own seeded latency (an fsync's, slow ones
+    included), in submission order, interleaved with the network and the ticks. A crash before
+    that drops it unrun (what was not synced is lost) together with its completion."""
+
+    def __init__(self, world: World, node: SimNode) -> None:
+        self.world = world
+        self.node = node
+        self.incarnation = node.incarnation
+        self.last_at = world.queue.now
+        # In submission order. Each completion event runs the job at the head: a pause re-queues
+        # events, and a re-queued one may then fall behind a later job's event; the jobs stay
+        # in order all the same.
+        self.pending: deque[StorageJob] = deque()
+
+    def submit(self, job: StorageJob) -> None:
+        w = self.world
+        if job.name == "read-log":
+            w.stats["log_reads"] += 1  # a follower needed entries that left the in-memory cache
+        self.pending.append(job)
+        self.last_at = max(self.last_at, w.queue.now + w.worker_latency())
+        w.queue.at(self.last_at, w.complete_job, self.node, self.incarnation, self)
+
+
 class World:
     def __init__(self, params: Params, out: TextIO | None = None, verbose: bool = False) -> None:
         self.params = params
@@ -161,12 +191,17 @@ class World:
         self.net_rng = derive(params.seed, "net")
         self.fault_rng = derive(params.seed, "faults")
         self.disk_rng = derive(params.seed, "disk")
+        self.worker_rng = derive(params.seed, "worker")
         self.network = Network(self.queue, params, self.net_rng)
         self.network.deliver = self.deliver
         # --storage sqlite: every disk is the production SQLiteStorage on a file in this directory.
         self.sqlite_dir = run_directory() if params.storage == "sqlite" else None
         self.marks: list[tuple[int, str]] | None = None  # fault/leader events, for a timeline
-        self.raft_config = RaftConfig(election_ticks=params.election_ticks, heartbeat_ticks=params.heartbeat_ticks)
+        self.raft_config = RaftConfig(
+            election_ticks=params.election_ticks,
+            heartbeat_ticks=params.heartbeat_ticks,
+            log_cache_bytes=params.log_cache_bytes,
+        )
         # The first ``params.nodes`` machines form the cluster; the spares may join it later
         # (a spare ticks at the nominal rate).
         self.nodes = [
@@ -197,6 +232,7 @@ class World:
             "snapshot_restarts": 0,
             "wipes": 0,
             "disk_rollbacks": 0,  # SQLite: a crash rolled the files back past written data
+            "log_reads": 0,
         }
         # The latest configuration any node saw committed, and the index it was seen at.
         self.config = Membership()
@@ -254,6 +290,7 @@ class World:
                 change_timeout_ticks=CHANGE_TIMEOUT_TICKS,
             ),
         )
+        node.driver.set_worker(SimWorker(self, node))
         self.log(f"{node.id} start #{node.incarnation} (bootstrap={bootstrap})")
         self.run_on(node, lambda d: d.start(bootstrap))
         d = node.driver
@@ -316,6 +353,29 @@ class World:
         if self.slow_sync_p and self.disk_rng.random() < self.slow_sync_p:
             return self.disk_rng.randint(1, p.slow_sync_max_ms)
         return self.disk_rng.randint(0, p.sync_max_ms) if p.sync_max_ms else 0
+
+    def worker_latency(self) -> int:
+        """How long a storage job takes: a little, plus an fsync's latency when disks are slow."""
+        return self.worker_rng.randint(0, 2) + self.sync_latency()
+
+    def complete_job(self, node: SimNode, incarnation: int, worker: SimWorker) -> None:
+        """The storage worker runs its next job now and reports it done (unless the node
+        crashed since)."""
+        if node.driver is None or node.incarnation != incarnation:
+            return  # lost with the crash, unrun: a write that was never synced
+        if self.busy(node, self.complete_job, node, incarnation, worker):
+            return  # a paused process pauses its worker thread too
+        job = worker.pending.popleft()
+
+        def action(d: NodeDriver) -> None:
+            node.in_worker = True
+            try:
+                job.result = job.run(node.disk)
+            finally:
+                node.in_worker = False
+            d.storage_done(job)
+
+        self.run_on(node, action)
 
     # ---------------------------------------------------------------- driving a node
 
@@ -401,8 +461,10 @@ class World:
                     node.senders_seen.add(key)
                     for listener in self.snapshot_listeners:
                         listener(target)
-        if core.vote is not None:
-            self.check_vote(node.id, core.term, core.vote)
+        term, vote = d.durable_term_vote
+        if vote is not None:
+            # Durable votes only: a vote still on its way to the disk has told no one yet.
+            self.check_vote(node.id, term, vote)
         if core.role == LEADER:
             holder = self.leaders.get(core.term)
             if holder is None:
@@ -426,7 +488,10 @@ class World:
                 for e, seen_in in self.committed.values():
                     if e.index <= log.offset:
                         continue  # compacted: covered by the snapshot (state checked on install)
-                    if seen_in < core.term and (e.index > log.last_index or log.entry(e.index) != e):
+                    if seen_in < core.term and (
+                        e.index > log.last_index
+                        or (log.entry(e.index) != e if log.cached(e.index) else log.term(e.index) != e.term)
+                    ):
                         self._fail(
                             f"leader completeness: {node.id} leads term {core.term} without entry {e.index} "
                             f"(term {e.term}) committed by term {seen_in}"
@@ -438,7 +503,15 @@ class World:
             committed = self.committed
             # Entries folded into a snapshot are gone from the log; the state check covers them.
             for i in range(max(node.checked_commit, core.log.offset) + 1, c + 1):
-                e = core.log.entry(i)
+                if core.log.cached(i):
+                    e = core.log.entry(i)
+                else:
+                    # Left the in-memory cache (durable and applied): compare what the disk holds
+                    # (nothing if its compaction is on the way: the state check covers that).
+                    stored = node.disk.entries(i, i + 1, 0)
+                    if not stored:
+                        continue
+                    e = stored[0]
                 seen = committed.get(i)
                 if seen is None:
                     # The term in which commitment was first seen: at least the term in which

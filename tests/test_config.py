@@ -143,6 +143,8 @@ def test_every_setting_can_come_from_every_source(tmp_path: Path) -> None:
         "heartbeat_ticks": "3",
         "max_pending": "99",
         "snapshot_threshold": "500",
+        "storage_thread": "false",
+        "log_cache_bytes": "1048576",
         "peer_queue_max": "64",
         "max_key_bytes": "10",
         "max_body_bytes": "2048",

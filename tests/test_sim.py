@@ -149,6 +149,7 @@ SYMPTOM = {
     "forget-vote": "safety",  # a node votes twice in one term
     "stale-read": "linearizability",  # a read misses an acknowledged write
     "dup-retry": "linearizability",  # a write retried under a fresh id is applied twice
+    "ack-before-durable": "safety",  # acknowledged before the storage worker synced: lost in a crash
 }
 
 

@@ -585,3 +585,51 @@ def test_sqlite_migrates_a_version_1_file(tmp_path: Path) -> None:
         assert s.expired_keys(9, 10) == ["a"]
     finally:
         s.close()
+
+
+def test_entries_reads_a_range_bounded_by_bytes(make: Callable[[], Any]) -> None:
+    """The log cache's fallback (raft/log.py): entries read back from storage for a follower."""
+    s = make()
+    entries = [E(i, 1, b"x" * 100) for i in range(1, 11)]
+    s.save(HardState(1), entries)
+    assert s.entries(3, 6, 1 << 20) == entries[2:5]
+    assert s.entries(9, 100, 1 << 20) == entries[8:]
+    assert s.entries(3, 10, 250) == entries[2:4]  # 124 bytes each: two fit in 250
+    assert s.entries(3, 10, 0) == entries[2:3]  # at least one
+    assert s.entries(11, 20, 1 << 20) == []
+    s.apply(entries[:6], lambda store, e: None)
+    s.compact(5, 1, b"")
+    assert s.entries(1, 8, 1 << 20) == entries[5:7]  # the compacted prefix is gone
+
+
+def test_sqlite_a_worker_thread_writes_through_its_own_connection(tmp_path: Path) -> None:
+    """The storage worker's layout (node/runtime.py ThreadWorker): a second handle on the same
+    file, opened and used on another thread, writes and applies; the first handle (the event
+    loop's) reads what it committed."""
+    import threading
+
+    path = tmp_path / "n.db"
+    loop_side = SQLiteStorage(path)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            w = SQLiteStorage(path)
+            data = [commands.put(f"k{i}", i) for i in range(1, 6)]
+            log = [E(i, 1, d) for i, d in enumerate(data, start=1)]
+            w.save(HardState(1, "me", 0), log)
+            w.apply(log, kv_apply)
+            assert w.entries(1, 3, 1 << 20) == [E(1, 1, data[0]), E(2, 1, data[1])]
+            w.close()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert not errors, errors
+    got = loop_side.get("k3")
+    assert got is not None and json.loads(got.value) == 3
+    st = loop_side.load()
+    assert (st.applied_index, st.hard_state, len(st.entries)) == (5, HardState(1, "me", 0), 5)
+    loop_side.close()

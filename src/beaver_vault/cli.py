@@ -230,9 +230,13 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
         log.error("%s", e)
         return EXIT_USAGE
 
+    from beaver_vault.storage.sqlite import SQLiteStorage
+
+    db_path = cfg.db_path
     runtime = NodeRuntime(
         node_id=cfg.node_id,
         storage=storage,
+        worker_storage=(lambda: SQLiteStorage(db_path)) if cfg.storage_thread else None,
         options=RuntimeOptions(
             raft_address=cfg.raft_address,
             http_address=cfg.http_address,
@@ -242,6 +246,7 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
             heartbeat_ticks=cfg.heartbeat_ticks,
             max_pending=cfg.max_pending,
             snapshot_threshold=cfg.snapshot_threshold,
+            log_cache_bytes=cfg.log_cache_bytes,
             seed=cfg.seed,
             learner_timeout_s=cfg.learner_timeout_s,
             learner_min_rate_bytes_per_s=cfg.learner_min_rate_bytes_per_s,

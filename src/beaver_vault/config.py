@@ -70,6 +70,12 @@ class Config:
     heartbeat_ticks: int = 2
     max_pending: int = 10_000
     snapshot_threshold: int = 10_000
+    # Storage work (log appends and fsyncs, applying, compaction, snapshot installs) on a worker
+    # thread with its own SQLite connection; false: on the event loop (the old way).
+    storage_thread: bool = True
+    # The in-memory Raft log keeps at most about this many bytes of the most recent entries;
+    # older ones are read back from the database when a follower needs them.
+    log_cache_bytes: int = 16 * 1024 * 1024
     peer_queue_max: int = 1024  # outbound raft frames queued per peer before dropping
     max_key_bytes: int = 1024
     max_body_bytes: int = 1024 * 1024
@@ -355,6 +361,16 @@ SETTINGS: tuple[Setting, ...] = (
         "snapshot_threshold",
         _int_in(10, 10_000_000),
         "log entries kept before the log is compacted into a snapshot (default: 10000)",
+    ),
+    Setting(
+        "storage_thread",
+        _parse_bool,
+        "do storage work (log fsyncs, applying, compaction, snapshot installs) on a worker thread (default: true)",
+    ),
+    Setting(
+        "log_cache_bytes",
+        _int_in(0),
+        "bytes of recent Raft log entries kept in memory; older ones are read from disk (default: 16777216)",
     ),
     Setting("peer_queue_max", _int_in(1), "raft frames queued per peer before dropping (default: 1024)"),
     Setting("max_key_bytes", _int_in(1), "longest key in UTF-8 bytes (default: 1024)"),

@@ -11,10 +11,24 @@ driver's parts, so the simulator tests it:
   transfers, the raft addresses the transport must know;
 * ``snapshots``: compaction, streaming a snapshot to a follower, installing one.
 
-``process()`` alone orders effects, for each Ready: persist (synced) -> send -> apply ->
-advance. Messages that depend on a vote or on log entries therefore never leave before those
-are durable, and an entry is applied only once (the applied index is stored in the same
-transaction as the applied rows).
+Storage work runs on a storage worker (``node/storage_jobs.py``): ``process()`` hands each
+Ready's writes to it and goes on; the worker reports each job done, in order, through
+``storage_done``. The ordering rules that make this safe (each one a test in
+tests/test_storage_worker.py, and the simulator's planted ``ack-before-durable`` bug breaks the
+first):
+
+1. A follower's AppendResponse (any message but a leader's AppendRequest) leaves only once
+   every write submitted before it is durable: it rides on the completion of the last save.
+2. The leader counts its own match index only once its own append is durable
+   (``RaftCore.persisted`` on the save's completion), so commitment needs a durable majority.
+3. A vote or a term change is durable before any message that depends on it leaves (the hard
+   state is in the save that the vote requests and responses ride on; a leader sends
+   AppendRequests early only when its term and vote are already durable).
+4. Nothing is applied that is not committed: only ``Ready.committed`` entries are applied, by
+   an apply job queued after the save of those entries (so they are durable first), and an
+   entry is applied once (the applied index is stored in the same transaction as the rows).
+5. A snapshot is acknowledged (and the core restored from it) only once its install is durable;
+   while the install is in flight the core takes no input.
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ from beaver_vault.node.membership_change import ChangeTracker
 from beaver_vault.node.outcomes import Outcomes, Waiter
 from beaver_vault.node.snapshots import SnapshotSender, SnapshotTransfers
 from beaver_vault.node.status import MemberStatus, NodeStatus
+from beaver_vault.node.storage_jobs import InlineWorker, StorageJob, StorageWorker
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.core import FOLLOWER, LEADER, RaftCore, SnapshotMeta
 from beaver_vault.raft.messages import (
@@ -47,6 +62,7 @@ from beaver_vault.raft.messages import (
     Message,
     ProbeRequest,
     ProbeResponse,
+    RaftMessage,
     SnapshotAck,
     is_handshake,
 )
@@ -119,6 +135,27 @@ class NodeDriver:
         # Called for every applied entry with the state machine's result (watches listen here).
         self.on_applied: Callable[[int, dict[str, Any] | None], None] | None = None
         self.counters: dict[str, int] = {"proposals": 0, "reads": 0, "overloaded": 0, "applied": 0, "readies": 0}
+        # The storage worker (node/storage_jobs.py): inline unless the runtime or the simulator
+        # sets another with ``set_worker``.
+        self.worker: StorageWorker = InlineWorker(storage, self.storage_done)
+        self.jobs_in_flight = 0
+        self._job_seq = 0  # jobs submitted
+        self._done_seq = 0  # jobs completed (in order: the worker's contract)
+        self._gen = 0  # bumped by load(): completions of jobs submitted before are moot
+        # Messages waiting for the last save in flight (rule 1); None when no save is in flight.
+        self._after_save: list[RaftMessage] | None = None
+        self.installing = False  # a snapshot install is in flight (rule 5)
+        self.compacting = False
+
+    @property
+    def durable_term_vote(self) -> tuple[int, str | None]:
+        """The term and vote known durable (the last save's hard state that completed)."""
+        return self._durable_term_vote
+
+    def set_worker(self, worker: StorageWorker) -> None:
+        if self.jobs_in_flight:
+            raise InvariantViolation(f"{self.id}: storage worker replaced with {self.jobs_in_flight} jobs in flight")
+        self.worker = worker
 
     @property
     def senders(self) -> dict[str, SnapshotSender]:
@@ -152,6 +189,9 @@ class NodeDriver:
         """(Re)build the core from durable state: at start, and when adopted into a cluster."""
         self.cluster_id = cluster_id
         self._durable_term_vote = (hs.term, hs.vote)
+        self._gen += 1
+        self._after_save = None
+        self.installing = self.compacting = False
         self.snapshots.reset()
         self.core = RaftCore(self.id, self.raft_config, self.rng, hs, entries, applied, snapshot)
         self.applied_index = applied
@@ -164,6 +204,8 @@ class NodeDriver:
     # ------------------------------------------------------------------ inputs
 
     def tick(self) -> None:
+        if self.installing:
+            return  # rule 5: the core waits for the install (a slow node, to the others)
         self.core.tick()
         if self.core.role == LEADER:
             self.members.on_tick_leader()
@@ -177,6 +219,9 @@ class NodeDriver:
             # AdoptRequest introduced: not from anyone who merely probed us.
             self.counters["dropped_non_member"] = self.counters.get("dropped_non_member", 0) + 1
             return
+        if self.installing and not is_handshake(msg):
+            self.counters["dropped_installing"] = self.counters.get("dropped_installing", 0) + 1
+            return  # rule 5 (the leader resends; dropping is what a lossy network does too)
         match msg:
             case ProbeRequest():
                 self.members.on_probe(msg)
@@ -283,10 +328,9 @@ class NodeDriver:
         while core.has_ready():
             rd = core.ready()
             self.counters["readies"] += 1
+            core.accept(rd)
             self._handle_ready(rd)
-            core.advance(rd)
-            if self.applied_index - core.log.offset > self.options.snapshot_threshold:
-                self.snapshots.compact()
+        self.maybe_compact()
         self.snapshots.stop_unless_leader()
         self.members.after_ready()
         self.changes.update()
@@ -295,42 +339,114 @@ class NodeDriver:
             return
         self.members.sync_peers()
 
+    def maybe_compact(self) -> None:
+        if not self.compacting and self.applied_index - self.core.log.offset > self.options.snapshot_threshold:
+            self.snapshots.compact()
+
+    # ------------------------------------------------------------------ storage jobs
+
+    def submit(
+        self,
+        name: str,
+        run: Callable[[Storage], Any],
+        done: Callable[[Any], None],
+        save: tuple[HardState | None, tuple[Entry, ...]] | None = None,
+    ) -> None:
+        """Hand ``run`` to the storage worker; ``done(result)`` runs here once it is durable."""
+        self.jobs_in_flight += 1
+        self._job_seq += 1
+        self.worker.submit(StorageJob(name, run, done, gen=self._gen, seq=self._job_seq, save=save))
+
+    def storage_done(self, job: StorageJob) -> None:
+        """The worker finished ``job`` (jobs finish in submission order). Call ``process()`` after."""
+        self.jobs_in_flight -= 1
+        if job.seq != self._done_seq + 1:
+            raise InvariantViolation(f"{self.id}: storage job {job.seq} ({job.name}) done after {self._done_seq}")
+        self._done_seq = job.seq
+        if job.error is not None:
+            raise job.error
+        if job.gen != self._gen:
+            return  # submitted before the node reloaded its state (adoption): nothing to learn
+        job.done(job.result)
+
+    def send_after_save(self, msgs: list[RaftMessage]) -> None:
+        """Rule 1: ``msgs`` leave once every save submitted so far is durable."""
+        if self._after_save is None:
+            for m in msgs:
+                self.transport.send(m)
+        else:
+            self._after_save.extend(msgs)
+
     def _handle_ready(self, rd: Ready) -> None:
         # A leader may replicate entries before they are on its own disk (Raft paper, 10.2.1):
-        # it counts itself only after advance(), and its term is already durable. Anything
-        # else (votes, acknowledgements, a new term) leaves only after the sync.
+        # it counts itself only once they are (rule 2), and its term and vote are durable
+        # already (rule 3). Anything else (votes, acknowledgements, a new term) waits for the
+        # saves in flight (rule 1).
         early = (
             self.core.role == LEADER
-            and (rd.hard_state is None or (rd.hard_state.term, rd.hard_state.vote) == self._durable_term_vote)
+            and (self.core.term, self.core.vote) == self._durable_term_vote
             and all(isinstance(m, AppendRequest) for m in rd.messages)
         )
         if early:
             for m in rd.messages:
                 self.transport.send(m)
         if rd.hard_state is not None or rd.entries:
-            self.storage.save(rd.hard_state, rd.entries)
-            if rd.hard_state is not None:
-                self._durable_term_vote = (rd.hard_state.term, rd.hard_state.vote)
+            self._save(rd.hard_state, rd.entries)
         if not early:
-            for m in rd.messages:
-                self.transport.send(m)
+            self.send_after_save(list(rd.messages))
         if rd.committed:
-            if rd.committed[0].index != self.applied_index + 1:
+            self._apply(rd.committed)
+        for pid in rd.snapshots:
+            self.snapshots.start_sender(pid)
+        for pid, lo, hi in rd.fetches:
+            self._fetch(pid, lo, hi)
+        self.outcomes.read_index_known(rd.read_states, rd.dropped_reads)
+        self.outcomes.release_reads(self.applied_index)
+
+    def _save(self, hs: HardState | None, entries: tuple[Entry, ...]) -> None:
+        after: list[RaftMessage] = []
+        self._after_save = after
+
+        def done(_: object) -> None:
+            if hs is not None:
+                self._durable_term_vote = (hs.term, hs.vote)
+            if entries:
+                self.core.persisted(entries[-1].index, entries[-1].term)
+            if self._after_save is after:
+                self._after_save = None  # the last save in flight: later messages go at once
+            for m in after:
+                self.transport.send(m)
+
+        self.submit("save", lambda s: s.save(hs, entries), done, save=(hs, entries))
+
+    def _fetch(self, pid: str, lo: int, hi: int) -> None:
+        """Entries a follower needs left the in-memory log: read them on the worker."""
+        core = self.core
+        max_bytes = self.raft_config.max_append_bytes
+        self.counters["log_reads"] = self.counters.get("log_reads", 0) + 1
+
+        def done(entries: list[Entry]) -> None:
+            if core is self.core:
+                core.fetched(pid, entries)
+
+        self.submit("read-log", lambda s: s.entries(lo, hi, max_bytes), done)
+
+    def _apply(self, committed: tuple[Entry, ...]) -> None:
+        def done(results: list[dict[str, Any] | None]) -> None:
+            if committed[0].index != self.applied_index + 1:
                 raise InvariantViolation(
-                    f"{self.id}: apply gap: applied {self.applied_index}, next {rd.committed[0].index}"
+                    f"{self.id}: apply gap: applied {self.applied_index}, next {committed[0].index}"
                 )
-            results = self.storage.apply(rd.committed, _apply_entry)
-            self.applied_index = rd.committed[-1].index
-            self.counters["applied"] += len(rd.committed)
-            for e, result in zip(rd.committed, results, strict=True):
+            self.applied_index = committed[-1].index
+            self.counters["applied"] += len(committed)
+            for e, result in zip(committed, results, strict=True):
                 self.outcomes.applied(e, result, lambda: self.core.membership)
                 self.members.config_applied(e)
                 if self.on_applied is not None:
                     self.on_applied(e.index, result)
-        for pid in rd.snapshots:
-            self.snapshots.start_sender(pid)
-        self.outcomes.read_index_known(rd.read_states, rd.dropped_reads)
-        self.outcomes.release_reads(self.applied_index)
+            self.outcomes.release_reads(self.applied_index)
+
+        self.submit("apply", lambda s: s.apply(committed, _apply_entry), done)
 
     # ------------------------------------------------------------------ status
 

@@ -75,13 +75,14 @@ class MembershipChanges:
         self.probers: set[str] = set()
         self.promotions: dict[str, Waiter] = {}  # learner id -> join waiting for its promotion
         self.transfer_wait: tuple[str, Waiter] | None = None
-        self._peers_for: tuple[int, str | None] = (-1, None)
+        self._peers_for: tuple[int, int, str | None] = (-1, 0, None)
+        self.adopting = False  # an adoption's wipe is on the storage worker
 
     # ------------------------------------------------------------------ driver hooks
 
     def invalidate_peers(self) -> None:
         """The configuration may have changed under us: tell the transport again."""
-        self._peers_for = (-1, None)
+        self._peers_for = (-1, 0, None)
 
     def on_tick_leader(self) -> None:
         if self.d.core.ticks % (2 * self.d.options.handshake_retry_ticks) == 0:
@@ -101,7 +102,7 @@ class MembershipChanges:
             if msg.src not in self.handshake_peers:
                 self.probers.add(msg.src)
             self.handshake_peers[msg.src] = msg.reply_address
-            self._peers_for = (-1, None)
+            self._peers_for = (-1, 0, None)
             self.sync_peers()
         d.transport.send(
             ProbeResponse(d.id, msg.src, msg.nonce, d.id, d.cluster_id or "", d.options.http_address, self.pristine())
@@ -136,7 +137,7 @@ class MembershipChanges:
             self.transfer_wait = None
         if self.join_op is not None and self.join_op.waiter is w:
             self.join_op = None
-            self._peers_for = (-1, None)
+            self._peers_for = (-1, 0, None)
             self.sync_peers()
 
     # ------------------------------------------------------------------ changes
@@ -145,7 +146,10 @@ class MembershipChanges:
         """Nothing but bootstrap entries and no one else in the configuration: safe to wipe."""
         if self.d.core.log.offset > 0:
             return False  # a compacted log: it held client data once
-        if any(e.kind == EntryKind.NORMAL for e in self.d.core.log.entries):
+        log = self.d.core.log
+        if log.cache_first > log.first_index:
+            return False  # entries left the in-memory cache: far more than bootstrap entries
+        if any(e.kind == EntryKind.NORMAL for e in log.entries):
             return False
         return set(self.d.core.membership.ids) <= {self.d.id}
 
@@ -373,7 +377,7 @@ class MembershipChanges:
     def _end_join(self, error: BeaverVaultError) -> None:
         j = self.join_op
         self.join_op = None
-        self._peers_for = (-1, None)
+        self._peers_for = (-1, 0, None)
         self.sync_peers()
         if j is not None:
             j.waiter._finish(error=error)
@@ -388,20 +392,30 @@ class MembershipChanges:
         elif not self.pristine():
             ok, reason = False, "this node holds data and will not be wiped"
         else:
-            # Wipe log, hard state and key-value state and take the cluster id: one synced step,
-            # before any entry of the new cluster is accepted.
-            self.d.storage.reset(msg.cluster_id)
-            self.d.load(msg.cluster_id, HardState(), (), 0)
-            # Until the configuration arrives through the log, reach the cluster at these addresses.
-            self._learn_addresses(msg.members)
-            ok, reason = True, ""
+            # Wipe log, hard state and key-value state and take the cluster id: one synced step
+            # on the storage worker, before any entry of the new cluster is accepted; answer
+            # once it is durable. A repeated request meanwhile is ignored (the joiner retries).
+            if self.adopting:
+                return
+            self.adopting = True
+            cluster_id = msg.cluster_id
+
+            def adopted(_: object) -> None:
+                self.adopting = False
+                self.d.load(cluster_id, HardState(), (), 0)
+                # Until the configuration arrives through the log, reach the cluster at these addresses.
+                self._learn_addresses(msg.members)
+                self.d.transport.send(AdoptResponse(self.d.id, msg.src, msg.nonce, True, ""))
+
+            self.d.submit("reset", lambda s: s.reset(cluster_id), adopted)
+            return
         self.d.transport.send(AdoptResponse(self.d.id, msg.src, msg.nonce, ok, reason))
 
     def _learn_addresses(self, encoded: bytes) -> None:
         members = Membership.decode(encoded) if encoded else Membership()
         self.handshake_peers.update({m.id: m.raft_address for m in members.members if m.id != self.d.id})
         self.probers.difference_update(m.id for m in members.members)
-        self._peers_for = (-1, None)
+        self._peers_for = (-1, 0, None)
         self.sync_peers()
 
     def _reintroduce(self) -> None:
@@ -431,7 +445,7 @@ class MembershipChanges:
 
     def sync_peers(self) -> None:
         core = self.d.core
-        key = (core.membership_index, self.join_op.node_id if self.join_op else None)
+        key = (core.membership_index, len(core.configs), self.join_op.node_id if self.join_op else None)
         if key == self._peers_for:
             return
         self._peers_for = key
@@ -441,7 +455,11 @@ class MembershipChanges:
             self.probers.discard(oldest)
             del self.handshake_peers[oldest]
         peers = dict(self.handshake_peers)
-        peers.update({m.id: m.raft_address for m in core.membership.members if m.id != self.d.id})
+        # Every configuration still in the log, the latest last: a member just removed by an
+        # entry not yet committed (a leader removing itself, say) must still get our answers,
+        # which leave only once the entry is durable here, after this configuration took effect.
+        for _, membership in core.configs:
+            peers.update({m.id: m.raft_address for m in membership.members if m.id != self.d.id})
         if self.join_op is not None:
             peers[self.join_op.node_id] = self.join_op.raft_address
         self.d.transport.set_peers(peers)

@@ -141,8 +141,12 @@ class ChangeTracker:
             state_bytes = getattr(self.d.storage, "state_bytes", None)
             total += int(state_bytes()) if callable(state_bytes) else 0
             start = log.offset + 1
-        for i in range(max(start, log.first_index), log.last_index + 1):
-            total += len(log.entry(i).data) + ENTRY_OVERHEAD_BYTES
+        # Entries may have left the in-memory cache: the log keeps every entry's size
+        # (Entry.size_bytes(): the data plus 24).
+        first = max(start, log.first_index)
+        n = log.last_index - first + 1
+        if n > 0:
+            total += log.bytes_between(first, log.last_index) + n * (ENTRY_OVERHEAD_BYTES - 24)
         return total
 
     def analyse(self, kind: str, node_id: str | None) -> WhatIf:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import queue
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
 from beaver_vault.node.events import EventJournal, StatusObserver
 from beaver_vault.node.readiness import ReadinessTracker
 from beaver_vault.node.status import NodeStatus
+from beaver_vault.node.storage_jobs import StorageJob, run_job, run_saves
 from beaver_vault.node.watch import DEFAULT_BUFFER_BYTES, Event, WatchCompacted, Watcher, WatchHub
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.messages import Membership, Message
@@ -58,12 +61,105 @@ class RuntimeOptions:
     heartbeat_ticks: int = 2
     max_pending: int = 10_000  # proposals + reads waiting for an outcome; beyond: Overloaded
     snapshot_threshold: int = 10_000  # log entries kept before compacting into a snapshot
+    log_cache_bytes: int | None = 16 * 1024 * 1024  # recent log entries kept in memory (None: all)
     expire_interval_ms: int = 250  # how often the leader looks for keys past their TTL
     seed: int | None = None  # randomness for election timeouts; None: from the OS
     # A membership change's own deadline (join handshake, a configuration's commit, a learner's
     # catch-up), plus for a learner the time to receive its data at the minimum rate.
     learner_timeout_s: float = 30.0
     learner_min_rate_bytes_per_s: int = 1024 * 1024
+
+
+LATENESS_PROBE_S = 0.010
+# Upper bounds (ms) of the lateness buckets; the last bucket counts everything later.
+LATENESS_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 250, 1000)
+
+
+def _lateness_bucket(late_ms: float) -> str:
+    for b in LATENESS_BUCKETS_MS:
+        if late_ms <= b:
+            return f"loop_late_le_{b}ms"
+    return "loop_late_over_1000ms"
+
+
+MAX_SAVES_PER_COMMIT = 64
+
+
+class ThreadWorker:
+    """The storage worker of a real node: one thread, its own storage (its own SQLite connection,
+    opened on that thread), jobs run in submission order. Finished jobs are handed back to the
+    Trio thread, in order, through ``completed`` (the processor drains it); so the event loop
+    never waits for an fsync, an apply, a compaction or a snapshot install."""
+
+    def __init__(self, open_storage: Callable[[], Storage], name: str) -> None:
+        self._open = open_storage
+        self._jobs: queue.SimpleQueue[StorageJob | None] = queue.SimpleQueue()
+        self.completed: list[StorageJob] = []
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._wake: Callable[[], None] = lambda: None
+        self._thread = threading.Thread(target=self._run, name=f"storage-{name}", daemon=True)
+        self.storage: Storage | None = None  # the worker's own (for its counters)
+
+    def start(self, wake: Callable[[], None]) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._wake = wake
+        self._thread.start()
+
+    def submit(self, job: StorageJob) -> None:
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        try:
+            storage = self.storage = self._open()
+        except Exception as e:  # noqa: BLE001 - reported through the first job
+            failed: BaseException | None = e
+        else:
+            failed = None
+        try:
+            carried: list[StorageJob | None] = []
+            while True:
+                job = carried.pop() if carried else self._jobs.get()
+                if job is None:
+                    return
+                if failed is not None:
+                    job.error = failed
+                    self._post(job)
+                    continue
+                if job.save is None:
+                    run_job(job, storage)
+                    self._post(job)
+                    continue
+                # Group commit: the saves queued behind this one go in the same transaction.
+                batch = [job]
+                while len(batch) < MAX_SAVES_PER_COMMIT:
+                    try:
+                        nxt = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None or nxt.save is None:
+                        carried.append(nxt)
+                        break
+                    batch.append(nxt)
+                run_saves(batch, storage)
+                for j in batch:
+                    self._post(j)
+        finally:
+            if failed is None:
+                storage.close()
+
+    def _post(self, job: StorageJob) -> None:
+        def deliver() -> None:
+            self.completed.append(job)
+            self._wake()
+
+        assert self._token is not None
+        try:
+            self._token.run_sync_soon(deliver)
+        except trio.RunFinishedError:
+            pass  # the node is shutting down: nobody waits for this completion
 
 
 class _NullTransport:
@@ -96,7 +192,10 @@ class NodeRuntime:
         storage: Storage,
         options: RuntimeOptions,
         wall_clock_ms: Callable[[], int] | None = None,
+        worker_storage: Callable[[], Storage] | None = None,
     ) -> None:
+        """``worker_storage`` opens a second handle on the same data for the storage worker
+        thread (SQLite: another connection to the file); None runs storage work inline."""
         self.node_id = node_id
         # Wall-clock milliseconds (injectable for tests on virtual time).
         self._wall_clock_ms = wall_clock_ms or (lambda: time.time_ns() // 1_000_000)
@@ -107,7 +206,11 @@ class NodeRuntime:
             node_id,
             storage,
             _NullTransport(),
-            raft_config=RaftConfig(election_ticks=options.election_ticks, heartbeat_ticks=options.heartbeat_ticks),
+            raft_config=RaftConfig(
+                election_ticks=options.election_ticks,
+                heartbeat_ticks=options.heartbeat_ticks,
+                log_cache_bytes=options.log_cache_bytes,
+            ),
             rng=rng,
             options=DriverOptions(
                 raft_address=options.raft_address,
@@ -120,6 +223,8 @@ class NodeRuntime:
             ),
         )
         self.driver.changes.on_event = self._on_change_event
+        self._worker = ThreadWorker(worker_storage, node_id) if worker_storage is not None else None
+        self.loop_lateness: dict[str, int] = {_lateness_bucket(b): 0 for b in (*LATENESS_BUCKETS_MS, 10_000)}
         self._wake = trio.Event()
         self._started = False
         self.readiness = ReadinessTracker()  # the leader's announced commit index, for GET /ready
@@ -146,16 +251,38 @@ class NodeRuntime:
         """Load state, bootstrap if asked, then tick and process until cancelled."""
         self.driver.start(self.options.bootstrap)
         self.watch_hub = WatchHub(self.driver.applied_index)
+        worker = self._worker
+        if worker is not None:
+            # Opened after start(): the worker's handle sees whatever start() wrote.
+            worker.start(self._wake_processor)
+            self.driver.set_worker(worker)
         self.driver.process()
         self.readiness.processed(self.driver.core.role, self.driver.core.commit, self.driver.core.term)
         self._observe()
         self._started = True
         log.info("%s: started (cluster %s, term %d)", self.node_id, self.driver.cluster_id, self.driver.core.term)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._ticker)
-            nursery.start_soon(self._expirer)
-            task_status.started()
-            await self._processor()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._ticker)
+                nursery.start_soon(self._expirer)
+                nursery.start_soon(self._lateness_probe)
+                task_status.started()
+                await self._processor()
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    def _wake_processor(self) -> None:
+        self._wake.set()
+
+    async def _lateness_probe(self) -> None:
+        """How late a 10 ms sleep wakes: the event loop's responsiveness (anything that blocks
+        the Trio thread shows here), counted in buckets for /metrics (``node_loop_late_*``)."""
+        while True:
+            start = trio.current_time()
+            await trio.sleep(LATENESS_PROBE_S)
+            late_ms = (trio.current_time() - start - LATENESS_PROBE_S) * 1000
+            self.loop_lateness[_lateness_bucket(late_ms)] += 1
 
     async def _ticker(self) -> None:
         period = self.options.tick_ms / 1000
@@ -188,6 +315,11 @@ class NodeRuntime:
             await self._wake.wait()
             self._wake = trio.Event()
             try:
+                worker = self._worker
+                if worker is not None and worker.completed:
+                    done, worker.completed = worker.completed, []
+                    for job in done:
+                        self.driver.storage_done(job)
                 self.driver.process()
             except InvariantViolation:
                 log.critical("%s: invariant violated; stopping the node", self.node_id, exc_info=True)
@@ -329,6 +461,7 @@ class NodeRuntime:
         as ``node_<name>``, and the transport's (sent, received, every kind of counted drop)
         as ``transport_<name>`` when the transport offers ``statistics()``."""
         out = {f"node_{k}": v for k, v in self.driver.counters.items()}
+        out.update({f"node_{k}": v for k, v in self.loop_lateness.items()})  # a count per bucket (not cumulative)
         # Membership changes started, rolled back, refused (in flight / quorum at risk).
         out.update({f"node_membership_{k}": v for k, v in self.driver.changes.counters.items()})
         stats = getattr(self.driver.transport, "statistics", None)

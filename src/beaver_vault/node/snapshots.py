@@ -1,14 +1,18 @@
-"""Streaming snapshots between nodes (driven by ``NodeDriver``; synchronous, no I/O of its own).
+"""Streaming snapshots between nodes (driven by ``NodeDriver``; no I/O of its own: every read
+and write of storage is a job on the driver's storage worker, see ``node/storage_jobs.py``).
 
 Leader side: when the core reports a follower behind the compacted log, a ``SnapshotSender``
 reads a consistent copy of the state machine at the applied index from storage (SQLite: a
-read transaction on its own connection, so writes go on meanwhile) and sends it in bounded
-chunks, one at a time, each acknowledged (stop-and-wait keeps memory bounded and lets a slow
-follower set the pace). Silence for too long aborts the transfer; the core then probes again.
+read transaction on its own connection, opened and read on the worker thread, so writes go on
+meanwhile and the event loop never reads the file) and sends it in bounded chunks, one at a
+time, each acknowledged (stop-and-wait keeps memory bounded and lets a slow follower set the
+pace); the chunk after the one in flight is read ahead, to know which chunk is the last.
+Silence for too long aborts the transfer; the core then probes again.
 
 Follower side: an ``Installer`` stages chunks in storage in order and, on the last one, has
-storage replace the state machine, the applied index and the log in ONE durable step before
-the core continues from the snapshot. A crash before that step leaves the old state intact
+storage replace the state machine, the applied index and the log in ONE durable step; only
+once that step is done does the core continue from the snapshot and the last chunk get its
+acknowledgement (the driver's rule 5). A crash before that step leaves the old state intact
 (the staged chunks are discarded by the next transfer).
 """
 
@@ -23,6 +27,7 @@ from beaver_vault.raft.messages import InstallSnapshot, Membership, NodeId, Snap
 
 if TYPE_CHECKING:
     from beaver_vault.node.driver import NodeDriver
+    from beaver_vault.storage.base import Storage
 
 
 @dataclass(slots=True)
@@ -37,6 +42,7 @@ class SnapshotSender:
     peeked: bytes | None = None  # one chunk of look-ahead, to know which chunk is the last
     done: bool = False  # the chunk in flight is the last one
     idle_ticks: int = 0
+    reading: bool = False  # the next chunk is being read on the storage worker
 
     def first(self, leader_term: int, leader: NodeId) -> InstallSnapshot:
         self.current = next(self.chunks, b"")
@@ -75,6 +81,13 @@ class SnapshotSender:
         )
 
 
+def _close_chunks(chunks: Iterator[bytes]) -> None:
+    """On the storage worker: end the reader's transaction (its connection is that thread's)."""
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
+
+
 @dataclass(slots=True)
 class Installer:
     leader: NodeId
@@ -91,11 +104,13 @@ class SnapshotTransfers:
     def __init__(self, driver: NodeDriver) -> None:
         self.d = driver
         self.senders: dict[str, SnapshotSender] = {}
+        self.opening: dict[str, object] = {}  # followers whose snapshot reader is being opened
         self.installer: Installer | None = None
 
     def reset(self) -> None:
         """The node reloaded its state: transfers in progress are forgotten."""
         self.senders = {}
+        self.opening = {}
         self.installer = None
 
     def tick(self) -> None:
@@ -104,26 +119,35 @@ class SnapshotTransfers:
             snd.idle_ticks += 1
             if snd.idle_ticks > d.options.snapshot_timeout_ticks:
                 self.stop_sender(pid, ok=False)
-            elif snd.idle_ticks % d.options.snapshot_resend_ticks == 0 and d.core.role == LEADER:
+            elif snd.idle_ticks % d.options.snapshot_resend_ticks == 0 and d.core.role == LEADER and not snd.reading:
                 # The chunk or its ack may have been lost: send it again (receivers ack a
                 # duplicate without staging it twice) rather than wait for the timeout.
                 d.transport.send(snd.message(d.core.term, d.id))
 
     def stop_unless_leader(self) -> None:
-        if self.senders and self.d.core.role != LEADER:
-            for pid in list(self.senders):
+        if (self.senders or self.opening) and self.d.core.role != LEADER:
+            for pid in [*self.senders, *self.opening]:
                 self.stop_sender(pid, ok=False)
 
     def compact(self) -> None:
         """Keep the log bounded: compact up to the applied index, less a margin (a tenth of
-        the threshold) so a briefly slow follower still catches up from the log."""
-        core = self.d.core
-        index = self.d.applied_index - self.d.options.snapshot_threshold // 10
-        if index <= core.log.offset or index > core.log.stable:
+        the threshold) so a briefly slow follower still catches up from the log. The storage
+        worker deletes the entries; the core forgets them once that is durable."""
+        d = self.d
+        core = d.core
+        index = d.applied_index - d.options.snapshot_threshold // 10
+        if d.compacting or index <= core.log.offset or index > core.log.stable:
             return
-        self.d.storage.compact(index, core.log.term(index), core.membership_at(index).encode())
-        core.compact(index)
-        self.d.counters["compactions"] = self.d.counters.get("compactions", 0) + 1
+        term, membership = core.log.term(index), core.membership_at(index).encode()
+
+        def done(_: object) -> None:
+            d.compacting = False
+            if core is d.core and core.log.offset < index <= core.log.stable:
+                core.compact(index)
+            d.counters["compactions"] = d.counters.get("compactions", 0) + 1
+
+        d.compacting = True
+        d.submit("compact", lambda s: s.compact(index, term, membership), done)
 
     def start_sender(self, pid: str) -> None:
         core = self.d.core
@@ -136,45 +160,85 @@ class SnapshotTransfers:
             # snapshot. The old transfer is obsolete; ignoring the request would leave the core
             # in SNAPSHOT state waiting for a transfer that never comes. No snapshot_finished for
             # the old one: the core has moved on (a late ack for it no longer matches).
-            close = getattr(old.chunks, "close", None)
-            if close is not None:
-                close()
-        if len(self.senders) >= self.d.options.max_snapshot_senders:
+            self._close(old)
+        self.opening.pop(pid, None)
+        if len(self.senders) + len(self.opening) >= self.d.options.max_snapshot_senders:
             core.snapshot_finished(pid, ok=False)  # try again later
             return
-        index, chunks = self.d.storage.snapshot_reader(self.d.options.snapshot_chunk_bytes)
-        snd = SnapshotSender(pid, index, core.log.term(index), core.membership_at(index).encode(), chunks)
-        self.senders[pid] = snd
-        self.d.counters["snapshots_sent"] = self.d.counters.get("snapshots_sent", 0) + 1
-        self.d.transport.send(snd.first(core.term, self.d.id))
+        # The read transaction is opened and read on the storage worker (its connection belongs
+        # to that thread): the first chunk and one of look-ahead, to know which is the last.
+        chunk_bytes = self.d.options.snapshot_chunk_bytes
+        token = object()
+        self.opening[pid] = token
+
+        def open_reader(st: Storage) -> tuple[int, Iterator[bytes], bytes, bytes | None]:
+            index, chunks = st.snapshot_reader(chunk_bytes)
+            first = next(chunks, b"")
+            return index, chunks, first, next(chunks, None)
+
+        def opened(r: tuple[int, Iterator[bytes], bytes, bytes | None]) -> None:
+            index, chunks, first, peeked = r
+            c = self.d.core
+            if self.opening.get(pid) is not token or c is not core or c.role != LEADER:
+                self.d.submit("snapshot-close", lambda _: _close_chunks(chunks), lambda _: None)
+                if self.opening.get(pid) is token:
+                    del self.opening[pid]
+                    c.snapshot_finished(pid, ok=False)
+                return
+            del self.opening[pid]
+            snd = SnapshotSender(pid, index, c.log.term(index), c.membership_at(index).encode(), chunks)
+            snd.current, snd.peeked, snd.done = first, peeked, peeked is None
+            self.senders[pid] = snd
+            self.d.counters["snapshots_sent"] = self.d.counters.get("snapshots_sent", 0) + 1
+            self.d.transport.send(snd.message(c.term, self.d.id))
+
+        self.d.submit("snapshot-open", open_reader, opened)
+
+    def _close(self, snd: SnapshotSender) -> None:
+        chunks = snd.chunks
+        self.d.submit("snapshot-close", lambda _: _close_chunks(chunks), lambda _: None)
 
     def stop_sender(self, pid: str, ok: bool) -> None:
         snd = self.senders.pop(pid, None)
         if snd is not None:
-            close = getattr(snd.chunks, "close", None)
-            if close is not None:
-                close()
+            self._close(snd)
             self.d.core.snapshot_finished(pid, ok, snd.index if ok else 0)
+        elif self.opening.pop(pid, None) is not None:
+            self.d.core.snapshot_finished(pid, ok=False)  # its reader closes when it opens
 
     def on_ack(self, ack: SnapshotAck) -> None:
         snd = self.senders.get(ack.src)
         core = self.d.core
-        if snd is None or ack.index != snd.index or ack.seq != snd.seq:
+        if snd is None or snd.reading or ack.index != snd.index or ack.seq != snd.seq:
             return
         if core.role != LEADER or ack.term != core.term or not ack.ok:
             self.stop_sender(ack.src, ok=False)
             return
-        nxt = snd.on_ack(ack, core.term, self.d.id)
-        if nxt is None:
+        snd.idle_ticks = 0
+        if snd.done:
             self.stop_sender(ack.src, ok=True)
-        else:
-            self.d.transport.send(nxt)
+            return
+        # The next chunk is in memory already; the one after it is read on the worker (to know
+        # whether this one is the last), then this one leaves.
+        snd.seq += 1
+        snd.current = snd.peeked or b""
+        snd.reading = True
+        chunks = snd.chunks
+
+        def read(r: bytes | None) -> None:
+            snd.reading = False
+            snd.peeked, snd.done = r, r is None
+            if self.senders.get(snd.peer) is snd and core is self.d.core and core.role == LEADER:
+                self.d.transport.send(snd.message(core.term, self.d.id))
+
+        self.d.submit("snapshot-read", lambda _: next(chunks, None), read)
 
     def on_chunk(self, m: InstallSnapshot) -> None:
-        core = self.d.core
+        d = self.d
+        core = d.core
 
         def ack(ok: bool) -> None:
-            self.d.transport.send(SnapshotAck(core.term, self.d.id, m.src, m.index, m.seq, ok))
+            d.transport.send(SnapshotAck(core.term, d.id, m.src, m.index, m.seq, ok))
 
         if m.term != core.term or core.role != FOLLOWER:
             ack(False)
@@ -191,7 +255,7 @@ class SnapshotTransfers:
                 if core.log.matches(m.index, m.snap_term):
                     core.snapshot_matches(m.src, m.index)
                 return
-            self.d.storage.install_begin(m.index)
+            d.submit("install-begin", lambda s: s.install_begin(m.index), lambda _: None)
             self.installer = Installer(m.src, m.term, m.index, m.snap_term)
         else:
             ins = self.installer
@@ -209,16 +273,30 @@ class SnapshotTransfers:
                 self.installer = None
                 ack(False)
                 return
-        self.d.storage.install_chunk(m.seq, m.data)
-        if m.done:
-            # One durable step replaces state, applied index and log; then the core follows.
-            self.d.storage.install_finish(m.index, m.snap_term, m.membership)
+        if not m.done:
+            # Staged (not durable: a crash discards staged chunks, and the leader starts over).
+            d.submit("install-chunk", lambda s: s.install_chunk(m.seq, m.data), lambda _: ack(True))
+            return
+
+        def finished(_: object) -> None:
+            # Durable: state, applied index and log replaced in one step. Now the core follows,
+            # and only now is the last chunk acknowledged (driver rule 5).
+            d.installing = False
             self.installer = None
             membership = Membership.decode(m.membership)
             core.restore(m.index, m.snap_term, membership)
-            self.d.applied_index = m.index
-            self.d.members.invalidate_peers()
-            self.d.counters["snapshots_installed"] = self.d.counters.get("snapshots_installed", 0) + 1
-            if self.d.on_restore is not None:
-                self.d.on_restore(m.index)
-        ack(True)
+            d.applied_index = m.index
+            d.members.invalidate_peers()
+            d.counters["snapshots_installed"] = d.counters.get("snapshots_installed", 0) + 1
+            if d.on_restore is not None:
+                d.on_restore(m.index)
+            ack(True)
+
+        def install(s: Storage) -> None:
+            s.install_chunk(m.seq, m.data)
+            s.install_finish(m.index, m.snap_term, m.membership)
+
+        # The core takes no input until this is done (driver rule 5): nothing can commit or
+        # append past the snapshot behind its back.
+        d.installing = True
+        d.submit("install-finish", install, finished)

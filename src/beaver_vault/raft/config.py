@@ -13,6 +13,8 @@ class RaftConfig:
     max_append_bytes: int = 1 << 20  # payload bytes per AppendRequest (at least one entry is always sent)
     max_inflight: int = 64  # unacknowledged AppendRequests per follower (pipelining window)
     max_pending_reads: int = 10_000
+    # Bytes of recent log entries kept in memory (None: all); older ones are read from storage.
+    log_cache_bytes: int | None = None
     pre_vote: bool = True
     check_quorum: bool = True
 
@@ -21,3 +23,5 @@ class RaftConfig:
             raise ValueError("need 1 <= heartbeat_ticks < election_ticks")
         if self.max_append_entries < 1 or self.max_append_bytes < 1 or self.max_inflight < 1:
             raise ValueError("append limits must be positive")
+        if self.log_cache_bytes is not None and self.log_cache_bytes < 0:
+            raise ValueError("log_cache_bytes must be >= 0")

@@ -95,9 +95,9 @@ class RaftCore:
         self.cfg = config
         self.rng = rng
         if snapshot is not None:
-            self.log = RaftLog(entries, offset=snapshot.index, offset_term=snapshot.term)
+            self.log = RaftLog(entries, snapshot.index, snapshot.term, config.log_cache_bytes)
         else:
-            self.log = RaftLog(entries)
+            self.log = RaftLog(entries, cache_budget=config.log_cache_bytes)
         hard_state = hard_state or HardState()
         self.term = hard_state.term
         self.vote = hard_state.vote
@@ -127,6 +127,8 @@ class RaftCore:
             self.applied = max(self.applied, snapshot.index)
         self.tracker = ConfigTracker(self.log.entries, (snapshot.index, snapshot.membership) if snapshot else None)
         self.snapshot_requests: list[NodeId] = []
+        self.fetch_requests: list[tuple[NodeId, int, int]] = []
+        self._evict()
 
     # ------------------------------------------------------------------ membership
 
@@ -585,12 +587,37 @@ class RaftCore:
         """Leader: ``pid`` needs entries that were compacted; the driver streams a snapshot."""
         self.snapshot_requests.append(pid)
 
+    def request_entries(self, pid: NodeId, lo: int, hi: int) -> None:
+        """Leader: ``pid`` needs entries [lo, hi) that left the in-memory cache; the driver
+        reads them from storage and hands them to ``fetched``."""
+        self.fetch_requests.append((pid, lo, hi))
+
+    def fetched(self, pid: NodeId, entries: Sequence[Entry]) -> None:
+        """Leader: entries read from storage for ``pid`` (see ``request_entries``). Sent if they
+        are still what ``pid`` needs next and still our log (else the next round asks again)."""
+        pr = self.progress.get(pid)
+        if pr is None:
+            return
+        pr.fetching = False
+        if self.role != LEADER or not entries or entries[0].index != pr.next:
+            return
+        if entries[0].index - 1 < self.log.offset or any(self.log.term(e.index) != e.term for e in entries):
+            return
+        if replication.send_append(self, pid, pr, entries):
+            replication.fill(self, pid, pr)
+
+    def _evict(self) -> None:
+        """Keep the in-memory log within its byte budget: only entries durable and handed to
+        the state machine leave (so what is to be written or applied is always at hand)."""
+        self.log.evict(min(self.log.stable, self.applied))
+
     def has_ready(self) -> bool:
         return bool(
-            self.msgs
+            self.fetch_requests
+            or self.msgs
             or self.broadcast_pending
             or self.heartbeat_pending
-            or self.log.stable < self.log.last_index
+            or self.log.in_progress < self.log.last_index
             or self.applied < min(self.commit, self.log.last_index)
             or self.reads.states
             or self.reads.dropped
@@ -620,28 +647,47 @@ class RaftCore:
             read_states=tuple(self.reads.states),
             dropped_reads=tuple(self.reads.dropped),
             snapshots=tuple(self.snapshot_requests),
+            fetches=tuple(self.fetch_requests),
         )
         self.snapshot_requests = []
+        self.fetch_requests = []
         self.msgs = []
         self.reads.states = []
         self.reads.dropped = []
         return rd
 
-    def advance(self, rd: Ready) -> None:
+    def accept(self, rd: Ready) -> None:
+        """The driver took ``rd``: its hard state and entries are being written (not durable
+        yet: ``persisted`` says when), its committed entries are being applied. Nothing of it
+        is handed out again."""
         if rd.hard_state is not None:
             self.prev_hard_state = rd.hard_state
         if rd.entries:
-            last = rd.entries[-1]
-            if self.log.matches(last.index, last.term):
-                self.log.stable_to(last.index)
-            if self.role == LEADER:
-                me = self.progress.get(self.id)
-                if me is not None:
-                    me.match = max(me.match, self.log.stable)
-                    me.next = self.log.last_index + 1
-                    self._maybe_commit()
+            self.log.accept(rd.entries[-1].index)
         if rd.committed:
             self.applied = max(self.applied, rd.committed[-1].index)
+        self._evict()
+
+    def persisted(self, index: int, term: int) -> None:
+        """The entries up to ``index`` (the last of them of ``term``) are durable. Only if our
+        log still holds that entry (a later Ready may have truncated it: then the write that
+        replaced it will report). The leader counts itself only here."""
+        if index and self.log.matches(index, term):
+            self.log.stable_to(index)
+        if self.role == LEADER:
+            me = self.progress.get(self.id)
+            if me is not None:
+                me.match = max(me.match, self.log.stable)
+                me.next = self.log.last_index + 1
+                self._maybe_commit()
+        self._evict()
+
+    def advance(self, rd: Ready) -> None:
+        """``accept`` and, at once, ``persisted`` (a driver that writes synchronously)."""
+        self.accept(rd)
+        if rd.entries:
+            last = rd.entries[-1]
+            self.persisted(last.index, last.term)
 
     # ------------------------------------------------------------------ snapshots
 

@@ -27,6 +27,7 @@ class Progress:
     pending_snapshot: int = 0  # SNAPSHOT: the compacted index the follower must reach
     last_contact_tick: int = -1  # core tick count when this follower last answered (-1: never)
     heartbeat_match: int = -1  # ``match`` at the previous heartbeat round (to detect a stalled pipeline)
+    fetching: bool = False  # entries it needs are no longer in memory: the driver is reading them
 
     def become_probe(self) -> None:
         self.state = PROBE

@@ -26,3 +26,6 @@ class Ready:
     snapshots: tuple[NodeId, ...] = ()  # followers that need a snapshot (the driver streams it)
     # Read contexts the core gave up on (leadership lost, the leader refused): outcome unknown.
     dropped_reads: tuple[int, ...] = ()
+    # (follower, lo, hi): read the log entries [lo, hi) from storage for that follower (they
+    # left the in-memory cache) and hand them back with ``RaftCore.fetched``.
+    fetches: tuple[tuple[NodeId, int, int], ...] = ()

@@ -15,11 +15,12 @@ what an answer means for commitment, reads and transfers is the core's business.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.log import RaftLog
-from beaver_vault.raft.messages import AppendRequest, AppendResponse, Membership, NodeId, RaftMessage
+from beaver_vault.raft.messages import AppendRequest, AppendResponse, Entry, Membership, NodeId, RaftMessage
 from beaver_vault.raft.progress import PROBE, REPLICATE, SNAPSHOT, Progress
 
 
@@ -45,10 +46,14 @@ class LeaderView(Protocol):
 
     def request_snapshot(self, pid: NodeId) -> None: ...
 
+    def request_entries(self, pid: NodeId, lo: int, hi: int) -> None: ...
 
-def send_append(ld: LeaderView, pid: NodeId, pr: Progress) -> bool:
-    """Send the next batch to ``pid`` if the window allows; False if nothing was sent."""
-    if pr.paused(ld.cfg.max_inflight):
+
+def send_append(ld: LeaderView, pid: NodeId, pr: Progress, fetched: Sequence[Entry] = ()) -> bool:
+    """Send the next batch to ``pid`` if the window allows; False if nothing was sent. Entries
+    no longer in memory are asked of the driver (``request_entries``): the batch goes once they
+    come back as ``fetched`` (entries starting at ``pr.next``, checked by the caller)."""
+    if pr.paused(ld.cfg.max_inflight) or (pr.fetching and not fetched):
         return False
     log = ld.log
     last = log.last_index
@@ -60,7 +65,16 @@ def send_append(ld: LeaderView, pid: NodeId, pr: Progress) -> bool:
         pr.become_snapshot(log.offset)
         ld.request_snapshot(pid)
         return False
-    entries = log.slice(pr.next, last + 1, ld.cfg.max_append_entries, ld.cfg.max_append_bytes)
+    if fetched:
+        entries = tuple(fetched)
+    elif log.cached(pr.next):
+        entries = log.slice(pr.next, last + 1, ld.cfg.max_append_entries, ld.cfg.max_append_bytes)
+    elif pr.next <= last:
+        pr.fetching = True
+        ld.request_entries(pid, pr.next, min(log.cache_first, pr.next + ld.cfg.max_append_entries))
+        return False
+    else:
+        entries = ()
     ld.send(AppendRequest(ld.term, ld.id, pid, prev, log.term(prev), entries, ld.commit, read_seq=ld.read_seq))
     if pr.state == REPLICATE:
         if entries:

@@ -19,7 +19,7 @@ raise ``beaver_vault.errors.InvariantViolation`` before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -47,6 +47,12 @@ class Storage(Protocol):
     def save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> None:
         """Atomically and durably: if ``entries`` is not empty, delete every log entry with index
         >= entries[0].index and append ``entries``; if ``hard_state`` is given, store it."""
+        ...
+
+    def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
+        """Stored log entries with ``lo <= index < hi``, in order, stopping once ``max_bytes`` of
+        ``Entry.size_bytes()`` are reached (at least one entry if any); fewer (or none) if the
+        log does not hold them (compacted, or not written)."""
         ...
 
     def reset(self, cluster_id: str | None) -> None:
@@ -134,6 +140,18 @@ def check_save(last_index: int, entries: Sequence[Entry], min_first: int = 1) ->
     for prev, e in zip(entries, entries[1:], strict=False):
         if e.index != prev.index + 1:
             raise InvariantViolation(f"save: entries not consecutive ({prev.index} then {e.index})")
+
+
+def take_bytes(entries: Iterable[Entry], max_bytes: int) -> list[Entry]:
+    """The first of ``entries`` up to ``max_bytes`` of ``size_bytes()`` (at least one)."""
+    out: list[Entry] = []
+    size = 0
+    for e in entries:
+        size += e.size_bytes()
+        if out and size > max_bytes:
+            break
+        out.append(e)
+    return out
 
 
 def check_apply(applied_index: int, last_index: int, entries: Sequence[Entry]) -> None:

@@ -16,7 +16,7 @@ from beaver_vault.errors import InvariantViolation
 from beaver_vault.kv.memory import MemoryKV, UndoKV
 from beaver_vault.kv.state import KeyRecord, KVStore
 from beaver_vault.raft.messages import Entry, HardState
-from beaver_vault.storage.base import PersistentState, Storage, StorageStatus, check_apply, check_save
+from beaver_vault.storage.base import PersistentState, Storage, StorageStatus, check_apply, check_save, take_bytes
 
 R = TypeVar("R")
 
@@ -61,6 +61,11 @@ class MemoryStorage:
             self.hard_state = hard_state
         self._saves += 1
         self._entries_saved += len(entries)
+
+    def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
+        first = self.snapshot_index + 1
+        lo = max(lo, first)
+        return take_bytes(self.log[lo - first : max(hi - first, 0)], max_bytes) if hi > lo else []
 
     def reset(self, cluster_id: str | None) -> None:
         self.cluster_id = cluster_id

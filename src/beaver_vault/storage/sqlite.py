@@ -325,6 +325,18 @@ class SQLiteStorage:
         self._saves += 1
         self._entries_saved += len(entries)
 
+    def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
+        rows = self._db.execute("SELECT idx, term, kind, data FROM log WHERE idx >= ? AND idx < ? ORDER BY idx", (lo, hi))
+        out: list[Entry] = []
+        size = 0
+        for i, t, k, d in rows:
+            e = Entry(term=t, index=i, kind=EntryKind(k), data=bytes(d))
+            size += e.size_bytes()
+            if out and size > max_bytes:
+                break
+            out.append(e)
+        return out
+
     def reset(self, cluster_id: str | None) -> None:
         db = self._db
         with self._transaction():
