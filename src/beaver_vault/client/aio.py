@@ -39,6 +39,7 @@ from beaver_vault.client._core import (
     WatchEvent,
     WatchSession,
 )
+from beaver_vault.client._pipelined import AsyncPipes, check_transport
 from beaver_vault.client.errors import BadRequest
 from beaver_vault.client.tls import PathLike, verify_for
 
@@ -63,19 +64,27 @@ class AsyncClient:
         http: httpx.AsyncClient | None = None,
         cacert: PathLike | None = None,
         cert: tuple[PathLike, PathLike] | None = None,
+        transport: str = "auto",
     ) -> None:
         self.endpoints = Endpoints(endpoints)
         self.policy = policy if policy is not None else RetryPolicy()
         self._rng = rng if rng is not None else random.Random()
         self._own_http = http is None
+        verify = verify_for(cacert, cert)
         self._http = (
             http
             if http is not None
             # cacert: the cluster's CA file (https); cert: (certificate, key) for client-certificate auth
-            else httpx.AsyncClient(timeout=self.policy.httpx_timeout(), verify=verify_for(cacert, cert))
+            else httpx.AsyncClient(timeout=self.policy.httpx_timeout(), verify=verify)
         )
+        # transport: "auto" (the pipelined protocol where a node advertises it, else HTTP),
+        # "pipelined" (only it) or "http" (only HTTP). Single-key operations, listings and
+        # transactions use it; watches and cluster management use HTTP (client/_pipelined.py).
+        self._pipes = None if check_transport(transport) == "http" else AsyncPipes(transport, self._http, verify, self.policy)
 
     async def aclose(self) -> None:
+        if self._pipes is not None:
+            await self._pipes.aclose()
         if self._own_http:
             await self._http.aclose()
 
@@ -105,6 +114,10 @@ class AsyncClient:
                 outcome = await self._send(action.endpoint, call)
 
     async def _send(self, endpoint: str, call: Call[Any]) -> Outcome:
+        if call.op is not None and self._pipes is not None:
+            outcome = await self._pipes.send(endpoint, call)
+            if outcome is not None:
+                return outcome
         try:
             response = await self._http.request(
                 call.method, endpoint + call.path, params=call.params, content=call.body, headers=call.all_headers()
