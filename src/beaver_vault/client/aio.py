@@ -64,7 +64,7 @@ class AsyncClient:
         http: httpx.AsyncClient | None = None,
         cacert: PathLike | None = None,
         cert: tuple[PathLike, PathLike] | None = None,
-        transport: str = "auto",
+        transport: str | None = None,
     ) -> None:
         self.endpoints = Endpoints(endpoints)
         self.policy = policy if policy is not None else RetryPolicy()
@@ -80,6 +80,8 @@ class AsyncClient:
         # transport: "auto" (the pipelined protocol where a node advertises it, else HTTP),
         # "pipelined" (only it) or "http" (only HTTP). Single-key operations, listings and
         # transactions use it; watches and cluster management use HTTP (client/_pipelined.py).
+        # Default: auto, unless an own ``http`` client is given (then that client is used: http).
+        transport = transport if transport is not None else ("auto" if http is None else "http")
         self._pipes = None if check_transport(transport) == "http" else AsyncPipes(transport, self._http, verify, self.policy)
 
     async def aclose(self) -> None:

@@ -90,6 +90,13 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     common.add_argument(
         "--attempts", type=int, default=8, metavar="N", help="HTTP attempts over all endpoints (default: 8)"
     )
+    common.add_argument(
+        "--transport",
+        choices=("auto", "http", "pipelined"),
+        default=None,
+        help="auto: the pipelined protocol where a node offers it, else HTTP; or only one of them "
+        "(default: $BEAVER_VAULT_TRANSPORT or auto)",
+    )
 
     def add(name: str, help_text: str, handler: Handler, description: str | None = None) -> argparse.ArgumentParser:
         parser = sub.add_parser(
@@ -242,7 +249,14 @@ def tls_of(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
     for path in [p for p in (cacert, cert, key) if p is not None]:
         if not os.path.isfile(path):
             raise UsageError(f"no such file: {path}")
-    return {"cacert": cacert, "cert": (cert, key) if cert is not None and key is not None else None}
+    transport = getattr(args, "transport", None) or env.get("BEAVER_VAULT_TRANSPORT") or "auto"
+    if transport not in ("auto", "http", "pipelined"):
+        raise UsageError(f"BEAVER_VAULT_TRANSPORT must be auto, http or pipelined; got {transport!r}")
+    return {
+        "cacert": cacert,
+        "cert": (cert, key) if cert is not None and key is not None else None,
+        "transport": transport,
+    }
 
 
 def _client(args: argparse.Namespace, env: Mapping[str, str]) -> Client:
