@@ -347,3 +347,27 @@ async def test_limits_in_flight_and_connections(tmp_path: Path) -> None:
         await pipe.aclose()
     finally:
         c.close()
+
+
+def test_a_forwarded_write_whose_leader_stops_answering_is_unknown(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    c = Cluster(tmp_path / "stall")
+    try:
+        leader = c.start_cluster(3)
+        follower = next(n for n in c.live() if n.node_id != leader.node_id)
+        raw = Raw(address(follower))
+        h, _ = raw.call({"id": 1, "op": "put", "key": "stall/warm"}, b"1")  # opens the follower's link
+        assert h["status"] == 200
+        assert leader.proc is not None
+        os.kill(leader.proc.pid, signal.SIGSTOP)
+        try:
+            # Sent long before the follower's election timeout: it goes to the stopped leader.
+            h, body = raw.call({"id": 2, "op": "put", "key": "stall/k"}, b"2")
+        finally:
+            os.kill(leader.proc.pid, signal.SIGCONT)
+        assert (h["status"], body["outcome"]) == (504, "unknown"), (h, body)  # never a plain failure
+        raw.close()
+    finally:
+        c.close()
