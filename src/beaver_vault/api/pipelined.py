@@ -190,6 +190,10 @@ class PipelinedServer:
                     self.per_client.pop(peer, None)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
             pass  # the client went away (or failed its TLS handshake): nothing to answer
+        except Exception as exc:  # noqa: BLE001 - one connection's failure is never the node's
+            # (e.g. the same errors grouped by the connection's nursery, or a bug: logged)
+            if not _only_io_errors(exc):
+                log.exception("pipelined connection from %s failed", peer)
         finally:
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
@@ -387,6 +391,16 @@ class PipelinedServer:
                     await conn.room()
         finally:
             watcher.close()
+
+
+_IO_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
+
+
+def _only_io_errors(exc: BaseException) -> bool:
+    """Is ``exc`` (or every exception of its group) a lost connection?"""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_io_errors(e) for e in exc.exceptions)
+    return isinstance(exc, _IO_ERRORS)
 
 
 class LeaderLink:
