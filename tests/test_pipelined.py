@@ -393,3 +393,34 @@ def test_a_forwarded_write_whose_leader_stops_answering_is_unknown(tmp_path: Pat
         raw.close()
     finally:
         c.close()
+
+
+def test_async_client_under_asyncio_shares_its_connection(cluster: Cluster) -> None:
+    import asyncio
+
+    _, follower = leader_and_follower(cluster)
+
+    async def main() -> list[Any]:
+        async with AsyncClient([follower.url], transport="pipelined") as client:
+            await asyncio.gather(*(client.put(f"asyncio/{i}", i) for i in range(40)))
+            return list(await asyncio.gather(*(client.get(f"asyncio/{i}") for i in range(40))))
+
+    assert asyncio.run(main()) == list(range(40))
+
+
+def test_forwarding_survives_the_leader_restarting_on_a_new_port(tmp_path: Path) -> None:
+    c = Cluster(tmp_path / "restart")
+    try:
+        leader = c.start_cluster(3)
+        follower = next(n for n in c.live() if n.node_id != leader.node_id)
+        with Client([follower.url], transport="pipelined") as client:
+            client.put("restart/a", 1)  # the follower's link to the leader is open now
+            leader.kill()
+            leader.start()
+            leader.wait_ready()
+            # (client_port 0: the restarted node listens on a new port, found through /status)
+            for i in range(10):  # forwarded to whichever node leads now, over a fresh link
+                client.put(f"restart/{i}", i)
+            assert client.get("restart/9") == 9
+    finally:
+        c.close()

@@ -454,7 +454,11 @@ class LeaderLink:
             if pipe is not None:
                 del self._pipes[address]
                 self._addresses.pop(leader_http, None)  # the leader may have restarted on a new port
-            pipe = await AsyncPipe.connect(address, ssl_context=self.peer_ssl, client=f"node:{self.node_id}")
+            try:
+                pipe = await AsyncPipe.connect(address, ssl_context=self.peer_ssl, client=f"node:{self.node_id}")
+            except BaseException:
+                self._addresses.pop(leader_http, None)  # ask the leader again next time (a new port?)
+                raise
             self._pipes[address] = pipe
             return pipe
 
