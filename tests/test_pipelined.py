@@ -107,6 +107,13 @@ def test_status_advertises_the_port_and_hello_negotiates(cluster: Cluster) -> No
         header, _ = raw.recv()
         assert header["version"] == 1 and header["node_id"] == node.node_id and header["auth"] == "off"
         raw.close()
+    # Requests sent right behind the hello, in the same packet, are answered.
+    raw = Raw(address(cluster.wait_leader()), hello=False)
+    raw.send_raw(wire.hello() + wire.encode({"id": 1, "op": "get", "key": "hello/none"}))
+    assert raw.recv()[0]["version"] == 1
+    h, _ = raw.recv()
+    assert (h["id"], h["status"]) == (1, 404)
+    raw.close()
     # No common version: an error frame naming the versions on offer, then the server closes.
     raw = Raw(address(cluster.wait_leader()), hello=False)
     raw.send({"hello": "beaver-vault", "versions": [99]})

@@ -201,11 +201,14 @@ class PipelinedServer:
 
     async def _serve_connection(self, conn: _Conn) -> None:
         reader = wire.FrameReader(self.opts.max_frame_bytes)
-        if not await self._hello(conn, reader):
+        behind = await self._hello(conn, reader)
+        if behind is None:
             return
         async with trio.open_nursery() as nursery:
             nursery.start_soon(conn.writer)
             try:
+                for payload, length in behind:  # frames sent right behind the hello
+                    self._frame(conn, nursery, payload, length)
                 while True:
                     data = await conn.stream.receive_some(self.opts.receive_bytes)
                     if not data:
@@ -216,7 +219,8 @@ class PipelinedServer:
             finally:
                 nursery.cancel_scope.cancel()  # the client left: its requests have no one to answer
 
-    async def _hello(self, conn: _Conn, reader: wire.FrameReader) -> bool:
+    async def _hello(self, conn: _Conn, reader: wire.FrameReader) -> list[tuple[bytes | None, int]] | None:
+        """Read and answer the hello; the frames that came right behind it, or None (refused)."""
         with trio.move_on_after(self.opts.hello_timeout_s):
             while True:
                 frames = reader.frames()
@@ -224,33 +228,33 @@ class PipelinedServer:
                     break
                 data = await conn.stream.receive_some(self.opts.receive_bytes)
                 if not data:
-                    return False
+                    return None
                 reader.feed(data)
             payload, length = frames[0]
             if payload is None:
                 await conn.stream.send_all(_error(None, 413, f"the hello frame is larger than {self.opts.max_frame_bytes} bytes"))
-                return False
+                return None
             try:
                 header, _ = wire.decode(payload)
             except wire.FrameError as exc:
                 await conn.stream.send_all(_error(None, 400, f"bad hello: {exc}"))
-                return False
+                return None
             versions = header.get("versions")
             if header.get("hello") != wire.HELLO or not isinstance(versions, list):
                 await conn.stream.send_all(
                     _error(None, 400, 'the first frame must be a hello: {"hello": "beaver-vault", "versions": [1]}')
                 )
-                return False
+                return None
             common = sorted(set(v for v in versions if isinstance(v, int)) & set(wire.VERSIONS))
             if not common:
                 await conn.stream.send_all(
                     _error(None, 400, "no common protocol version", versions=list(wire.VERSIONS))
                 )
-                return False
+                return None
             refusal = self._check_auth(header.get("auth"))
             if refusal is not None:
                 await conn.stream.send_all(_error(None, 401, refusal))
-                return False
+                return None
             answer = {
                 "hello": wire.HELLO,
                 "version": common[-1],
@@ -260,11 +264,10 @@ class PipelinedServer:
                 "auth": "off",
             }
             await conn.stream.send_all(wire.encode(answer))
-            # Frames the client sent right behind its hello are in ``reader`` already.
-            return True
+            return frames[1:] + reader.frames()
         with trio.move_on_after(1):
             await conn.stream.send_all(_error(None, 408, "no hello within the time allowed"))
-        return False
+        return None
 
     def _check_auth(self, auth: Any) -> str | None:
         """The hello's credentials. No authentication yet: accepted and ignored. The place where
@@ -454,6 +457,8 @@ class LeaderLink:
             if pipe is not None:
                 del self._pipes[address]
                 self._addresses.pop(leader_http, None)  # the leader may have restarted on a new port
+                with trio.CancelScope(shield=True):
+                    await pipe.aclose()
             try:
                 pipe = await AsyncPipe.connect(address, ssl_context=self.peer_ssl, client=f"node:{self.node_id}")
             except BaseException:

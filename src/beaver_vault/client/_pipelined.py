@@ -447,6 +447,9 @@ class AsyncPipes:
             if ep.pipe is not None and ep.pipe.broken is None:
                 got: AsyncPipe = ep.pipe
                 return got
+            if ep.pipe is not None:  # broken: release it before opening another
+                old, ep.pipe = ep.pipe, None
+                await old.aclose()
             now = time.monotonic()
             if self.mode == "auto" and now < ep.retry_at:
                 return None
@@ -512,6 +515,9 @@ class SyncPipes:
             if ep.pipe is not None and ep.pipe.broken is None:
                 got: SyncPipe = ep.pipe
                 return got
+            if ep.pipe is not None:  # broken: release it before opening another
+                ep.pipe.close()
+                ep.pipe = None
             now = time.monotonic()
             if self.mode == "auto" and now < ep.retry_at:
                 return None
