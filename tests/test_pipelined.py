@@ -242,6 +242,9 @@ def test_bad_frames_get_error_frames_and_the_connection_goes_on(cluster: Cluster
     assert check.call({"id": 1, "op": "get", "key": "bad/ok"})[1] == "still here"
     check.close()
     assert all(n.alive() for n in cluster.live())
+    metrics = httpx.get(leader.url + "/metrics", timeout=10).text
+    bad = [line for line in metrics.splitlines() if line.startswith("beaver_vault_pipelined_bad_frames{")]
+    assert bad and float(bad[0].split()[-1]) >= 5  # counted for operators
 
 
 def test_watch_streams_frames_and_cancel_ends_it(cluster: Cluster) -> None:

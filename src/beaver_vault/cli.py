@@ -336,6 +336,7 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
                 connections_per_client=cfg.client_connections_per_client,
             ),
             peer_ssl=peer_ssl,
+            metrics=app.extensions["beaver_vault.metrics"],
         )
     hconfig = HyperConfig()
     # Headers beyond what the guard accepts are refused by h11 itself (no unbounded buffering).

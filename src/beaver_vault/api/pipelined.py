@@ -44,6 +44,7 @@ from beaver_vault import wire
 from beaver_vault.api.context import ApiContext
 from beaver_vault.api.deadline import BUDGET_HEADER, SENT_AT_HEADER, stamp
 from beaver_vault.api.errors import RETRY_AFTER_S, error_parts, json_text
+from beaver_vault.api.metrics import ApiMetrics
 from beaver_vault.api.pipelined_ops import READ_OPS, WRITE_OPS, Ops, Request
 from beaver_vault.api.validation import BadInput, parse_optional_int, parse_resume_point
 from beaver_vault.api.watch_routes import Cursor, closed_body
@@ -121,6 +122,7 @@ class PipelinedServer:
         options: PipelinedOptions | None = None,
         *,
         peer_ssl: ssl.SSLContext | None = None,
+        metrics: ApiMetrics | None = None,
     ) -> None:
         self.ctx = ctx
         self.opts = options or PipelinedOptions()
@@ -129,6 +131,18 @@ class PipelinedServer:
         self.per_client: dict[str, int] = {}
         self.address: str | None = None
         self.counters: dict[str, int] = {"connections": 0, "requests": 0, "bad_frames": 0, "refused": 0}
+        if metrics is not None:
+            metrics.add_counters("pipelined", self.statistics)
+
+    def statistics(self) -> dict[str, int]:
+        """For /metrics (``beaver_vault_pipelined_*``): connections and requests served, bad
+        frames and refused connections, requests forwarded to the leader and failed forwards."""
+        return {
+            **self.counters,
+            "open_connections": sum(self.per_client.values()),
+            "forwarded": self.link.forwarded,
+            "forward_failed": self.link.failed,
+        }
 
     async def serve(
         self,
