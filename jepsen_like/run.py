@@ -75,6 +75,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="servers compact their log every N entries (default: the server's; 200 with the snapshot fault)",
     )  # fmt: skip
     p.add_argument("--idempotent-every", type=int, default=3, metavar="K", help="every K-th client uses idempotency keys (0: none)")
+    p.add_argument(
+        "--pipelined-every",
+        type=int,
+        default=2,
+        metavar="K",
+        help="every K-th client talks the pipelined protocol instead of HTTP (0: none; default 2)",
+    )
     p.add_argument("--timeline", type=Path, default=None, metavar="FILE", help="default: <workdir>/timeline.html")
     args = p.parse_args(argv)
     if args.seed is None:
@@ -107,6 +114,8 @@ def reproduce_line(args: argparse.Namespace) -> str:
         parts += ["--snapshot-threshold", str(args.snapshot_threshold)]
     if args.idempotent_every != 3:
         parts += ["--idempotent-every", str(args.idempotent_every)]
+    if args.pipelined_every != 2:
+        parts += ["--pipelined-every", str(args.pipelined_every)]
     if args.allow_missing_faults:
         parts.append("--allow-missing-faults")
     if args.no_append:
@@ -254,7 +263,10 @@ def drive(
     states: list[Any] = []
 
     def client(p: int) -> None:
-        states.append(client_loop(workload, p, args.seed, stop_at, stop, idempotent=every > 0 and p % every == 0))
+        pipelined = args.pipelined_every > 0 and p % args.pipelined_every == 1 % args.pipelined_every
+        states.append(
+            client_loop(workload, p, args.seed, stop_at, stop, idempotent=every > 0 and p % every == 0, pipelined=pipelined)
+        )
 
     threads = [threading.Thread(target=client, args=(p,), name=f"client-{p}") for p in range(args.clients)]
     nemesis_thread = threading.Thread(target=nemesis.run, args=(stop, stop_at), name="nemesis")
@@ -305,7 +317,10 @@ def drive(
     for item in late[:10]:
         say(f"    {item}")
     moves = sum(getattr(c, "moves", 0) for c in states)
+    pipelined_requests = sum(c.pipe.sent for c in states if getattr(c, "pipe", None) is not None)
+    say(f"requests over the pipelined protocol: {pipelined_requests}")
     summary.update(
+        pipelined_requests=pipelined_requests,
         counts={f"{f}:{t}": n for (f, t), n in sorted(recorder.counts.items())},
         faults_injected=nemesis.injected,
         nemesis_rounds=nemesis.rounds,

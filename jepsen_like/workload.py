@@ -5,7 +5,9 @@ Every client is a thread with its own process id, its own seeded ``random.Random
 its own node (process p starts on member p mod n) and moves on to the next member only when
 its node stops answering (no HTTP answer at all, or three non-ok completions in a row), so a
 paused or cut-off node does not soon hold every client. Each history line carries the extra
-field ``node`` (the node the request went to). Every third client sends an ``Idempotency-Key``
+field ``node`` (the node the request went to). Every second client (``--pipelined-every``)
+talks the pipelined protocol (``pipelined.py``) instead of HTTP, where the node offers it,
+with the same outcome rules. Every third client sends an ``Idempotency-Key``
 with its writes and, when the outcome is unknown, retries the same request (same key) up to
 twice on its next node: one operation in the history, ``ok`` if any attempt was, else ``info``
 (a retry refused ``not_applied`` says nothing about the first attempt). The recorder writes an
@@ -45,6 +47,7 @@ from typing import IO, Any
 import httpx
 
 from jepsen_like.outcome import INFO, OK, Completion, Exchange, classify
+from jepsen_like.pipelined import Pipelined
 
 KV = "/api/v1/kv/"
 TXN = "/api/v1/txn"
@@ -162,8 +165,11 @@ class ClientState:
 
     MOVE_AFTER_BAD = 3  # non-ok completions in a row before moving to the next node
 
-    def __init__(self, process: int, seed: int, http: httpx.Client, idempotent: bool) -> None:
+    def __init__(
+        self, process: int, seed: int, http: httpx.Client, idempotent: bool, pipe: Pipelined | None = None
+    ) -> None:
         self.process = process
+        self.pipe = pipe  # the pipelined protocol where the node offers it (else HTTP)
         self.rng = random.Random(f"{seed}:client:{process}")
         self.http = http
         self.idempotent = idempotent
@@ -191,6 +197,13 @@ class ClientState:
         self.node, self.url = members[(i + 1) % len(members)]
         self.bad = 0
         self.moves += 1
+
+    def exchange(self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> Exchange:
+        if self.pipe is not None:
+            ex = self.pipe.exchange(self.url, method, url, body, headers or {})
+            if ex is not None:
+                return ex
+        return exchange(self.http, method, url, body, headers)
 
     def idempotency_headers(self) -> dict[str, str]:
         if not self.idempotent:
@@ -245,7 +258,7 @@ class Workload:
         attempts = 1 + (self.retries if headers else 0)
         first: Completion | None = None
         for _ in range(attempts):
-            ex = exchange(c.http, method, c.url + path, body, headers)
+            ex = c.exchange(method, c.url + path, body, headers)
             comp = classify(f, key, invoked, ex)
             c.bad = 0 if comp.type == OK else c.bad + 1
             c.streak = 0 if comp.type == OK else c.streak + 1
@@ -302,7 +315,7 @@ class Workload:
     def append(self, c: ClientState, slot: Slot) -> None:
         # The read half: its own operation in the history.
         self.recorder.event(c.process, "invoke", "read", slot.name, None, c.node)
-        ex = exchange(c.http, "GET", kv_url(c.url, slot.name, meta=True))
+        ex = c.exchange("GET", kv_url(c.url, slot.name, meta=True))
         revision = 0
         current: Any = None
         if ex.status == 200:
@@ -330,14 +343,25 @@ class Workload:
 
 
 def client_loop(
-    workload: Workload, process: int, seed: int, stop_at: float, stop: threading.Event, idempotent: bool = False
+    workload: Workload,
+    process: int,
+    seed: int,
+    stop_at: float,
+    stop: threading.Event,
+    idempotent: bool = False,
+    pipelined: bool = False,
 ) -> ClientState:
     with httpx.Client(timeout=httpx.Timeout(workload.timeout_s)) as http:
-        c = ClientState(process, seed, http, idempotent)
-        while not stop.is_set() and time.monotonic() < stop_at:
-            workload.run_op(c)
-            if c.streak:  # pace a client whose nodes refuse or time out, as a real client would
-                stop.wait(min(0.05 * c.streak, 0.25))
+        pipe = Pipelined(http, workload.timeout_s) if pipelined else None
+        c = ClientState(process, seed, http, idempotent, pipe)
+        try:
+            while not stop.is_set() and time.monotonic() < stop_at:
+                workload.run_op(c)
+                if c.streak:  # pace a client whose nodes refuse or time out, as a real client would
+                    stop.wait(min(0.05 * c.streak, 0.25))
+        finally:
+            if pipe is not None:
+                pipe.close()
         return c
 
 

@@ -135,6 +135,9 @@ def test_every_setting_can_come_from_every_source(tmp_path: Path) -> None:
         "bind_host": "127.0.0.2",
         "http_port": "8100",
         "raft_port": "7100",
+        "client_port": "9100",
+        "client_max_in_flight": "16",
+        "client_connections_per_client": "4",
         "advertise_host": "127.0.0.3",
         "join": "http://127.0.0.1:8000",
         "join_timeout_s": "7.5",
@@ -390,3 +393,11 @@ def test_wildcard_advertise_host_is_refused() -> None:
 def test_client_variables_in_the_environment_are_not_server_settings() -> None:
     cfg = load_config(flags={"node_id": "n1"}, env={"BEAVER_VAULT_ENDPOINTS": "http://127.0.0.1:8000"})
     assert cfg.node_id == "n1"
+
+
+def test_client_port_must_differ_from_the_others_and_minus_one_turns_it_off() -> None:
+    msg = error_of(flags={"node_id": "n", "client_port": "8000"})
+    assert "client_port" in msg and "must differ" in msg
+    assert load_config(flags={"node_id": "n", "client_port": "-1"}, env={}).client_port == -1
+    assert load_config(flags={"node_id": "n"}, env={}).client_port == 0  # any free port, advertised
+    assert "client_port" in error_of(flags={"node_id": "n", "client_port": "-2"})

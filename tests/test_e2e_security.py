@@ -120,6 +120,8 @@ def test_tls_cluster_end_to_end_and_impostors_are_refused(cluster: Cluster, tmp_
     # Writes through a follower are forwarded to the leader over https, reads anywhere.
     with Client([followers[0].url], cacert=certs / "ca.pem") as client:
         client.put("greeting", {"hello": "tls"})
+        # ... over the pipelined protocol, which speaks TLS on a TLS node (docs/protocol.md)
+        assert client._pipes is not None and client._pipes._endpoints[followers[0].url].pipe is not None
     wait_for("the value on every node", lambda: all(kv(n, "greeting").status_code == 200 for n in cluster.live()), 20)
     assert kv(followers[1], "greeting").json() == {"hello": "tls"}
     # Plain http to a TLS port gets nothing; https without the CA is refused by the client.
@@ -303,6 +305,7 @@ def test_http_client_certificates_required(cluster: Cluster, tmp_path: Path) -> 
     with Client([follower.url], cacert=certs / "ca.pem", cert=(certs / "client-alice.pem", certs / "client-alice-key.pem")) as c:
         c.put("mtls", True)
         assert c.get("mtls") is True
+        assert c._pipes is not None and c._pipes._endpoints[follower.url].pipe is not None  # pipelined, mTLS
 
 
 def _free_range(n: int) -> int:

@@ -245,6 +245,7 @@ def test_sample_run_with_combined_faults_is_linearizable_and_converges(tmp_path:
     assert summary["max_concurrent_faults"] == 2, summary
     assert summary["late_unknown"] == []
     assert summary["availability"]["mean_ok_per_s"] > 0
+    assert summary["pipelined_requests"] > 0  # every second client talks the pipelined protocol
     ops = load_history(history).ops
     for f in ("read", "write", "cas", "delete"):
         assert any(op.f == f and op.outcome == "ok" for op in ops), f"no ok {f}"

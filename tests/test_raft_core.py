@@ -21,6 +21,7 @@ from beaver_vault.raft.messages import (
     HardState,
     Member,
     Membership,
+    ReadIndexRequest,
 )
 
 IDS3 = ["a", "b", "c"]
@@ -205,6 +206,41 @@ def test_read_index_needs_a_quorum_and_followers_ask_the_leader() -> None:
     c.run(3)  # the next heartbeat round reaches a quorum and confirms the read
     got = c.read_states[ld]
     assert got and got[0].ctx == 7 and got[0].index >= 2
+
+
+def test_a_followers_reads_that_arrive_together_share_one_read_index_request() -> None:
+    c = Cluster(IDS3, seed=12)
+    ld = c.wait_leader()
+    c.run(3)
+    follower = next(i for i in IDS3 if i != ld)
+    for ctx in (21, 22, 23):
+        c.nodes[follower].read_index(ctx)
+    c.process(follower)
+    asks = [m for m in c.net if isinstance(m, ReadIndexRequest)]
+    assert len(asks) == 1 and asks[0].ctx == 21  # one request, named by the batch's first read
+    c.deliver_all()
+    c.run(2)
+    got = c.read_states[follower]
+    assert [r.ctx for r in got] == [21, 22, 23] and len({r.index for r in got}) == 1
+    # A read asked after the answer goes in a new request.
+    c.nodes[follower].read_index(24)
+    c.process(follower)
+    assert [m.ctx for m in c.net if isinstance(m, ReadIndexRequest)] == [24]
+
+
+def test_a_followers_unsent_and_asked_reads_are_dropped_when_the_leader_is_lost() -> None:
+    c = Cluster(IDS3, seed=12)
+    ld = c.wait_leader()
+    c.run(3)
+    follower = next(i for i in IDS3 if i != ld)
+    core = c.nodes[follower]
+    core.read_index(31)
+    c.process(follower)  # asked, not yet answered
+    core.read_index(32)  # not yet asked
+    core.become_follower(core.term + 1, None)  # the leader is gone
+    rd = core.ready()
+    assert sorted(rd.dropped_reads) == [31, 32]
+    assert not any(isinstance(m, ReadIndexRequest) for m in rd.messages)
 
 
 def test_membership_one_voter_at_a_time_and_the_new_node_catches_up() -> None:

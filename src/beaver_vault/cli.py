@@ -21,11 +21,13 @@ found / precondition failed, 2 usage, 3 unavailable / unknown outcome.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import math
 import os
 import random
 import signal
+import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -286,6 +288,24 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
             auth=auth_options(cfg),
         ),
     )
+    pipelined = None
+    if cfg.client_port >= 0 and cfg.auth_enabled:
+        # The protocol's hello carries no checked credentials yet: with authentication on, the
+        # port stays closed (clients use HTTP, where every request is checked).
+        log.warning("pipelined client protocol off: authentication is on and the protocol does not check credentials yet")
+    elif cfg.client_port >= 0:
+        from beaver_vault.api.pipelined import PipelinedOptions, PipelinedServer
+
+        pipelined = PipelinedServer(
+            app.extensions["beaver_vault.context"],
+            PipelinedOptions(
+                max_frame_bytes=cfg.max_body_bytes + 64 * 1024,
+                max_in_flight=cfg.client_max_in_flight,
+                connections_per_client=cfg.client_connections_per_client,
+            ),
+            peer_ssl=peer_ssl,
+            metrics=app.extensions["beaver_vault.metrics"],
+        )
     hconfig = HyperConfig()
     # Headers beyond what the guard accepts are refused by h11 itself (no unbounded buffering).
     hconfig.h11_max_incomplete_size = max(16 * 1024, cfg.max_url_bytes + cfg.max_header_bytes + 1024)
@@ -330,6 +350,16 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
         log.info("runtime started (data in %s)", cfg.data_dir)
         binds = await nursery.start(serve_http)
         log.info("HTTP API on %s (advertised %s)", ", ".join(binds), cfg.http_address)
+        if pipelined is not None:
+            serve = functools.partial(
+                pipelined.serve,
+                cfg.bind_host,
+                cfg.client_port,
+                advertise_host=cfg.advertise_host,
+                ssl_context=_client_port_tls(cfg),
+            )
+            address = await nursery.start(serve)
+            log.info("pipelined client protocol on %s", address)
         print(f"{cfg.node_id}: {cfg.http_address}  (raft {cfg.raft_address}, data {cfg.data_dir})", flush=True)
         if cfg.join is not None:
             nursery.start_soon(join_cluster, cfg, runtime, stop.request)
@@ -344,6 +374,19 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
         nursery.cancel_scope.cancel()  # ... then stop the runtime and the transport
     log.info("stopped")
     return stop.code
+
+
+def _client_port_tls(cfg: Config) -> ssl.SSLContext | None:
+    """With TLS, the client port speaks TLS with the HTTP API's certificate and client-certificate
+    rule (``http_client_auth``)."""
+    if not cfg.tls_enabled:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cfg.tls_cert_file), str(cfg.tls_key_file))
+    if cfg.http_client_auth != "none" and cfg.tls_ca_file is not None:
+        ctx.load_verify_locations(str(cfg.tls_ca_file))
+        ctx.verify_mode = ssl.CERT_REQUIRED if cfg.http_client_auth == "required" else ssl.CERT_OPTIONAL
+    return ctx
 
 
 def _rng(seed: int | None, purpose: str) -> random.Random:

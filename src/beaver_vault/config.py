@@ -62,6 +62,11 @@ class Config:
     bind_host: str = "127.0.0.1"  # the HTTP and raft listeners bind here
     http_port: int = 8000
     raft_port: int = 7000
+    # The pipelined client protocol (docs/protocol.md): 0 = any free port (advertised in
+    # GET /api/v1/status as pipelined_address, which is how clients find it); -1 = off.
+    client_port: int = 0
+    client_max_in_flight: int = 1024  # pipelined requests in flight per connection; 429 beyond
+    client_connections_per_client: int = 64  # pipelined connections per client address
     advertise_host: str = "127.0.0.1"  # what other nodes and clients are told; default: bind_host
     join: str | None = None  # URL of any cluster member: ask to be added at start-up
     join_timeout_s: float = 120.0  # give up asking to be joined after this long (0: never give up)
@@ -344,6 +349,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("http_port", _parse_port, "HTTP API port (default: 8000)"),
     Setting("raft_port", _parse_port, "raft (node-to-node TCP) port (default: 7000)"),
     Setting(
+        "client_port",
+        _int_in(-1, 65535),
+        "pipelined client protocol port (default: 0, any free port, advertised in /api/v1/status; -1: off)",
+    ),
+    Setting("client_max_in_flight", _int_in(1, 1_000_000), "pipelined requests in flight per connection (default: 1024)"),
+    Setting(
+        "client_connections_per_client",
+        _int_in(1, 100_000),
+        "pipelined connections from one client address (default: 64)",
+    ),
+    Setting(
         "advertise_host",
         _parse_host,
         "host other nodes and clients use to reach this node (default: bind_host; 127.0.0.1 if bind_host is a wildcard)",
@@ -596,6 +612,8 @@ def _resolve(values: dict[str, Any], raw: Mapping[str, tuple[object, str]]) -> C
             f"http_port ({src('http_port')}) and raft_port ({src('raft_port')}) are both {cfg.http_port}: "
             "they must differ"
         )
+    if cfg.client_port > 0 and cfg.client_port in (cfg.http_port, cfg.raft_port):
+        raise ConfigError(f"client_port ({src('client_port')}) must differ from http_port and raft_port")
     if cfg.heartbeat_ticks >= cfg.election_ticks:
         raise ConfigError(
             f"heartbeat_ticks ({cfg.heartbeat_ticks}, {src('heartbeat_ticks')}) must be less than "

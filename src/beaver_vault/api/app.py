@@ -136,6 +136,7 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
     app.extensions["beaver_vault.forwarder"] = forwarder
     app.extensions["beaver_vault.metrics"] = metrics
     app.extensions["beaver_vault.runtime"] = runtime
+    app.extensions["beaver_vault.context"] = ctx  # the pipelined protocol's server shares it (pipelined.py)
 
     # ------------------------------------------------------------------ lifecycle
 

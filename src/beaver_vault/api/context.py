@@ -102,6 +102,9 @@ class ApiContext:
         self.runtime = runtime
         self.opts = opts
         self.deadlines = DeadlineBook()  # forwarded writes' deadlines (deadline.py)
+        # ``host:port`` of this node's pipelined client port (pipelined.py), once it listens;
+        # advertised in GET /api/v1/status.
+        self.pipelined_address: str | None = None
 
     async def bounded(self, call: Awaitable[T]) -> T:
         """Await one runtime call, but never longer than its own timeout plus a grace period;

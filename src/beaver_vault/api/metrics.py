@@ -9,7 +9,7 @@ scrape time by a custom collector, so they are never stale and cost nothing betw
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -47,8 +47,26 @@ class _RaftCollector(Collector):
             yield family
 
 
+class _CounterSource(Collector):
+    """Counters read from a ``() -> {name: int}`` at scrape time (the pipelined server's)."""
+
+    def __init__(self, prefix: str, node_id: str, read: Callable[[], dict[str, int]]) -> None:
+        self.prefix = prefix
+        self.node_id = node_id
+        self.read = read
+
+    def collect(self) -> Iterable[Metric]:
+        for name, value in sorted(self.read().items()):
+            family = GaugeMetricFamily(
+                f"beaver_vault_{self.prefix}_{name}", f"{self.prefix} {name.replace('_', ' ')} (since start)", labels=["node"]
+            )
+            family.add_metric([self.node_id], value)
+            yield family
+
+
 class ApiMetrics:
     def __init__(self, runtime: NodeRuntime) -> None:
+        self.node_id = runtime.node_id
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "beaver_vault_http_requests",
@@ -90,6 +108,10 @@ class ApiMetrics:
         children[0].inc()
         children[1].observe(elapsed_s)
         self.stats.observe(route, method, status, elapsed_s)
+
+    def add_counters(self, prefix: str, read: Callable[[], dict[str, int]]) -> None:
+        """Serve ``beaver_vault_<prefix>_<name>`` for each counter ``read()`` returns."""
+        self.registry.register(_CounterSource(prefix, self.node_id, read))
 
     def count_refusal(self, reason: str) -> None:
         self.refusals.labels(reason).inc()

@@ -216,4 +216,6 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
 
     @app.route(f"{API_PREFIX}/status", methods=["GET"])
     async def status() -> Response:
-        return json_response(runtime.status().to_json())
+        body = runtime.status().to_json()
+        body["pipelined_address"] = ctx.pipelined_address  # null: no pipelined client port
+        return json_response(body)

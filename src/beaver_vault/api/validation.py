@@ -80,6 +80,12 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# One decoder for every body (``json.loads`` with hooks builds a new one per call).
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_float=_parse_float, object_pairs_hook=_object_without_duplicates
+)
+
+
 def json_depth_exceeds(value: Any, max_depth: int) -> bool:
     """True when ``value`` nests arrays/objects more than ``max_depth`` levels deep.
 
@@ -113,12 +119,7 @@ def parse_json_body(raw: bytes, *, max_body_bytes: int, max_json_depth: int) -> 
     except UnicodeDecodeError as exc:
         raise BadInput(f"request body is not valid UTF-8 (byte offset {exc.start})") from None
     try:
-        value = json.loads(
-            text,
-            parse_constant=_reject_constant,
-            parse_float=_parse_float,
-            object_pairs_hook=_object_without_duplicates,
-        )
+        value = _DECODER.decode(text)
     except RecursionError:
         raise BadInput(f"JSON nesting is deeper than {max_json_depth} levels") from None
     except json.JSONDecodeError as exc:

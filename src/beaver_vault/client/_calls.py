@@ -145,11 +145,11 @@ def ttl_param(ttl: int | float | str) -> str:
 
 
 def get_call(key: str) -> Call[Any]:
-    return Call("GET", kv_path(key), lambda r: r.json())
+    return Call("GET", kv_path(key), lambda r: r.json(), op="get", key=key)
 
 
 def get_meta_call(key: str) -> Call[KeyValue]:
-    return Call("GET", kv_path(key), lambda r: key_value_from(_obj(r)), params=(("meta", "true"),))
+    return Call("GET", kv_path(key), lambda r: key_value_from(_obj(r)), params=(("meta", "true"),), op="get", key=key)
 
 
 def put_call(
@@ -182,6 +182,8 @@ def put_call(
         headers=tuple(headers),
         write=True,
         idempotency_key=new_idempotency_key(),
+        op="put",
+        key=key,
     )
 
 
@@ -192,7 +194,16 @@ def delete_call(key: str, *, if_revision: int | None = None) -> Call[DeleteResul
         body = _obj(r)
         return DeleteResult(str(body.get("key", key)), bool(body.get("deleted")), _opt_int(body, "revision"))
 
-    return Call("DELETE", kv_path(key), parse, headers=headers, write=True, idempotency_key=new_idempotency_key())
+    return Call(
+        "DELETE",
+        kv_path(key),
+        parse,
+        headers=headers,
+        write=True,
+        idempotency_key=new_idempotency_key(),
+        op="delete",
+        key=key,
+    )
 
 
 def list_call(
@@ -227,7 +238,7 @@ def list_call(
             next_after=next_after if isinstance(next_after, str) else (keys[-1] if keys and body.get("more") else None),
         )
 
-    return Call("GET", f"{API}/kv", parse, params=tuple(params))
+    return Call("GET", f"{API}/kv", parse, params=tuple(params), op="list")
 
 
 def delete_prefix_call(prefix: str) -> Call[DeletePrefixResult]:
@@ -242,6 +253,7 @@ def delete_prefix_call(prefix: str) -> Call[DeletePrefixResult]:
         params=(("prefix", prefix), ("confirm", "true")),
         write=True,
         idempotency_key=new_idempotency_key(),
+        op="delete_prefix",
     )
 
 
@@ -266,6 +278,7 @@ def txn_call(
         headers=JSON_HEADERS,
         write=True,
         idempotency_key=new_idempotency_key(),
+        op="txn",
     )
 
 

@@ -159,6 +159,10 @@ class Call(Generic[T]):
     write: bool = False
     idempotency_key: str | None = None
     pinned: str | None = None  # ask this endpoint only (e.g. one node's own status)
+    # The same operation in the pipelined protocol (docs/protocol.md): its op and key; None:
+    # HTTP only (cluster management, status).
+    op: str | None = None
+    key: str | None = None
 
     def all_headers(self) -> dict[str, str]:
         out = dict(self.headers)

@@ -40,6 +40,7 @@ from beaver_vault.client._core import (
     WatchEvent,
     WatchSession,
 )
+from beaver_vault.client._pipelined import AsyncPipes, check_transport
 from beaver_vault.client.errors import BadRequest
 from beaver_vault.client.tls import PathLike, verify_for
 
@@ -67,6 +68,7 @@ class AsyncClient:
         user: str | None = None,
         password: str | None = None,
         token: str | None = None,
+        transport: str | None = None,
     ) -> None:
         # Credentials (authentication on): HTTP Basic or a Bearer token on every request, watches too.
         self._auth = auth_headers(user, password, token)
@@ -74,14 +76,23 @@ class AsyncClient:
         self.policy = policy if policy is not None else RetryPolicy()
         self._rng = rng if rng is not None else random.Random()
         self._own_http = http is None
+        verify = verify_for(cacert, cert)
         self._http = (
             http
             if http is not None
             # cacert: the cluster's CA file (https); cert: (certificate, key) for client-certificate auth
-            else httpx.AsyncClient(timeout=self.policy.httpx_timeout(), verify=verify_for(cacert, cert))
+            else httpx.AsyncClient(timeout=self.policy.httpx_timeout(), verify=verify)
         )
+        # transport: "auto" (the pipelined protocol where a node advertises it, else HTTP),
+        # "pipelined" (only it) or "http" (only HTTP). Single-key operations, listings and
+        # transactions use it; watches and cluster management use HTTP (client/_pipelined.py).
+        # Default: auto, unless an own ``http`` client is given (then that client is used: http).
+        transport = transport if transport is not None else ("auto" if http is None else "http")
+        self._pipes = None if check_transport(transport) == "http" else AsyncPipes(transport, self._http, verify, self.policy)
 
     async def aclose(self) -> None:
+        if self._pipes is not None:
+            await self._pipes.aclose()
         if self._own_http:
             await self._http.aclose()
 
@@ -111,6 +122,10 @@ class AsyncClient:
                 outcome = await self._send(action.endpoint, call)
 
     async def _send(self, endpoint: str, call: Call[Any]) -> Outcome:
+        if call.op is not None and self._pipes is not None:
+            outcome = await self._pipes.send(endpoint, call)
+            if outcome is not None:
+                return outcome
         try:
             response = await self._http.request(
                 call.method,

@@ -104,6 +104,13 @@ def common_parser() -> argparse.ArgumentParser:
         help=f"the user's password (default: ${PASSWORD_ENV}; else asked for on a terminal)",
     )
     common.add_argument("--token", default=None, help=f"bearer token instead of a user (default: ${TOKEN_ENV})")
+    common.add_argument(
+        "--transport",
+        choices=("auto", "http", "pipelined"),
+        default=None,
+        help="auto: the pipelined protocol where a node offers it, else HTTP; or only one of them "
+        "(default: $BEAVER_VAULT_TRANSPORT or auto)",
+    )
     return common
 
 
@@ -262,7 +269,14 @@ def tls_of(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
     for path in [p for p in (cacert, cert, key) if p is not None]:
         if not os.path.isfile(path):
             raise UsageError(f"no such file: {path}")
-    return {"cacert": cacert, "cert": (cert, key) if cert is not None and key is not None else None}
+    transport = getattr(args, "transport", None) or env.get("BEAVER_VAULT_TRANSPORT") or "auto"
+    if transport not in ("auto", "http", "pipelined"):
+        raise UsageError(f"BEAVER_VAULT_TRANSPORT must be auto, http or pipelined; got {transport!r}")
+    return {
+        "cacert": cacert,
+        "cert": (cert, key) if cert is not None and key is not None else None,
+        "transport": transport,
+    }
 
 
 def credentials_of(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:

@@ -540,8 +540,7 @@ class RaftCore:
         if self.role != LEADER:
             if self.leader_id is None or self.role != FOLLOWER:
                 raise NoLeader("no leader is known to confirm the read")
-            self.reads.forwarded.add(ctx)
-            self.send(ReadIndexRequest(self.term, self.id, self.leader_id, ctx))
+            self.reads.unsent.append(ctx)  # asked in the next Ready, with every read arriving meanwhile
             return
         if not self._committed_in_term():
             self.reads.waiting.append(ctx)
@@ -621,6 +620,7 @@ class RaftCore:
             or self.applied < min(self.commit, self.log.last_index)
             or self.reads.states
             or self.reads.dropped
+            or self.reads.unsent
             or self.snapshot_requests
             or HardState(self.term, self.vote, self.commit) != self.prev_hard_state
         )
@@ -634,6 +634,12 @@ class RaftCore:
             self.broadcast_pending = False
             if self.role == LEADER:
                 replication.broadcast_append(self)
+        batch = self.reads.take_unsent()
+        if batch is not None:
+            if self.role == FOLLOWER and self.leader_id is not None:
+                self.send(ReadIndexRequest(self.term, self.id, self.leader_id, batch))
+            else:  # cannot happen (losing the leader drops unsent reads); refuse rather than hang
+                self.reads.answered(batch, False, 0)
         hs = HardState(self.term, self.vote, self.commit)
         committed: tuple[Entry, ...] = ()
         hi = min(self.commit, self.log.last_index)

@@ -5,7 +5,11 @@ confirmed once a quorum of voters echoed that round (or a later one), which prov
 was still leader when the read arrived, so the commit index it recorded covers every write
 acknowledged before. A new leader does not know its commit index until an entry of its own
 term commits: reads wait for that (``waiting``). A follower forwards the read to the leader
-(``ReadIndexRequest``) and remembers it in ``forwarded`` until answered.
+(``ReadIndexRequest``) and remembers it in ``forwarded`` until answered. A follower's reads
+that arrive together share ONE request: they wait in ``unsent`` until the next Ready, which
+asks the leader once for all of them (``take_unsent``: the batch is named by its first ctx),
+and the one answer releases them all. That is safe for every read of the batch: the leader
+stamps the batch's read index after each of them was asked.
 
 This module keeps the bookkeeping; the core decides when to call it and sends the messages.
 Everything is bounded by ``limit`` reads in flight.
@@ -37,12 +41,14 @@ class ReadOnly:
         self.waiting: list[int] = []  # leader: local ctxs waiting for this term's first commit
         self.waiting_remote: list[tuple[NodeId, int]] = []  # the same, asked by followers
         self.forwarded: set[int] = set()  # follower: ctxs asked of the leader
+        self.unsent: list[int] = []  # follower: ctxs to ask of the leader in the next Ready
+        self.batches: dict[int, list[int]] = {}  # follower: a request's ctx -> the ctxs it answers
         # Outputs for the next Ready.
         self.states: list[ReadState] = []
         self.dropped: list[int] = []
 
     def in_flight(self) -> int:
-        return len(self.pending) + len(self.waiting) + len(self.waiting_remote) + len(self.forwarded)
+        return len(self.pending) + len(self.waiting) + len(self.waiting_remote) + len(self.forwarded) + len(self.unsent)
 
     def full(self) -> bool:
         return self.in_flight() >= self.limit
@@ -53,20 +59,36 @@ class ReadOnly:
         self.dropped.extend(r.ctx for r in self.pending if r.origin == self_id)
         self.dropped.extend(self.waiting)
         self.dropped.extend(sorted(self.forwarded))
+        self.dropped.extend(self.unsent)
         self.pending = []
         self.waiting = []
         self.waiting_remote = []
         self.forwarded = set()
+        self.unsent = []
+        self.batches = {}
+
+    def take_unsent(self) -> int | None:
+        """Follower: the ctx of one request asking the leader for every unsent read (None: none)."""
+        if not self.unsent:
+            return None
+        batch, self.unsent = self.unsent, []
+        self.batches[batch[0]] = batch
+        self.forwarded.update(batch)
+        return batch[0]
 
     def answered(self, ctx: int, ok: bool, index: int) -> None:
-        """Follower: the leader answered a forwarded read (ignored unless we asked)."""
-        if ctx not in self.forwarded:
+        """Follower: the leader answered a forwarded batch of reads (ignored unless we asked)."""
+        batch = self.batches.pop(ctx, None)
+        if batch is None:
             return
-        self.forwarded.discard(ctx)
-        if ok:
-            self.states.append(ReadState(ctx, index))
-        else:
-            self.dropped.append(ctx)
+        for c in batch:
+            if c not in self.forwarded:
+                continue
+            self.forwarded.discard(c)
+            if ok:
+                self.states.append(ReadState(c, index))
+            else:
+                self.dropped.append(c)
 
     def take_waiting(self) -> list[tuple[int, NodeId | None]]:
         """The reads that waited for the term's first commit: (ctx, origin or None if ours)."""

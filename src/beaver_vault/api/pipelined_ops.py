@@ -1,0 +1,306 @@
+"""The operations of the pipelined protocol: the key-value routes of the HTTP API, one request
+frame at a time (see docs/protocol.md and ``pipelined.py`` for the connection).
+
+Theory of operation: a request frame names an ``op`` (``put``, ``get``, ``delete``, ``list``,
+``delete_prefix``, ``txn``; ``watch`` is streamed by ``pipelined.py``), a ``key`` where the
+HTTP route has one in its path, ``q`` (the HTTP query parameters, same names and grammar) and
+``h`` (the HTTP request headers that matter: ``if-match``, ``if-none-match``,
+``idempotency-key``, ``x-beaver-vault-client``; lower-case names). The answer is what the
+HTTP route answers: a status, the response headers that matter (lower-case) and the same body
+bytes. The checks, the commands and the answers are built by the functions the HTTP routes
+use (``validation``, ``kv_routes``, ``errors``), so the two fronts cannot drift apart;
+``tests/test_pipelined.py`` compares them.
+
+Errors are raised, as in the routes: ``BeaverVaultError`` subclasses, mapped to a status by
+``errors.error_parts`` (the one mapping) in ``pipelined.py``; ``NotLeader`` is forwarded there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Mapping
+from typing import Any, TypeVar
+
+import trio
+
+from beaver_vault.api.context import (
+    APPLIED_INDEX_HEADER,
+    CONSISTENCY_HEADER,
+    CONSISTENCY_LEVELS,
+    RUNTIME_GRACE_S,
+    ApiContext,
+)
+from beaver_vault.api.deadline import guarded
+from beaver_vault.api.errors import json_text
+from beaver_vault.api.kv_routes import (
+    CLIENT_NAME_MAX,
+    DEFAULT_CLIENT,
+    IDEMPOTENCY_KEY_MAX,
+    applied,
+    encode_command,
+    precondition,
+    put_answer,
+    record_json,
+    revision_of,
+    write_headers,
+)
+from beaver_vault.api.kv_routes import _etag_matches as etag_matches
+from beaver_vault.api.validation import (
+    BadInput,
+    check_if_none_match,
+    check_key,
+    check_token,
+    parse_bool,
+    parse_if_match,
+    parse_int,
+    parse_json_body,
+)
+from beaver_vault.errors import Unknown
+from beaver_vault.kv import commands
+
+T = TypeVar("T")
+
+WRITE_OPS = frozenset({"put", "delete", "delete_prefix", "txn"})
+READ_OPS = frozenset({"get", "list"})
+KEY_OPS = frozenset({"put", "get", "delete"})
+_CONSISTENCY = CONSISTENCY_HEADER.lower()
+_APPLIED = APPLIED_INDEX_HEADER.lower()
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _strings(value: Any, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise BadInput(f"{what} must be an object of strings")
+    return value
+
+
+class Request:
+    """One request frame, its parts checked for type."""
+
+    __slots__ = ("op", "key", "q", "h", "body", "fwd")
+
+    def __init__(self, header: dict[str, Any], body: bytes | None) -> None:
+        op = header.get("op")
+        if not isinstance(op, str):
+            raise BadInput("a request frame needs an op")
+        self.op = op
+        key = header.get("key")
+        if op in KEY_OPS and not isinstance(key, str):
+            raise BadInput(f"op {op} needs a key (a string)")
+        self.key: str = key if isinstance(key, str) else ""
+        self.q = _strings(header.get("q"), "q")
+        self.h = _strings(header.get("h"), "h")
+        self.body = body or b""
+        fwd = header.get("fwd")
+        self.fwd: str | None = fwd if isinstance(fwd, str) else None
+
+
+class Ops:
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+        self.runtime = ctx.runtime
+        self.opts = ctx.opts
+
+    async def bounded(self, call: Awaitable[T], deadline: float | None) -> T:
+        """As ``ApiContext.bounded``: the runtime's timeout plus a grace period, and a forwarded
+        write whose sender's deadline has passed is not started."""
+        limit = self.opts.request_timeout_s + RUNTIME_GRACE_S
+        with trio.move_on_after(limit):
+            result: T = await guarded(self.ctx.deadlines, deadline, call)
+            return result
+        raise Unknown(f"the node did not answer within {limit:g} s (timed out)")
+
+    async def run(self, req: Request, deadline: float | None) -> Answer:
+        match req.op:
+            case "get":
+                return await self.get(req)
+            case "put":
+                return await self.put(req, deadline)
+            case "delete":
+                return await self.delete(req, deadline)
+            case "list":
+                return await self.list(req)
+            case "delete_prefix":
+                return await self.delete_prefix(req, deadline)
+            case "txn":
+                return await self.txn(req, deadline)
+            case _:
+                raise BadInput(f"unknown op {req.op!r}")
+
+    # ------------------------------------------------------------------ helpers (as kv_routes)
+
+    def _idempotency(self, h: dict[str, str]) -> dict[str, Any] | None:
+        raw = h.get("idempotency-key")
+        if raw is None:
+            return None
+        key = check_token(raw, "Idempotency-Key", max_bytes=IDEMPOTENCY_KEY_MAX)
+        client_raw = h.get("x-beaver-vault-client")
+        client = (
+            DEFAULT_CLIENT
+            if client_raw is None
+            else check_token(client_raw, "X-Beaver-Vault-Client", max_bytes=CLIENT_NAME_MAX)
+        )
+        return {"client": client, "id": key, "now_ms": self.runtime.now_ms()}
+
+    def _check_ttl_ms(self, ttl_ms: int, where: str = "") -> int:
+        if ttl_ms > self.opts.ttl_max_s * 1000:
+            raise BadInput(f"{where}ttl must be at most {self.opts.ttl_max_s} s")
+        return ttl_ms
+
+    def _ttl_expiry(self, value: str | None) -> int | None:
+        if value is None:
+            return None
+        try:
+            ttl_ms = commands.parse_ttl_ms(value)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        return self.runtime.now_ms() + self._check_ttl_ms(ttl_ms)
+
+    @staticmethod
+    def _conditions(h: dict[str, str], *, allow_if_none_match: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if_match = h.get("if-match")
+        if_none_match = h.get("if-none-match")
+        if if_match is not None and if_none_match is not None:
+            raise BadInput("send If-Match or If-None-Match, not both")
+        if if_match is not None:
+            out["if_mod_revision"] = parse_if_match(if_match)
+        if if_none_match is not None:
+            if not allow_if_none_match:
+                raise BadInput("If-None-Match is not supported on this method")
+            check_if_none_match(if_none_match)
+            out["if_absent"] = True
+        return out
+
+    def _json(self, body: bytes) -> Any:
+        return parse_json_body(body, max_body_bytes=self.opts.max_body_bytes, max_json_depth=self.opts.max_json_depth).value
+
+    async def _write(self, command: bytes, deadline: float | None) -> tuple[dict[str, Any], dict[str, str]]:
+        result = await self.bounded(self.runtime.write(command, timeout_s=self.opts.request_timeout_s), deadline)
+        return result, write_headers(result)
+
+    async def _read_view(self, q: dict[str, str]) -> tuple[str, int]:
+        level = q.get("consistency", "linearizable")
+        if level not in CONSISTENCY_LEVELS:
+            raise BadInput(f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}; got {level!r}")
+        if level == "linearizable":
+            await self.bounded(self.runtime.read_barrier(timeout_s=self.opts.request_timeout_s), None)
+        return level, self.runtime.applied_index()
+
+    def _key(self, req: Request) -> str:
+        return check_key(req.key, max_key_bytes=self.opts.max_key_bytes)
+
+    # ------------------------------------------------------------------ one key
+
+    async def put(self, req: Request, deadline: float | None) -> Answer:
+        key = self._key(req)
+        cond = self._conditions(req.h, allow_if_none_match=True)
+        expires_at_ms = self._ttl_expiry(req.q.get("ttl"))
+        idem = self._idempotency(req.h)
+        value = self._json(req.body)
+        command = encode_command(commands.put, key, value, expires_at_ms=expires_at_ms, request=idem, **cond)
+        result, headers = await self._write(command, deadline)
+        answer = put_answer(key, result, headers)
+        return 200, _lower(headers), json_text(answer).encode()
+
+    async def get(self, req: Request) -> Answer:
+        key = self._key(req)
+        meta = parse_bool(req.q.get("meta"), "meta")
+        level, index = await self._read_view(req.q)
+        # No await from here on: the index reported is exactly the state that was read.
+        record = self.runtime.get_local(key)
+        headers = {_CONSISTENCY: level, _APPLIED: str(index)}
+        if record is None:
+            return 404, headers, json_text({"error": f"key {key!r} not found", "key": key}).encode()
+        etag = f'"{record.mod_revision}"'
+        headers["etag"] = etag
+        if meta:
+            return 200, headers, record_json(key, record).encode()
+        if etag_matches(req.h.get("if-none-match"), etag):
+            return 304, headers, b""
+        return 200, headers, record.value.encode()
+
+    async def delete(self, req: Request, deadline: float | None) -> Answer:
+        key = self._key(req)
+        cond = self._conditions(req.h, allow_if_none_match=False)
+        idem = self._idempotency(req.h)
+        result, headers = await self._write(encode_command(commands.delete, key, request=idem, **cond), deadline)
+        precondition(key, result, headers)
+        applied(result)
+        body = {"key": key, "deleted": bool(result.get("deleted")), "revision": revision_of(result)}
+        return 200, _lower(headers), json_text(body).encode()
+
+    # ------------------------------------------------------------------ many keys
+
+    def _prefix(self, q: dict[str, str], *, required: bool) -> str:
+        prefix = q.get("prefix")
+        if prefix is None:
+            if required:
+                raise BadInput("the prefix parameter is required (it may be empty, with confirm=true)")
+            return ""
+        if len(prefix.encode("utf-8", errors="replace")) > self.opts.max_key_bytes:
+            raise BadInput(f"prefix is longer than {self.opts.max_key_bytes} bytes")
+        return prefix
+
+    async def list(self, req: Request) -> Answer:
+        q = req.q
+        opts = self.opts
+        prefix = self._prefix(q, required=False)
+        after = q.get("after") or None
+        limit = parse_int(q.get("limit"), "limit", default=opts.list_limit_default, lo=1, hi=opts.list_limit_max)
+        keys_only = parse_bool(q.get("keys_only"), "keys_only")
+        level, index = await self._read_view(q)
+        runtime = self.runtime
+        rows = runtime.scan(prefix, after, limit + 1)
+        total = runtime.count(prefix)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_after = json.dumps(rows[-1][0], ensure_ascii=False) if more and rows else "null"
+        if keys_only:
+            listing = '"keys":' + json.dumps([k for k, _ in rows], ensure_ascii=False)
+        else:
+            listing = '"items":[' + ",".join(record_json(k, r) for k, r in rows) + "]"
+        text = (
+            f'{{{listing},"count":{total},"revision":{index},'
+            f'"more":{"true" if more else "false"},"next_after":{next_after}}}'
+        )
+        return 200, {_CONSISTENCY: level, _APPLIED: str(index)}, text.encode()
+
+    async def delete_prefix(self, req: Request, deadline: float | None) -> Answer:
+        if not parse_bool(req.q.get("confirm"), "confirm"):
+            raise BadInput("deleting a prefix needs confirm=true (an empty prefix deletes every key)")
+        prefix = self._prefix(req.q, required=True)
+        idem = self._idempotency(req.h)
+        result, headers = await self._write(encode_command(commands.delete_prefix, prefix, request=idem), deadline)
+        applied(result)
+        body = {"prefix": prefix, "deleted": result.get("deleted", 0), "revision": revision_of(result)}
+        return 200, _lower(headers), json_text(body).encode()
+
+    async def txn(self, req: Request, deadline: float | None) -> Answer:
+        doc = self._json(req.body)
+        try:
+            normalised = commands.validate_txn(doc)
+        except ValueError as exc:
+            raise BadInput(f"invalid transaction: {exc}") from None
+        for branch in ("success", "failure"):
+            for i, op in enumerate(normalised[branch]):
+                if "ttl_ms" in op:
+                    self._check_ttl_ms(op["ttl_ms"], f"invalid transaction: {branch}[{i}]: ")
+        idem = self._idempotency(req.h)
+        command = encode_command(commands.txn, now_ms=self.runtime.now_ms(), request=idem, **normalised)
+        result, headers = await self._write(command, deadline)
+        applied(result)
+        answer = {
+            "succeeded": bool(result.get("succeeded")),
+            "results": result.get("results", []),
+            "revision": revision_of(result),
+        }
+        return 200, _lower(headers), json_text(answer).encode()
+
