@@ -212,13 +212,10 @@ class _Exchange:
         self.scope_cancel: trio.CancelScope | None = None
         self.closing = trio.Event()  # the response says Connection: close
         self.body_bytes = 0  # of the request body, received so far
-        self.receiving: trio.CancelScope | None = None  # a receive waiting for the body
 
     async def run(self) -> None:
-        # A cancel scope, not a nursery: nothing runs beside the app (a nursery per request
-        # cost a measurable share of the write path).
-        with trio.CancelScope() as scope:
-            self.scope_cancel = scope
+        async with trio.open_nursery() as nursery:
+            self.scope_cancel = nursery.cancel_scope
             await self.guard.app(self.scope, self.receive, self.send)
 
     async def _take_over(self, refusal: _Refusal) -> None:
@@ -238,14 +235,19 @@ class _Exchange:
             return {"type": "http.disconnect"}
         with trio.move_on_at(self.deadline):
             message: ASGIReceiveEvent | None = None
-            # Cancelled by ``send`` once the answer says the connection closes (no task races
-            # the receive: two spawned tasks per request cost more than the rest of the guard).
-            with trio.CancelScope() as receiving:
-                self.receiving = receiving
-                try:
+            async with trio.open_nursery() as race:
+
+                async def inner() -> None:
+                    nonlocal message
                     message = await self._receive()
-                finally:
-                    self.receiving = None
+                    race.cancel_scope.cancel()
+
+                async def closing() -> None:
+                    await self.closing.wait()
+                    race.cancel_scope.cancel()
+
+                race.start_soon(inner)
+                race.start_soon(closing)
             if message is None:  # the answer says the connection closes: the body is not wanted
                 return {"type": "http.disconnect"}
             limit = self.guard.opts.body_max_bytes
@@ -284,8 +286,6 @@ class _Exchange:
             # closes the socket only once the app has taken that disconnect; with Quart waiting
             # for a body nobody sends, the socket stayed open.)
             self.closing.set()
-            if self.receiving is not None:
-                self.receiving.cancel()
             with trio.CancelScope(shield=True):  # the disconnect may make the app cancel itself
                 await self._send(message)
         else:
