@@ -124,6 +124,33 @@ def key_not_found(key: str, headers: dict[str, str]) -> Response:
     return json_error(404, f"key {key!r} not found", headers=headers, key=key)
 
 
+
+def check_after(after: str | None, max_key_bytes: int) -> str | None:
+    """The ``after`` parameter of a listing is a key: bounded like one."""
+    if after is not None and len(after.encode("utf-8", errors="replace")) > max_key_bytes:
+        raise BadInput(f"after is longer than {max_key_bytes} bytes (it is a key)")
+    return after
+
+
+def listing_text(runtime: Any, prefix: str, after: str | None, limit: int, keys_only: bool, revision: int) -> str:
+    """One page of a listing as JSON text (HTTP and the pipelined protocol answer the same). Call
+    it with no await since the read view was taken: the page, the count and the revision are then
+    of one state."""
+    rows = runtime.scan(prefix, after, limit + 1)
+    total = runtime.count(prefix)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_after = json.dumps(rows[-1][0], ensure_ascii=False) if more and rows else "null"
+    if keys_only:
+        listing = '"keys":' + json.dumps([k for k, _ in rows], ensure_ascii=False)
+    else:
+        listing = '"items":[' + ",".join(record_json(k, r) for k, r in rows) + "]"
+    return (
+        f'{{{listing},"count":{total},"revision":{revision},'
+        f'"more":{"true" if more else "false"},"next_after":{next_after}}}'
+    )
+
+
 def register(app: QuartTrio, ctx: ApiContext) -> None:
     runtime = ctx.runtime
     opts = ctx.opts
@@ -236,28 +263,13 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
     @app.route(f"{API_PREFIX}/kv", methods=["GET"])
     async def list_keys() -> Response:
         prefix = prefix_arg(required=False)
-        after = request.args.get("after") or None
-        if after is not None and len(after.encode("utf-8", errors="replace")) > opts.max_key_bytes:
-            raise BadInput(f"after is longer than {opts.max_key_bytes} bytes (it is a key)")
+        after = check_after(request.args.get("after") or None, opts.max_key_bytes)
         limit = parse_int(
             request.args.get("limit"), "limit", default=opts.list_limit_default, lo=1, hi=opts.list_limit_max
         )
         keys_only = parse_bool(request.args.get("keys_only"), "keys_only")
         view = await ctx.read_view()
-        # No await from here on: the page, the count and the revision are of the same state.
-        rows = runtime.scan(prefix, after, limit + 1)
-        total = runtime.count(prefix)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_after = json.dumps(rows[-1][0], ensure_ascii=False) if more and rows else "null"
-        if keys_only:
-            listing = '"keys":' + json.dumps([k for k, _ in rows], ensure_ascii=False)
-        else:
-            listing = '"items":[' + ",".join(record_json(k, r) for k, r in rows) + "]"
-        text = (
-            f'{{{listing},"count":{total},"revision":{view.applied_index},'
-            f'"more":{"true" if more else "false"},"next_after":{next_after}}}'
-        )
+        text = listing_text(runtime, prefix, after, limit, keys_only, view.applied_index)
         return Response(text, status=200, headers=view.headers(), mimetype=JSON_MIMETYPE)
 
     @app.route(f"{API_PREFIX}/kv", methods=["DELETE"])

@@ -17,7 +17,6 @@ Errors are raised, as in the routes: ``BeaverVaultError`` subclasses, mapped to 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
@@ -37,7 +36,9 @@ from beaver_vault.api.kv_routes import (
     DEFAULT_CLIENT,
     IDEMPOTENCY_KEY_MAX,
     applied,
+    check_after,
     encode_command,
+    listing_text,
     precondition,
     put_answer,
     record_json,
@@ -253,24 +254,11 @@ class Ops:
         q = req.q
         opts = self.opts
         prefix = self._prefix(q, required=False)
-        after = q.get("after") or None
+        after = check_after(q.get("after") or None, opts.max_key_bytes)
         limit = parse_int(q.get("limit"), "limit", default=opts.list_limit_default, lo=1, hi=opts.list_limit_max)
         keys_only = parse_bool(q.get("keys_only"), "keys_only")
         level, index = await self._read_view(q)
-        runtime = self.runtime
-        rows = runtime.scan(prefix, after, limit + 1)
-        total = runtime.count(prefix)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_after = json.dumps(rows[-1][0], ensure_ascii=False) if more and rows else "null"
-        if keys_only:
-            listing = '"keys":' + json.dumps([k for k, _ in rows], ensure_ascii=False)
-        else:
-            listing = '"items":[' + ",".join(record_json(k, r) for k, r in rows) + "]"
-        text = (
-            f'{{{listing},"count":{total},"revision":{index},'
-            f'"more":{"true" if more else "false"},"next_after":{next_after}}}'
-        )
+        text = listing_text(self.runtime, prefix, after, limit, keys_only, index)
         return 200, {_CONSISTENCY: level, _APPLIED: str(index)}, text.encode()
 
     async def delete_prefix(self, req: Request, deadline: float | None) -> Answer:
