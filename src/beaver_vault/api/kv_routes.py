@@ -125,6 +125,23 @@ def key_not_found(key: str, headers: dict[str, str]) -> Response:
 
 
 
+
+def write_conditions(if_match: str | None, if_none_match: str | None, *, allow_if_none_match: bool) -> dict[str, Any]:
+    """A conditional write's preconditions from its If-Match / If-None-Match values (HTTP and the
+    pipelined protocol read them the same way)."""
+    out: dict[str, Any] = {}
+    if if_match is not None and if_none_match is not None:
+        raise BadInput("send If-Match or If-None-Match, not both")
+    if if_match is not None:
+        out["if_mod_revision"] = parse_if_match(if_match)
+    if if_none_match is not None:
+        if not allow_if_none_match:
+            raise BadInput("If-None-Match is not supported on this method")
+        check_if_none_match(if_none_match)
+        out["if_absent"] = True
+    return out
+
+
 def check_after(after: str | None, max_key_bytes: int) -> str | None:
     """The ``after`` parameter of a listing is a key: bounded like one."""
     if after is not None and len(after.encode("utf-8", errors="replace")) > max_key_bytes:
@@ -187,19 +204,9 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
         return runtime.now_ms() + check_ttl_ms(ttl_ms)
 
     def conditions(*, allow_if_none_match: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if_match = request.headers.get("If-Match")
-        if_none_match = request.headers.get("If-None-Match")
-        if if_match is not None and if_none_match is not None:
-            raise BadInput("send If-Match or If-None-Match, not both")
-        if if_match is not None:
-            out["if_mod_revision"] = parse_if_match(if_match)
-        if if_none_match is not None:
-            if not allow_if_none_match:
-                raise BadInput("If-None-Match is not supported on this method")
-            check_if_none_match(if_none_match)
-            out["if_absent"] = True
-        return out
+        return write_conditions(
+            request.headers.get("If-Match"), request.headers.get("If-None-Match"), allow_if_none_match=allow_if_none_match
+        )
 
     build = encode_command
 

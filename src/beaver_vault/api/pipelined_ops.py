@@ -43,16 +43,15 @@ from beaver_vault.api.kv_routes import (
     put_answer,
     record_json,
     revision_of,
+    write_conditions,
     write_headers,
 )
 from beaver_vault.api.kv_routes import _etag_matches as etag_matches
 from beaver_vault.api.validation import (
     BadInput,
-    check_if_none_match,
     check_key,
     check_token,
     parse_bool,
-    parse_if_match,
     parse_int,
     parse_json_body,
 )
@@ -166,19 +165,7 @@ class Ops:
 
     @staticmethod
     def _conditions(h: dict[str, str], *, allow_if_none_match: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if_match = h.get("if-match")
-        if_none_match = h.get("if-none-match")
-        if if_match is not None and if_none_match is not None:
-            raise BadInput("send If-Match or If-None-Match, not both")
-        if if_match is not None:
-            out["if_mod_revision"] = parse_if_match(if_match)
-        if if_none_match is not None:
-            if not allow_if_none_match:
-                raise BadInput("If-None-Match is not supported on this method")
-            check_if_none_match(if_none_match)
-            out["if_absent"] = True
-        return out
+        return write_conditions(h.get("if-match"), h.get("if-none-match"), allow_if_none_match=allow_if_none_match)
 
     def _json(self, body: bytes) -> Any:
         return parse_json_body(body, max_body_bytes=self.opts.max_body_bytes, max_json_depth=self.opts.max_json_depth).value
