@@ -70,21 +70,24 @@ def dead_address() -> str:
 
 
 def test_a_change_belongs_to_the_cluster_not_to_the_request(cluster: Cluster) -> None:
-    node1 = cluster.start("node1")
+    # A join waits for its node's catch-up up to join_wait_s (default 30 min); 3 s here, so the
+    # caller's deadline passes while the change goes on.
+    short = (*FAST_FLAGS, "--learner-timeout-s", "60", "--join-wait-s", "3")
+    node1 = cluster.start("node1", extra_args=short)
     cluster.wait_leader([node1])
     # A join to an address that answers nothing, by a client that hangs up after 1 s.
     with pytest.raises(httpx.TimeoutException):
         post(node1, "join", {"NodeID": "ghost", "RaftAddress": dead_address()}, timeout=1.0)
     # The join went with its caller (the deadline alone is 60 s): the next change starts at once.
     wait_no_change(node1)
-    node2 = cluster.start("node2")
+    node2 = cluster.start("node2", extra_args=short)
     assert voters(post(node1, "join", {"NodeID": "node2", "RaftAddress": node2.raft_address})) == ["node1", "node2"]
 
     # While a change is in flight, any other is refused at once: 409, what and since when.
     box: list[httpx.Response | BaseException] = []
 
     def slow_join() -> None:
-        try:  # through the follower: forwarded, the leader's request timeout (3 s) ends it
+        try:  # through the follower: forwarded, the leader's join wait (3 s) ends it
             box.append(post(node2, "join", {"NodeID": "ghost2", "RaftAddress": dead_address()}, timeout=20.0))
         except BaseException as e:  # noqa: BLE001 - reported below
             box.append(e)

@@ -66,8 +66,8 @@ def test_acknowledged_writes_survive_a_leader_sigkill(cluster: Cluster) -> None:
     for key in acked:
         r = httpx.get(f"{new.url}/api/v1/kv/{key}", timeout=5)
         assert r.status_code == 200, (key, r.text)
-    # The event loop's lateness is measured on every node (10 ms ticker, counted in buckets).
-    assert sum(_metric(new.url, f"node_loop_late_le_{b}ms") for b in (1, 2, 5, 10, 20, 50)) > 0
+    # The event loop's lateness is measured on every node (a histogram in /metrics).
+    assert _metric(new.url, "event_loop_lateness_seconds_count") > 0
 
 
 def test_a_follower_behind_the_log_cache_catches_up_from_the_database(cluster: Cluster) -> None:

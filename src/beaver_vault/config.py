@@ -70,6 +70,7 @@ class Config:
     advertise_host: str = "127.0.0.1"  # what other nodes and clients are told; default: bind_host
     join: str | None = None  # URL of any cluster member: ask to be added at start-up
     join_timeout_s: float = 120.0  # give up asking to be joined after this long (0: never give up)
+    join_wait_s: float = 1800.0  # the leader keeps a join open this long while the node catches up
     tick_ms: int = 50
     election_ticks: int = 10
     heartbeat_ticks: int = 2
@@ -81,6 +82,7 @@ class Config:
     # The in-memory Raft log keeps at most about this many bytes of the most recent entries;
     # older ones are read back from the database when a follower needs them.
     log_cache_bytes: int = 16 * 1024 * 1024
+    snapshot_threshold_bytes: int = 32 * 1024 * 1024
     peer_queue_max: int = 1024  # outbound raft frames queued per peer before dropping
     max_key_bytes: int = 1024
     max_body_bytes: int = 1024 * 1024
@@ -367,6 +369,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("join", _parse_join, "URL of a cluster member to ask to add this node at start-up", nullable=True),
     Setting("join_timeout_s", _float_over(0.0, inclusive=True), "give up joining after this many seconds (0: never)"),
+    Setting(
+        "join_wait_s",
+        _float_over(0.0),
+        "how long the leader keeps a join request open while the new node catches up, forwarded or "
+        "not (default: 1800, enough for 1 GB at learner_min_rate_bytes_per_s)",
+    ),
     Setting("tick_ms", _int_in(1, 60_000), "raft tick length in milliseconds (default: 50)"),
     Setting(
         "election_ticks", _int_in(2, 10_000), "election timeout in ticks, randomised up to twice this (default: 10)"
@@ -387,6 +395,11 @@ SETTINGS: tuple[Setting, ...] = (
         "log_cache_bytes",
         _int_in(0),
         "bytes of recent Raft log entries kept in memory; older ones are read from disk (default: 16777216)",
+    ),
+    Setting(
+        "snapshot_threshold_bytes",
+        _int_in(1024),
+        "bytes of log entry data kept before the log is compacted into a snapshot (default: 33554432)",
     ),
     Setting("peer_queue_max", _int_in(1), "raft frames queued per peer before dropping (default: 1024)"),
     Setting("max_key_bytes", _int_in(1), "longest key in UTF-8 bytes (default: 1024)"),

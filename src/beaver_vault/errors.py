@@ -260,5 +260,33 @@ class Unknown(BeaverVaultError):
         super().__init__(detail)
 
 
+# ------------------------------------------------------------------ the node's own disk
+
+
+class StorageFailure(BeaverVaultError):
+    """The storage could not write: ``reason`` is ``"disk_full"`` (no space left) or
+    ``"io_error"``. Raised by the storage layer (``storage/disk_errors.py``) in place of the
+    driver-specific exception; the failed transaction was rolled back. ``maybe_written``: the
+    failure came while committing (an fsync that failed), so the data may be on disk anyway."""
+
+    def __init__(self, reason: str, detail: str, *, maybe_written: bool = False) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.maybe_written = maybe_written
+        self.outcome = "unknown" if maybe_written else "not_applied"
+
+
+class WritesSuspended(BeaverVaultError):
+    """This node cannot write to its disk (``node/disk_guard.py``): it refuses writes until a
+    retry succeeds. ``outcome`` is ``not_applied`` for a write refused at the door or certainly
+    not appended, ``unknown`` for one that may be in a log (sent to followers before the local
+    append failed, or an fsync that failed). ``reason``: ``disk_full`` | ``io_error``."""
+
+    def __init__(self, detail: str, reason: str, outcome: str = "not_applied") -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.outcome = outcome
+
+
 class InvariantViolation(RuntimeError):
     """A broken invariant. Never caught by request handlers: it stops the node."""

@@ -225,6 +225,8 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
         if not exc.leader_http:
             return error_response(exc)
         passed = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
+        # A join waits for the new node's catch-up: its forwarding budget is join_wait_s.
+        slow = request.method == "POST" and request.path == f"{API_PREFIX}/raft/join" and not request.args.get("dry_run")
         return await forwarder.forward(
             leader_http=exc.leader_http,
             leader_id=exc.leader_id,
@@ -235,6 +237,7 @@ def create_app(runtime: NodeRuntime, options: ApiOptions | None = None) -> Beave
             content_type=request.headers.get("Content-Type"),
             is_write=request.method not in ("GET", "HEAD"),
             headers=passed,
+            timeout_s=opts.join_wait_s + 2 * RUNTIME_GRACE_S if slow else None,
         )
 
     async def on_domain_error(exc: BeaverVaultError) -> Response:

@@ -42,6 +42,9 @@ class ApiOptions:
     max_json_depth: int = 64
     request_timeout_s: float = 5.0  # handed to the runtime for each write/read barrier/join/remove
     forward_timeout_s: float = 10.0  # a forwarded request's whole budget (longer than the leader's own)
+    # How long a join is kept open while the new node catches up (its snapshot may be 1 GB);
+    # a join forwarded by a follower gets this long too, not forward_timeout_s.
+    join_wait_s: float = 1800.0
     list_limit_default: int = 100
     list_limit_max: int = 1000
     ttl_max_s: int = 30 * 24 * 3600
@@ -79,7 +82,7 @@ class ApiOptions:
                 raise ValueError(f"ApiOptions.{name} must be at least 1")
         if self.client_rate_per_s < 0:
             raise ValueError("ApiOptions.client_rate_per_s must not be negative")
-        for name in ("request_timeout_s", "forward_timeout_s", "watch_keepalive_s", "body_timeout_s"):
+        for name in ("request_timeout_s", "forward_timeout_s", "join_wait_s", "watch_keepalive_s", "body_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ApiOptions.{name} must be positive")
         if self.list_limit_default > self.list_limit_max:
@@ -106,10 +109,11 @@ class ApiContext:
         # advertised in GET /api/v1/status.
         self.pipelined_address: str | None = None
 
-    async def bounded(self, call: Awaitable[T]) -> T:
-        """Await one runtime call, but never longer than its own timeout plus a grace period;
-        a forwarded write whose sender already gave up is not started (``deadline.py``)."""
-        limit = self.opts.request_timeout_s + RUNTIME_GRACE_S
+    async def bounded(self, call: Awaitable[T], *, timeout_s: float | None = None) -> T:
+        """Await one runtime call, but never longer than its own timeout (``timeout_s``, default
+        ``request_timeout_s``) plus a grace period; a forwarded write whose sender already gave
+        up is not started (``deadline.py``)."""
+        limit = (self.opts.request_timeout_s if timeout_s is None else timeout_s) + RUNTIME_GRACE_S
         deadline = g.get(FORWARD_DEADLINE) if has_request_context() else None
         with trio.move_on_after(limit):
             result: T = await guarded(self.deadlines, deadline, call)

@@ -46,7 +46,7 @@ BUDGET_HEADER = "X-Beaver-Vault-Budget-Ms"
 WINDOW_S = 10.0  # how long an offset sample counts
 SAMPLES_MAX = 32  # samples kept per sender
 SENDERS_MAX = 256  # senders tracked (members); the oldest is forgotten beyond this
-BUDGET_MAX_MS = 10 * 60 * 1000
+BUDGET_MAX_MS = 2 * 3600 * 1000  # a join waits for its node's catch-up (api join_wait_s)
 
 
 class DeadlinePassed(BeaverVaultError):

@@ -24,6 +24,8 @@ whether a write may have happened:
 | ``ChangeInFlight``                  | 409    | not_applied | ``in_flight``, ``Retry-After``|
 | ``QuorumAtRisk``                    | 409    | not_applied | ``analysis`` (the what-if)    |
 | ``ChangeRolledBack``                | 409    | not_applied | ``node_id``, ``rolled_back``  |
+| ``WritesSuspended`` (disk full)     | 507    | either      | ``storage``, ``Retry-After``  |
+| ``WritesSuspended`` (I/O error)     | 503    | either      | ``storage``, ``Retry-After``  |
 
 ``PreconditionFailed`` is the API's own: a conditional write (``If-Match``, ``If-None-Match``)
 whose condition did not hold. The command went through the log but changed nothing, so it is
@@ -76,6 +78,7 @@ from beaver_vault.errors import (
     TooManyVoterChanges,
     TransferTimedOut,
     Unknown,
+    WritesSuspended,
 )
 
 RETRY_AFTER_S = "1"
@@ -193,6 +196,11 @@ def error_parts(exc: BeaverVaultError) -> tuple[int, dict[str, Any], dict[str, s
         case NotLeader():
             body["leader_id"] = exc.leader_id
             return 503, body, retry
+        case WritesSuspended():
+            # 507 Insufficient Storage when the disk is full, 503 for an I/O error; either
+            # way the node retries by itself (GET /api/v1/status says why and since when).
+            body.update(outcome=exc.outcome, storage=exc.reason)
+            return (507 if exc.reason == "disk_full" else 503), body, {"Retry-After": "5"}
         case Unknown():
             body["outcome"] = "unknown"
             return (504 if _is_timeout(exc) else 503), body, {}

@@ -134,8 +134,10 @@ class Forwarder:
         content_type: str | None,
         is_write: bool,
         headers: dict[str, str] | None = None,
+        timeout_s: float | None = None,
     ) -> Response:
-        """Replay one request against the leader; map transport failures to outcomes."""
+        """Replay one request against the leader; map transport failures to outcomes.
+        ``timeout_s``: this request's budget (default ``self.timeout_s``; a join's is longer)."""
         if self._client is None:
             return json_error(503, "forwarding to the leader is not available (app not serving)", outcome="not_applied")
         path = exact_forward_path(raw_path)
@@ -153,12 +155,15 @@ class Forwarder:
             )
         sent = dict(headers or {})
         sent[FORWARDED_BY_HEADER] = self.node_id
-        deadline.stamp(sent, self.timeout_s, lambda: time.time_ns() // 1_000_000)
+        budget_s = self.timeout_s if timeout_s is None else timeout_s
+        deadline.stamp(sent, budget_s, lambda: time.time_ns() // 1_000_000)
         if content_type is not None:
             sent["Content-Type"] = content_type
         self.forwarded += 1
         try:
-            answer = await self._client.request(method, url, content=body or None, headers=sent)
+            answer = await self._client.request(
+                method, url, content=body or None, headers=sent, timeout=httpx.Timeout(budget_s) if timeout_s else httpx.USE_CLIENT_DEFAULT
+            )
         except _NOT_SENT as exc:
             self.failed += 1
             return json_error(

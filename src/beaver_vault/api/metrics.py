@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from beaver_vault.api.stats import RequestStats
 from beaver_vault.node.runtime import NodeRuntime
+from beaver_vault.storage.timings import Durations
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -45,6 +46,44 @@ class _RaftCollector(Collector):
             family = GaugeMetricFamily(f"beaver_vault_{name}", f"{name.replace('_', ' ')} (since start)", labels=["node"])
             family.add_metric([st.node_id], value)
             yield family
+        yield from self._health(st.node_id, st.storage_error is None)
+
+    def _health(self, node: str, writable: bool) -> Iterable[Metric]:
+        """Issue 9: the event loop's lateness, storage durations, the log's bytes, the disk."""
+        runtime = self.runtime
+        # The storage that writes (the worker thread's when there is one): its timings and counts.
+        storage = getattr(runtime, "disk_storage", None) or getattr(runtime, "storage", None)
+        lateness = getattr(runtime, "lateness", None)
+        histograms: list[tuple[str, Durations]] = []
+        if isinstance(lateness, Durations):
+            histograms.append(("event_loop_lateness_seconds", lateness))
+        timings = getattr(storage, "timings", None)
+        if timings is not None:
+            histograms += [
+                ("storage_fsync_seconds", timings.fsync),
+                ("storage_apply_seconds", timings.apply),
+                ("storage_compaction_seconds", timings.compaction),
+            ]
+        for name, d in histograms:
+            family = HistogramMetricFamily(f"beaver_vault_{name}", d.doc, labels=["node"])
+            family.add_metric([node], d.cumulative(), sum_value=d.total_s)
+            yield family
+        gauges: list[tuple[str, str, float]] = [
+            ("storage_writable", "1 if this node can write to its disk (0: writes suspended, see /api/v1/status)", int(writable)),
+        ]
+        log_bytes = getattr(storage, "log_bytes", None)
+        if callable(log_bytes):
+            gauges.append(("raft_log_bytes", "Bytes of entry data in the log after the snapshot", int(log_bytes())))
+        gc_stats = getattr(storage, "log_gc_stats", None)
+        if callable(gc_stats):
+            gauges.append(("storage_log_rows_collected", "Compacted log rows deleted (since start)", gc_stats().rows_deleted))
+        disk = getattr(getattr(runtime, "driver", None), "disk", None)
+        for key, count in sorted(getattr(disk, "counters", {}).items()):
+            gauges.append((f"node_{key}", f"{key.replace('_', ' ')} (since start)", count))
+        for name, doc, value in gauges:
+            g = GaugeMetricFamily(f"beaver_vault_{name}", doc, labels=["node"])
+            g.add_metric([node], value)
+            yield g
 
 
 class _CounterSource(Collector):

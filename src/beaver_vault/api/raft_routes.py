@@ -174,10 +174,13 @@ def register(app: QuartTrio, ctx: ApiContext) -> None:
             return refusal
         if dry_run():
             return json_response(runtime.what_if("join", node_id))
+        # Answered once the node is a voter, however long its catch-up takes (join_wait_s); a
+        # repeated join of the same node meanwhile waits for the same outcome.
         membership = await ctx.bounded(
             runtime.join(
-                node_id, raft_address, timeout_s=opts.request_timeout_s, force=force, update_address=update_address
-            )
+                node_id, raft_address, timeout_s=opts.join_wait_s, force=force, update_address=update_address
+            ),
+            timeout_s=opts.join_wait_s,
         )
         return json_response({"members": members_json(membership)})
 

@@ -122,6 +122,16 @@ class MemoryKV:
         oldest = sorted(ids, key=lambda i: (self._requests[(client, i)].index, i))
         return self._forget([(client, i) for i in oldest[: len(ids) - keep]])
 
+    def trim_all_requests(self, keep: int) -> int:
+        return len(self.trim_all_request_records(keep))
+
+    def trim_all_request_records(self, keep: int) -> list[tuple[str, str, RequestRecord]]:
+        """Like ``trim_all_requests``, returning what was forgotten (for undo)."""
+        excess = len(self._by_time) - keep
+        if excess <= 0:
+            return []
+        return self._forget([(c, i) for _, _, c, i in self._by_time[:excess]])
+
     def _forget(self, victims: list[_Req]) -> list[tuple[str, str, RequestRecord]]:
         out = []
         for c, i in victims:
@@ -219,6 +229,11 @@ class UndoKV:
 
     def auth_scan(self, kind: str) -> list[tuple[str, str]]:
         return self._kv.auth_scan(kind)
+
+    def trim_all_requests(self, keep: int) -> int:
+        gone = self._kv.trim_all_request_records(keep)
+        self._undo_requests.extend(gone)
+        return len(gone)
 
     def rollback(self) -> None:
         for (kind, name), doc in self._undo_auth.items():

@@ -68,6 +68,10 @@ class KVStore(Protocol):
     def auth_delete(self, kind: str, name: str) -> None: ...
     def auth_scan(self, kind: str) -> list[tuple[str, str]]:
         """Every (name, doc) of ``kind``, ordered by name."""
+
+    def trim_all_requests(self, keep: int) -> int:
+        """Forget the oldest requests of all clients (lowest ``time_ms``, then ``index``) beyond
+        about the newest ``keep`` (ties at the boundary may stay); return how many."""
         ...
 
 
@@ -100,3 +104,9 @@ def put_event(key: str, value: Any, index: int) -> dict[str, Any]:
 
 def delete_event(key: str, index: int) -> dict[str, Any]:
     return {"type": "delete", "key": key, "value": None, "revision": index}
+
+
+def delete_prefix_event(prefix: str, deleted: int, index: int) -> dict[str, Any]:
+    """ONE event for a prefix delete of many keys (``kv.state.DELETE_PREFIX_EVENTS_MAX``): every
+    key starting with ``key`` (the prefix) was deleted at ``revision``; ``deleted`` says how many."""
+    return {"type": "delete_prefix", "key": prefix, "value": None, "revision": index, "deleted": deleted}

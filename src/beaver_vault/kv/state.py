@@ -38,6 +38,16 @@ result (without events) is remembered, and the client's oldest requests beyond
 ``per_client`` are forgotten. A retry later than the expiry is applied again: that is the
 documented window (10 minutes by default). The table is in the store, so it travels in
 snapshots and survives restarts.
+
+The table is bounded three ways: by age (``expiry_ms``), per client (``per_client``) and in all
+(``total_max``, the oldest first, checked every ``trim_every`` entries). A client whose request
+was forgotten because of the global cap sees exactly what it sees after the expiry: a retry
+with the same id is applied again as a new write (no ``"duplicate": true``, a new revision), so
+a client that needs exactly-once beyond that must read before retrying.
+
+A prefix delete of more than ``DELETE_PREFIX_EVENTS_MAX`` keys yields ONE watch event,
+``{"type": "delete_prefix", "key": <prefix>, "value": null, "revision", "deleted": <count>}``,
+instead of one ``delete`` per key (watchers whose prefix overlaps it receive it).
 """
 
 from __future__ import annotations
@@ -65,6 +75,7 @@ from beaver_vault.kv.records import (
     KVStore,
     RequestRecord,
     delete_event,
+    delete_prefix_event,
     json_equal,
     put_event,
     written,
@@ -83,6 +94,10 @@ __all__ = [
 ]
 
 DELETE_PREFIX_PAGE = 1000
+# A prefix delete of more keys than this yields ONE ``delete_prefix`` event (the prefix and the
+# count) instead of one event per key: deleting millions of keys must not build millions of
+# events in memory (the result, the watch history, every watcher's buffer).
+DELETE_PREFIX_EVENTS_MAX = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +107,10 @@ class RequestPolicy:
 
     expiry_ms: int = 10 * 60 * 1000
     per_client: int = 1000
+    # All clients together: beyond about this many, the oldest are forgotten first (checked
+    # every ``trim_every`` entries, by index, so every node trims at the same entries).
+    total_max: int = 100_000
+    trim_every: int = 256
     result_bytes_max: int = 64 * 1024  # larger results are remembered in summary
 
 
@@ -125,6 +144,8 @@ def apply(store: KVStore, index: int, data: bytes, *, policy: RequestPolicy = DE
     if req is not None:
         store.put_request(req.client, req.id, RequestRecord(index, req.now_ms, _remembered(result, policy)))
         store.trim_requests(req.client, policy.per_client)
+        if index % policy.trim_every == 0:
+            store.trim_all_requests(policy.total_max)
     return result
 
 
@@ -243,17 +264,22 @@ def _append(store: KVStore, index: int, cmd: Append) -> dict[str, Any]:
 
 def _delete_prefix(store: KVStore, index: int, cmd: DeletePrefix) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
+    deleted = 0
     after: str | None = None
     while True:
         rows = store.scan(cmd.prefix, after, DELETE_PREFIX_PAGE)
         for key, _ in rows:
             store.delete(key)
-            events.append(delete_event(key, index))
+            deleted += 1
+            if deleted <= DELETE_PREFIX_EVENTS_MAX:
+                events.append(delete_event(key, index))
         if len(rows) < DELETE_PREFIX_PAGE:
             break
         after = rows[-1][0]
-    out: dict[str, Any] = {"op": "delete_prefix", "prefix": cmd.prefix, "deleted": len(events), "revision": index}
-    if events:
+    out: dict[str, Any] = {"op": "delete_prefix", "prefix": cmd.prefix, "deleted": deleted, "revision": index}
+    if deleted > DELETE_PREFIX_EVENTS_MAX:
+        out["events"] = [delete_prefix_event(cmd.prefix, deleted, index)]
+    elif events:
         out["events"] = events
     return out
 

@@ -38,9 +38,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from beaver_vault.errors import InvariantViolation, NoLeader, NotLeader, Overloaded, Unknown
+from beaver_vault.errors import InvariantViolation, NoLeader, NotLeader, Overloaded, StorageFailure, Unknown
 from beaver_vault.kv import state as kv_state
 from beaver_vault.kv.state import KeyRecord, KVStore
+from beaver_vault.node.disk_guard import DiskGuard
 from beaver_vault.node.members import MembershipChanges
 from beaver_vault.node.membership_change import ChangeTracker
 from beaver_vault.node.outcomes import Outcomes, Waiter
@@ -80,6 +81,9 @@ class DriverOptions:
     max_pending: int = 10_000  # proposals and reads waiting for an outcome (a join is refused past it too)
     handshake_retry_ticks: int = 10
     snapshot_threshold: int = 10_000  # compact when the log holds more entries than this
+    snapshot_threshold_bytes: int = 32 * 1024 * 1024  # ... or more bytes of entry data than this
+    max_pending_bytes: int = 64 * 1024 * 1024  # commands of the proposals waiting: Overloaded beyond
+    disk_retry_ticks: int = 20  # a node whose disk refused a write retries this often (disk_guard.py)
     snapshot_chunk_bytes: int = 256 * 1024
     snapshot_timeout_ticks: int = 100  # a transfer silent for this long is abandoned
     snapshot_resend_ticks: int = 5  # resend the chunk in flight after this many silent ticks
@@ -129,6 +133,7 @@ class NodeDriver:
             catchup_bytes_per_tick=options.catchup_bytes_per_tick,
         )
         self.snapshots = SnapshotTransfers(self)
+        self.disk = DiskGuard(self, retry_ticks=options.disk_retry_ticks, tick_ms=options.tick_ms)
         self.on_restore: Callable[[int], None] | None = None  # state replaced by a snapshot
         self.applied_index = 0
         self._durable_term_vote: tuple[int, str | None] = (0, None)
@@ -145,6 +150,9 @@ class NodeDriver:
         # Messages waiting for the last save in flight (rule 1); None when no save is in flight.
         self._after_save: list[RaftMessage] | None = None
         self.installing = False  # a snapshot install is in flight (rule 5)
+        # The highest entry index a leader sent to followers before its own save (disk_guard.py:
+        # a write whose save failed may still commit elsewhere if it went out).
+        self.sent_before_save = 0
         self.compacting = False
 
     @property
@@ -173,6 +181,9 @@ class NodeDriver:
             me = Membership((Member(self.id, self.options.raft_address, self.options.http_address),))
             self.storage.save(HardState(1, None, 1), [Entry(1, 1, EntryKind.CONFIG, me.encode())])
             st = self.storage.load()
+        self._load_durable(st)
+
+    def _load_durable(self, st: Any) -> None:
         snap = None
         if st.snapshot_index:
             snap = SnapshotMeta(st.snapshot_index, st.snapshot_term, Membership.decode(st.snapshot_membership))
@@ -204,6 +215,9 @@ class NodeDriver:
     # ------------------------------------------------------------------ inputs
 
     def tick(self) -> None:
+        self.disk.tick()
+        if self.disk.suspended:
+            return  # cut off until a retry succeeds (disk_guard.py): no elections, no timers
         if self.installing:
             return  # rule 5: the core waits for the install (a slow node, to the others)
         self.core.tick()
@@ -214,6 +228,15 @@ class NodeDriver:
         self.changes.tick()
 
     def receive(self, msg: Message) -> None:
+        if self.disk.suspended:
+            self.disk.drop_message()
+            return
+        try:
+            self._receive(msg)
+        except StorageFailure as e:  # adopting, staging or installing a snapshot
+            self.disk.failed(e, None, False, ())
+
+    def _receive(self, msg: Message) -> None:
         if not is_handshake(msg) and not self.members.known_sender(msg.src):
             # Raft messages only from members, the node we are joining, or the cluster an
             # AdoptRequest introduced: not from anyone who merely probed us.
@@ -243,11 +266,15 @@ class NodeDriver:
 
     # ------------------------------------------------------------------ client operations
 
-    def check_capacity(self) -> None:
-        """Raise ``Overloaded`` (counted) if ``max_pending`` operations wait already."""
+    def check_capacity(self, size: int = 0) -> None:
+        """Raise ``Overloaded`` (counted) if ``max_pending`` operations wait already, or the
+        proposals waiting would hold more than ``max_pending_bytes`` with ``size`` more."""
         if self.outcomes.in_flight() >= self.options.max_pending:
             self.counters["overloaded"] += 1
             raise Overloaded()
+        if size and self.outcomes.proposal_bytes + size > self.options.max_pending_bytes and self.outcomes.proposals:
+            self.counters["overloaded"] += 1
+            raise Overloaded(f"too many bytes of writes in flight (at most {self.options.max_pending_bytes})")
 
     def not_leader(self) -> NotLeader:
         """The error for a leader-only request on this node, naming the leader if known."""
@@ -256,13 +283,14 @@ class NodeDriver:
         return NotLeader(lid, m.http_address if m and m.http_address else None)
 
     def propose(self, command: bytes) -> Waiter:
+        self.disk.check_write()  # a node that cannot write says so, leader or not (disk_guard.py)
         if self.core.role != LEADER or self.core.lead_transferee is not None:
             raise self.not_leader()
-        self.check_capacity()
+        self.check_capacity(len(command))
         index, term = self.core.propose(command)
         w = Waiter("write")
-        w.index, w.term = index, term
-        self.outcomes.proposals[index] = w
+        w.index, w.term, w.size = index, term, len(command)
+        self.outcomes.add_proposal(index, w)
         self.counters["proposals"] += 1
         return w
 
@@ -283,6 +311,7 @@ class NodeDriver:
         core = self.core
         if core.role != LEADER and (core.role != FOLLOWER or core.leader_id is None or self.cluster_id is None):
             raise self.not_leader()
+        self.disk.check_read()
         self.check_capacity()
         w = Waiter("read")
         self.counters["reads"] += 1
@@ -324,13 +353,17 @@ class NodeDriver:
     # ------------------------------------------------------------------ the effect loop
 
     def process(self) -> None:
+        if self.disk.suspended:
+            if not self.disk.retry_due():
+                return
+            self._reload_after_disk_failure()
         core = self.core
         while core.has_ready():
             rd = core.ready()
             self.counters["readies"] += 1
             core.accept(rd)
             self._handle_ready(rd)
-        self.maybe_compact()
+        self.snapshots.maybe_compact()
         self.snapshots.stop_unless_leader()
         self.members.after_ready()
         self.changes.update()
@@ -339,9 +372,14 @@ class NodeDriver:
             return
         self.members.sync_peers()
 
-    def maybe_compact(self) -> None:
-        if not self.compacting and self.applied_index - self.core.log.offset > self.options.snapshot_threshold:
-            self.snapshots.compact()
+    def _reload_after_disk_failure(self) -> None:
+        """The disk takes writes again (a probe write went through): rebuild the core from what is
+        durable, as a restart would. The jobs submitted after the failed one were not run (the
+        worker skips the rest of a failed generation: ``storage_jobs.FailGate``), and their
+        completions are moot once ``load`` bumps the generation, so nothing the core believed
+        written but is not can be built upon (a later save can never land after a missing one)."""
+        self._load_durable(self.storage.load())
+        self.disk.recovered()
 
     # ------------------------------------------------------------------ storage jobs
 
@@ -351,11 +389,17 @@ class NodeDriver:
         run: Callable[[Storage], Any],
         done: Callable[[Any], None],
         save: tuple[HardState | None, tuple[Entry, ...]] | None = None,
-    ) -> None:
-        """Hand ``run`` to the storage worker; ``done(result)`` runs here once it is durable."""
+    ) -> int:
+        """Hand ``run`` to the storage worker; ``done(result)`` runs here once it is durable.
+        Returns the job's sequence number (see ``completed``)."""
         self.jobs_in_flight += 1
         self._job_seq += 1
         self.worker.submit(StorageJob(name, run, done, gen=self._gen, seq=self._job_seq, save=save))
+        return self._job_seq
+
+    def completed(self, seq: int) -> bool:
+        """Has job ``seq`` completed (whether it ran, failed or was moot)?"""
+        return self._done_seq >= seq
 
     def storage_done(self, job: StorageJob) -> None:
         """The worker finished ``job`` (jobs finish in submission order). Call ``process()`` after."""
@@ -363,10 +407,18 @@ class NodeDriver:
         if job.seq != self._done_seq + 1:
             raise InvariantViolation(f"{self.id}: storage job {job.seq} ({job.name}) done after {self._done_seq}")
         self._done_seq = job.seq
+        if job.gen != self._gen:
+            return  # submitted before the node reloaded its state (adoption, a disk failure)
+        if isinstance(job.error, StorageFailure):
+            # A full disk or an I/O error: writes stop, pending requests are answered, and the
+            # node reloads from its disk once a probe write goes through (disk_guard.py). The
+            # entries of a failed save are in no log here; whether followers may have them:
+            unsaved = job.save[1] if job.save is not None else ()
+            sent = bool(unsaved) and self.sent_before_save >= unsaved[0].index
+            self.disk.failed(job.error, None, sent, unsaved)
+            return
         if job.error is not None:
             raise job.error
-        if job.gen != self._gen:
-            return  # submitted before the node reloaded its state (adoption): nothing to learn
         job.done(job.result)
 
     def send_after_save(self, msgs: list[RaftMessage]) -> None:
@@ -390,6 +442,8 @@ class NodeDriver:
         if early:
             for m in rd.messages:
                 self.transport.send(m)
+                if isinstance(m, AppendRequest) and m.entries:
+                    self.sent_before_save = max(self.sent_before_save, m.entries[-1].index)
         if rd.hard_state is not None or rd.entries:
             self._save(rd.hard_state, rd.entries)
         if not early:
@@ -469,4 +523,5 @@ class NodeDriver:
             members=tuple(MemberStatus(m.id, m.raft_address, m.http_address, m.voter) for m in st.membership.members),
             http_address=self.options.http_address,
             raft_address=self.options.raft_address,
+            storage_error=self.disk.describe(),
         )

@@ -170,8 +170,14 @@ class MembershipChanges:
         if existing is None and update_address:
             raise NotAMember(node_id)
         if existing is not None and existing.raft_address == raft_address:
-            w._finish(membership)  # joining again with the same id and address: nothing to do
-            return w
+            if existing.voter:
+                w._finish(membership)  # joining again with the same id and address: nothing to do
+                return w
+            # A learner still catching up: answer this join too once it is a voter.
+            return self.d.changes.wait_for_join(node_id)
+        j = self.join_op
+        if j is not None and j.node_id == node_id and j.raft_address == raft_address:
+            return self.d.changes.wait_for_join(node_id)  # the same join, still in its handshake
         for m in membership.members:
             if m.raft_address == raft_address and m.id != node_id:
                 raise AddressInUse(raft_address, m.id)
@@ -316,6 +322,8 @@ class MembershipChanges:
                     "lag": max(0, last - match),
                     "last_contact_ms": contact,
                     "reachable": reachable,
+                    # A snapshot being streamed to it: bytes acknowledged of about how many.
+                    "snapshot": snd.progress() if (snd := self.d.snapshots.senders.get(m.id)) is not None else None,
                 }
             )
         return out

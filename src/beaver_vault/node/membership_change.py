@@ -18,6 +18,11 @@ on the tracker's own deadlines:
 * a removal, rollback or promotion is done once its configuration is committed; a transfer once
   leadership moved or the core gave up.
 
+A join asked for again while that node is being joined (same id and address: a caller that
+timed out and retries, a forwarded join whose follower gave up) is not refused: it gets its own
+waiter (``wait_for_join``), answered like the first one once the node is a voter (or with the
+rollback's reason). So a join is idempotent however long the node's catch-up takes.
+
 Any other change asked for meanwhile is refused at once with :class:`ChangeInFlight` (what is
 in flight, since when) instead of waiting; so is one the what-if analysis (``raft.whatif``)
 says would leave no reachable quorum (:class:`QuorumAtRisk`), unless forced. A learner the
@@ -35,7 +40,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from beaver_vault.errors import ChangeInFlight, ChangeRolledBack, NotAMember, NotLeader, QuorumAtRisk
+from beaver_vault.errors import (
+    BeaverVaultError,
+    ChangeInFlight,
+    ChangeRolledBack,
+    NotAMember,
+    NotLeader,
+    Overloaded,
+    QuorumAtRisk,
+    Unknown,
+)
 from beaver_vault.node.outcomes import Waiter
 from beaver_vault.raft.whatif import JOIN, REMOVE, TRANSFER, ClusterView, WhatIf, analyse, catchup_deadline_ticks
 
@@ -45,6 +59,7 @@ if TYPE_CHECKING:
 LEADER = "leader"
 ROLLBACKS_KEPT = 16
 ENTRY_OVERHEAD_BYTES = 16  # index, term and kind of a log entry on the wire, roughly
+REPEATED_JOINS_MAX = 64  # callers waiting on one node's join beside the first
 
 EventHook = Callable[[str, dict[str, Any]], None]
 
@@ -79,6 +94,7 @@ class ChangeTracker:
         self.rollbacks: deque[dict[str, Any]] = deque(maxlen=ROLLBACKS_KEPT)
         self._rollback_ticks: deque[int] = deque(maxlen=ROLLBACKS_KEPT)
         self.on_event: EventHook | None = None
+        self.join_waiters: dict[str, list[Waiter]] = {}  # repeated joins, by node, until it is a voter
         self.counters: dict[str, int] = {"changes": 0, "rollbacks": 0, "refused_in_flight": 0, "refused_quorum": 0}
 
     # ------------------------------------------------------------------ views
@@ -193,6 +209,49 @@ class ChangeTracker:
             self.counters["refused_quorum"] += 1
             raise QuorumAtRisk(w.refusal() or "the change would lose the quorum", w.to_json())
 
+    # ------------------------------------------------------------------ repeated joins
+
+    def wait_for_join(self, node_id: str) -> Waiter:
+        """A join of ``node_id`` asked for again while it is being joined: a waiter answered with
+        the configuration once the node is a voter in a committed configuration, or with an
+        error if the join ends otherwise (rolled back, refused, leadership lost)."""
+        waiting = [w for w in self.join_waiters.get(node_id, []) if not w.done]
+        if len(waiting) >= REPEATED_JOINS_MAX:
+            raise Overloaded(f"too many callers already wait for the join of {node_id}")
+        w = Waiter("config")
+        waiting.append(w)
+        self.join_waiters[node_id] = waiting
+        self.counters["repeated_joins"] = self.counters.get("repeated_joins", 0) + 1
+        return w
+
+    def _settle_join_waiters(self) -> None:
+        d = self.d
+        core = d.core
+        for nid in list(self.join_waiters):
+            waiting = [w for w in self.join_waiters[nid] if not w.done]
+            error: BeaverVaultError | None = None
+            member = core.membership.get(nid)
+            in_progress = (d.members.join_op is not None and d.members.join_op.node_id == nid) or (
+                self.current is not None and self.current.kind == JOIN and self.current.node_id == nid
+            )
+            if core.role != LEADER:
+                error = Unknown(f"leadership changed while {nid} was being joined; retry the join")
+            elif member is not None and member.voter and core.membership_index <= core.commit:
+                for w in waiting:
+                    w._finish(core.membership)
+                waiting = []
+            elif member is None and not in_progress:
+                last = self.rollbacks[-1]["reason"] if self.rollbacks and self.rollbacks[-1]["node_id"] == nid else None
+                error = ChangeRolledBack(last or f"the join of {nid} did not complete; ask again", nid)
+            if error is not None:
+                for w in waiting:
+                    w._finish(error=error)
+                waiting = []
+            if waiting:
+                self.join_waiters[nid] = waiting
+            else:
+                del self.join_waiters[nid]
+
     # ------------------------------------------------------------------ lifecycle
 
     def begin(self, kind: str, node_id: str, waiter: Waiter, phase: str) -> None:
@@ -273,6 +332,8 @@ class ChangeTracker:
         """After every ``process()``: move the change along its phases, end it when done."""
         d = self.d
         core = d.core
+        if self.join_waiters:
+            self._settle_join_waiters()
         c = self.current
         if c is not None and c.waiter is not None and c.waiter.done:
             c.waiter = None  # answered, or the caller went away: the change is the cluster's now

@@ -25,7 +25,7 @@ class Waiter:
     """One client operation's future outcome. ``on_done`` is set by the owner (an Event.set in
     the Trio runtime, a callback in the simulator) and called exactly once."""
 
-    __slots__ = ("done", "result", "error", "on_done", "kind", "index", "term")
+    __slots__ = ("done", "result", "error", "on_done", "kind", "index", "term", "size")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -35,6 +35,7 @@ class Waiter:
         self.on_done: Callable[[], None] | None = None
         self.index = 0
         self.term = 0
+        self.size = 0  # bytes of the proposed command (counted against max_pending_bytes)
 
     def _finish(self, result: Any = None, error: BeaverVaultError | None = None) -> None:
         if self.done:
@@ -54,16 +55,22 @@ class Outcomes:
         self.config_waits: dict[int, Waiter] = {}  # config entry index -> waiter
         self.reads: dict[int, Waiter] = {}  # ctx -> waiter, until confirmed
         self.read_waits: list[tuple[int, Waiter]] = []  # (read index, waiter), until applied
+        self.proposal_bytes = 0  # commands of the proposals waiting (``max_pending_bytes``)
 
     def in_flight(self) -> int:
         """Operations counted against ``DriverOptions.max_pending``."""
         return len(self.proposals) + len(self.reads) + len(self.read_waits)
+
+    def add_proposal(self, index: int, w: Waiter) -> None:
+        self.proposals[index] = w
+        self.proposal_bytes += w.size
 
     def applied(self, e: Entry, result: dict[str, Any] | None, membership: Callable[[], Membership]) -> None:
         """Resolve the proposal or membership change waiting at ``e.index`` (``membership``:
         the configuration now in force, the answer to a change that was not a config entry)."""
         w = self.proposals.pop(e.index, None)
         if w is not None:
+            self.proposal_bytes -= w.size
             if w.term == e.term:
                 w._finish(result)
             else:
@@ -101,6 +108,7 @@ class Outcomes:
         """The caller stopped waiting for ``w``."""
         if w.kind == "write" and self.proposals.get(w.index) is w:
             del self.proposals[w.index]
+            self.proposal_bytes -= w.size
         for ctx, rw in list(self.reads.items()):
             if rw is w:
                 del self.reads[ctx]

@@ -39,13 +39,15 @@ from beaver_vault.kv import commands
 from beaver_vault.kv.state import KeyRecord
 from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
 from beaver_vault.node.events import EventJournal, StatusObserver
+from beaver_vault.node.housekeeping import run_housekeeping
 from beaver_vault.node.readiness import ReadinessTracker
 from beaver_vault.node.status import NodeStatus
-from beaver_vault.node.storage_jobs import StorageJob, run_job, run_saves
+from beaver_vault.node.storage_jobs import FailGate, StorageJob, run_job, run_saves
 from beaver_vault.node.watch import DEFAULT_BUFFER_BYTES, Event, WatchCompacted, Watcher, WatchHub
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.messages import Membership, Message
 from beaver_vault.storage.base import Storage
+from beaver_vault.storage.timings import Durations
 from beaver_vault.transport.base import Transport
 
 log = logging.getLogger("beaver_vault.node")
@@ -62,24 +64,14 @@ class RuntimeOptions:
     max_pending: int = 10_000  # proposals + reads waiting for an outcome; beyond: Overloaded
     snapshot_threshold: int = 10_000  # log entries kept before compacting into a snapshot
     log_cache_bytes: int | None = 16 * 1024 * 1024  # recent log entries kept in memory (None: all)
+    snapshot_threshold_bytes: int = 32 * 1024 * 1024  # ... or bytes of entry data
+    max_pending_bytes: int = 64 * 1024 * 1024  # bytes of writes waiting for an outcome; beyond: Overloaded
     expire_interval_ms: int = 250  # how often the leader looks for keys past their TTL
     seed: int | None = None  # randomness for election timeouts; None: from the OS
     # A membership change's own deadline (join handshake, a configuration's commit, a learner's
     # catch-up), plus for a learner the time to receive its data at the minimum rate.
     learner_timeout_s: float = 30.0
     learner_min_rate_bytes_per_s: int = 1024 * 1024
-
-
-LATENESS_PROBE_S = 0.010
-# Upper bounds (ms) of the lateness buckets; the last bucket counts everything later.
-LATENESS_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 250, 1000)
-
-
-def _lateness_bucket(late_ms: float) -> str:
-    for b in LATENESS_BUCKETS_MS:
-        if late_ms <= b:
-            return f"loop_late_le_{b}ms"
-    return "loop_late_over_1000ms"
 
 
 MAX_SAVES_PER_COMMIT = 64
@@ -99,6 +91,7 @@ class ThreadWorker:
         self._wake: Callable[[], None] = lambda: None
         self._thread = threading.Thread(target=self._run, name=f"storage-{name}", daemon=True)
         self.storage: Storage | None = None  # the worker's own (for its counters)
+        self.gate = FailGate()
 
     def start(self, wake: Callable[[], None]) -> None:
         self._token = trio.lowlevel.current_trio_token()
@@ -128,8 +121,12 @@ class ThreadWorker:
                     job.error = failed
                     self._post(job)
                     continue
+                if self.gate.closed(job):  # the rest of a generation whose write failed
+                    self._post(job)
+                    continue
                 if job.save is None:
                     run_job(job, storage)
+                    self.gate.note([job])
                     self._post(job)
                     continue
                 # Group commit: the saves queued behind this one go in the same transaction.
@@ -143,7 +140,9 @@ class ThreadWorker:
                         carried.append(nxt)
                         break
                     batch.append(nxt)
-                run_saves(batch, storage)
+                gated = [j for j in batch[1:] if self.gate.closed(j)]
+                run_saves([j for j in batch if j not in gated], storage)
+                self.gate.note(batch)
                 for j in batch:
                     self._post(j)
         finally:
@@ -217,6 +216,8 @@ class NodeRuntime:
                 http_address=options.http_address,
                 max_pending=options.max_pending,
                 snapshot_threshold=options.snapshot_threshold,
+                snapshot_threshold_bytes=options.snapshot_threshold_bytes,
+                max_pending_bytes=options.max_pending_bytes,
                 tick_ms=options.tick_ms,
                 change_timeout_ticks=max(1, math.ceil(options.learner_timeout_s * 1000 / options.tick_ms)),
                 catchup_bytes_per_tick=max(1, options.learner_min_rate_bytes_per_s * options.tick_ms // 1000),
@@ -224,7 +225,6 @@ class NodeRuntime:
         )
         self.driver.changes.on_event = self._on_change_event
         self._worker = ThreadWorker(worker_storage, node_id) if worker_storage is not None else None
-        self.loop_lateness: dict[str, int] = {_lateness_bucket(b): 0 for b in (*LATENESS_BUCKETS_MS, 10_000)}
         self._wake = trio.Event()
         self._started = False
         self.readiness = ReadinessTracker()  # the leader's announced commit index, for GET /ready
@@ -235,6 +235,13 @@ class NodeRuntime:
         self.events = EventJournal(clock_ms=self._wall_clock_ms)
         self._observer = StatusObserver(self.events)
         self._observed: tuple[Any, ...] = ()
+        self.lateness = Durations("How late the event loop's housekeeping ticker woke up")
+
+    @property
+    def disk_storage(self) -> Storage:
+        """The storage that does the writes: the worker thread's own, else the node's."""
+        worker = self._worker
+        return worker.storage if worker is not None and worker.storage is not None else self.storage
 
     def attach_transport(self, transport: Transport) -> None:
         self.driver.transport = transport
@@ -265,7 +272,7 @@ class NodeRuntime:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self._expirer)
-                nursery.start_soon(self._lateness_probe)
+                nursery.start_soon(run_housekeeping, self)  # loop lateness, log garbage (housekeeping.py)
                 task_status.started()
                 await self._processor()
         finally:
@@ -274,15 +281,6 @@ class NodeRuntime:
 
     def _wake_processor(self) -> None:
         self._wake.set()
-
-    async def _lateness_probe(self) -> None:
-        """How late a 10 ms sleep wakes: the event loop's responsiveness (anything that blocks
-        the Trio thread shows here), counted in buckets for /metrics (``node_loop_late_*``)."""
-        while True:
-            start = trio.current_time()
-            await trio.sleep(LATENESS_PROBE_S)
-            late_ms = (trio.current_time() - start - LATENESS_PROBE_S) * 1000
-            self.loop_lateness[_lateness_bucket(late_ms)] += 1
 
     async def _ticker(self) -> None:
         period = self.options.tick_ms / 1000
@@ -461,7 +459,6 @@ class NodeRuntime:
         as ``node_<name>``, and the transport's (sent, received, every kind of counted drop)
         as ``transport_<name>`` when the transport offers ``statistics()``."""
         out = {f"node_{k}": v for k, v in self.driver.counters.items()}
-        out.update({f"node_{k}": v for k, v in self.loop_lateness.items()})  # a count per bucket (not cumulative)
         # Membership changes started, rolled back, refused (in flight / quorum at risk).
         out.update({f"node_membership_{k}": v for k, v in self.driver.changes.counters.items()})
         stats = getattr(self.driver.transport, "statistics", None)

@@ -43,6 +43,12 @@ class SnapshotSender:
     done: bool = False  # the chunk in flight is the last one
     idle_ticks: int = 0
     reading: bool = False  # the next chunk is being read on the storage worker
+    bytes_sent: int = 0  # acknowledged chunks' bytes (progress in GET /api/v1/raft/nodes)
+    bytes_total: int = 0  # about how many in all (the storage's estimate; 0: unknown)
+
+    def progress(self) -> dict[str, int]:
+        total = max(self.bytes_total, self.bytes_sent + len(self.current))
+        return {"index": self.index, "chunks_sent": self.seq, "bytes_sent": self.bytes_sent, "bytes_total": total}
 
     def first(self, leader_term: int, leader: NodeId) -> InstallSnapshot:
         self.current = next(self.chunks, b"")
@@ -56,6 +62,7 @@ class SnapshotSender:
     def on_ack(self, ack: SnapshotAck, leader_term: int, leader: NodeId) -> InstallSnapshot | None:
         """The next chunk to send, or None when the last chunk was acknowledged."""
         self.idle_ticks = 0
+        self.bytes_sent += len(self.current)
         if self.done:
             return None
         self.seq += 1
@@ -129,13 +136,34 @@ class SnapshotTransfers:
             for pid in [*self.senders, *self.opening]:
                 self.stop_sender(pid, ok=False)
 
-    def compact(self) -> None:
+    def maybe_compact(self) -> None:
+        """Compact when the log holds more than ``snapshot_threshold`` entries, or more than
+        ``snapshot_threshold_bytes`` of applied entry data (a few large values fill memory and disk
+        long before the count does)."""
+        d = self.d
+        log = d.core.log
+        if d.compacting or d.applied_index <= log.offset:
+            return
+        if d.applied_index - log.offset > d.options.snapshot_threshold:
+            self.compact()
+            return
+        # The bytes come from the in-memory log's entry sizes (kept for evicted entries too): the
+        # storage's own count lives on the worker's connection.
+        if log.bytes_between(log.offset + 1, d.applied_index) > d.options.snapshot_threshold_bytes:
+            self.compact(by_bytes=True)
+
+    def compact(self, *, by_bytes: bool = False) -> None:
         """Keep the log bounded: compact up to the applied index, less a margin (a tenth of
-        the threshold) so a briefly slow follower still catches up from the log. The storage
-        worker deletes the entries; the core forgets them once that is durable."""
+        the threshold; by bytes, a tenth of the entries) so a briefly slow follower still
+        catches up from the log. The storage worker records the snapshot position (the old log
+        rows are deleted later, in small batches: ``storage/log_gc.py``); the core forgets the
+        entries once that is durable."""
         d = self.d
         core = d.core
-        index = d.applied_index - d.options.snapshot_threshold // 10
+        margin = d.options.snapshot_threshold // 10
+        if by_bytes:
+            margin = min(margin, (d.applied_index - core.log.offset) // 10)
+        index = d.applied_index - margin
         if d.compacting or index <= core.log.offset or index > core.log.stable:
             return
         term, membership = core.log.term(index), core.membership_at(index).encode()
@@ -188,6 +216,8 @@ class SnapshotTransfers:
             del self.opening[pid]
             snd = SnapshotSender(pid, index, c.log.term(index), c.membership_at(index).encode(), chunks)
             snd.current, snd.peeked, snd.done = first, peeked, peeked is None
+            state_bytes = getattr(self.d.storage, "state_bytes", None)  # an estimate (used pages)
+            snd.bytes_total = int(state_bytes()) if callable(state_bytes) else 0
             self.senders[pid] = snd
             self.d.counters["snapshots_sent"] = self.d.counters.get("snapshots_sent", 0) + 1
             self.d.transport.send(snd.message(c.term, self.d.id))
@@ -221,6 +251,7 @@ class SnapshotTransfers:
         # The next chunk is in memory already; the one after it is read on the worker (to know
         # whether this one is the last), then this one leaves.
         snd.seq += 1
+        snd.bytes_sent += len(snd.current)
         snd.current = snd.peeked or b""
         snd.reading = True
         chunks = snd.chunks

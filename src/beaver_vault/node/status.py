@@ -29,6 +29,7 @@ class NodeStatus:
     raft_address: str
     snapshot_index: int = 0  # the log was compacted up to here (0: never)
     log_first_index: int = 1  # first index still in the log
+    storage_error: str | None = None  # why this node refuses writes (its disk failed); None: writable
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

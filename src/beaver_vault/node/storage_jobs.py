@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from beaver_vault.errors import StorageFailure
 from beaver_vault.raft.messages import Entry, HardState
 from beaver_vault.storage.base import Storage
 
@@ -48,15 +49,42 @@ class StorageWorker(Protocol):
         ...
 
 
+class FailGate:
+    """After a job fails with ``StorageFailure`` (a full disk, an I/O error; its transaction was
+    rolled back), the later jobs of the same driver generation are not run: they fail with the
+    same error. The driver stops writing and, once the disk takes writes again, rebuilds its
+    state from the disk with a new generation (``node/disk_guard.py``). So a save can never land
+    after one that is missing, and nothing is applied past what the disk holds."""
+
+    def __init__(self) -> None:
+        self.failed_gen = -1
+        self.failure: StorageFailure | None = None
+
+    def closed(self, job: StorageJob) -> bool:
+        """True (and ``job`` failed with the gate's error) if ``job`` must not run."""
+        if job.gen <= self.failed_gen and self.failure is not None:
+            job.error = self.failure
+            return True
+        return False
+
+    def note(self, jobs: list[StorageJob]) -> None:
+        for job in jobs:
+            if isinstance(job.error, StorageFailure) and job.gen > self.failed_gen:
+                self.failed_gen, self.failure = job.gen, job.error
+
+
 class InlineWorker:
     """Runs each job at once on the caller's thread and completes it before ``submit`` returns."""
 
     def __init__(self, storage: Storage, complete: Callable[[StorageJob], None]) -> None:
         self.storage = storage
         self.complete = complete
+        self.gate = FailGate()
 
     def submit(self, job: StorageJob) -> None:
-        run_job(job, self.storage)
+        if not self.gate.closed(job):
+            run_job(job, self.storage)
+            self.gate.note([job])
         self.complete(job)
 
 

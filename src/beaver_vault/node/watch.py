@@ -2,7 +2,8 @@
 
 Every applied state change yields events (``kv.state.apply`` results carry ``"events"``), in
 log order; a write's revision is its Raft index. The hub keeps the most recent events in a
-bounded history so a watcher can resume from the last revision it saw, with no gap and no
+history bounded by count (``history_max``) AND bytes (``history_bytes_max``: values up to
+1 MiB make a count alone gigabytes) so a watcher can resume from the last revision it saw, with no gap and no
 duplicate. Asking for a revision older than the history kept is refused (the client must
 re-list and watch from the listing's revision). Each watcher has a bounded buffer: a watcher
 that cannot keep up is closed with a reason instead of growing memory.
@@ -19,6 +20,16 @@ from typing import Any
 
 Event = dict[str, Any]
 DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
+DEFAULT_HISTORY_BYTES = 8 * 1024 * 1024  # as much as one watcher may have pending
+
+
+def matches(ev: Event, prefix: str) -> bool:
+    """Does ``ev`` concern a watcher of ``prefix``? A ``delete_prefix`` event (one event for a
+    prefix delete of many keys, ``kv.state``) does when the two prefixes overlap."""
+    key = str(ev["key"])
+    if key.startswith(prefix):
+        return True
+    return ev.get("type") == "delete_prefix" and prefix.startswith(key)
 
 
 def event_size(ev: Event) -> int:
@@ -59,7 +70,7 @@ class Watcher:
     def _push(self, ev: Event, size: int) -> None:
         if self.closed_reason is not None:
             return
-        if ev["revision"] < self.from_revision or not str(ev["key"]).startswith(self.prefix):
+        if ev["revision"] < self.from_revision or not matches(ev, self.prefix):
             return
         if len(self.buffer) >= self.buffer_max or (self.buffer and self.buffer_bytes + size > self.bytes_max):
             self.close("watcher fell behind: its buffer is full; reconnect from the last revision seen")
@@ -86,9 +97,18 @@ class Watcher:
 
 
 class WatchHub:
-    def __init__(self, applied_index: int, history_max: int = 10_000, watchers_max: int = 1_000) -> None:
+    def __init__(
+        self,
+        applied_index: int,
+        history_max: int = 10_000,
+        watchers_max: int = 1_000,
+        history_bytes_max: int = DEFAULT_HISTORY_BYTES,
+    ) -> None:
         self.history: deque[Event] = deque()
+        self.history_sizes: deque[int] = deque()  # event_size of each event in history
+        self.history_bytes = 0
         self.history_max = history_max
+        self.history_bytes_max = history_bytes_max
         self.watchers_max = watchers_max
         # Every event with revision >= first_retained is in ``history`` (nothing before start).
         self.first_retained = applied_index + 1
@@ -99,6 +119,8 @@ class WatchHub:
     def reset(self, applied_index: int) -> None:
         """The state was replaced (snapshot install, adoption): history no longer applies."""
         self.history.clear()
+        self.history_sizes.clear()
+        self.history_bytes = 0
         self.first_retained = applied_index + 1
         self.applied_index = applied_index
         for w in list(self.watchers):
@@ -107,13 +129,18 @@ class WatchHub:
     def publish(self, revision: int, events: Iterable[Event]) -> None:
         self.applied_index = max(self.applied_index, revision)
         for ev in events:
+            size = event_size(ev)
             self.history.append(ev)
+            self.history_sizes.append(size)
+            self.history_bytes += size
             self.published += 1
-            if len(self.history) > self.history_max:
+            while len(self.history) > self.history_max or (
+                self.history_bytes > self.history_bytes_max and len(self.history) > 1
+            ):
                 dropped = self.history.popleft()
+                self.history_bytes -= self.history_sizes.popleft()
                 self.first_retained = dropped["revision"] + 1
             if self.watchers:
-                size = event_size(ev)
                 for w in list(self.watchers):
                     w._push(ev, size)
 
@@ -130,9 +157,9 @@ class WatchHub:
         # per-watcher limits once, so a watcher resuming from far back is not closed at once.
         w.buffer_max = len(self.history) + 1
         w.bytes_max = 2**62
-        for ev in self.history:
-            if ev["revision"] >= start and str(ev["key"]).startswith(prefix):
-                w._push(ev, event_size(ev))
+        for ev, size in zip(self.history, self.history_sizes, strict=True):
+            if ev["revision"] >= start and matches(ev, prefix):
+                w._push(ev, size)
         w.buffer_max = buffer_max + len(w.buffer)
         w.bytes_max = bytes_max + w.buffer_bytes
         if w.closed_reason is None:

@@ -49,9 +49,12 @@ def inspect(path: str, *, keys: int = 10, prefix: str = "", width: int = 80) -> 
         db = sqlite_utils.Database(conn)
         meta = next(db["meta"].rows_where("id = 0"))
         hs = next(db["hard_state"].rows_where("id = 0"))
-        lo, hi, n = conn.execute("SELECT min(idx), max(idx), count(*) FROM log").fetchone()
-        last_term = conn.execute("SELECT term FROM log ORDER BY idx DESC LIMIT 1").fetchone()
-        kinds = {_kind(k): c for k, c in conn.execute("SELECT kind, count(*) FROM log GROUP BY kind")}
+        # Rows at or below the snapshot index are compacted (deleted later in batches): not the log.
+        snap_row = conn.execute("SELECT idx FROM snapshot_meta WHERE id = 0").fetchone() if db["snapshot_meta"].exists() else None
+        snap = int(snap_row[0]) if snap_row else 0
+        lo, hi, n = conn.execute("SELECT min(idx), max(idx), count(*) FROM log WHERE idx > ?", (snap,)).fetchone()
+        last_term = conn.execute("SELECT term FROM log WHERE idx > ? ORDER BY idx DESC LIMIT 1", (snap,)).fetchone()
+        kinds = {_kind(k): c for k, c in conn.execute("SELECT kind, count(*) FROM log WHERE idx > ? GROUP BY kind", (snap,))}
         nkeys = db["kv"].count
         lines = [
             f"file:          {path}",

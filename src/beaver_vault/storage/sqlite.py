@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
@@ -39,6 +40,9 @@ from beaver_vault.storage.base import (
     check_apply,
     check_save,
 )
+from beaver_vault.storage.disk_errors import translate
+from beaver_vault.storage.log_gc import GcStats, LogCollector
+from beaver_vault.storage.timings import StorageTimings
 
 R = TypeVar("R")
 
@@ -206,6 +210,9 @@ class _TxnKV:
     def auth_scan(self, kind: str) -> list[tuple[str, str]]:
         return _auth_scan(self._db, kind)
 
+    def trim_all_requests(self, keep: int) -> int:
+        return _trim_all_requests(self._db, keep)
+
 
 def _auth_get(db: sqlite3.Connection, kind: str, name: str) -> str | None:
     row = db.execute("SELECT doc FROM auth WHERE kind = ? AND name = ?", (kind, name)).fetchone()
@@ -214,6 +221,14 @@ def _auth_get(db: sqlite3.Connection, kind: str, name: str) -> str | None:
 
 def _auth_scan(db: sqlite3.Connection, kind: str) -> list[tuple[str, str]]:
     return [(n, d) for n, d in db.execute("SELECT name, doc FROM auth WHERE kind = ? ORDER BY name", (kind,))]
+
+
+def _trim_all_requests(db: sqlite3.Connection, keep: int) -> int:
+    # The (keep+1)-th newest time, if any, and everything older (a walk of the time index).
+    return db.execute(
+        "DELETE FROM requests WHERE time_ms <= (SELECT time_ms FROM requests ORDER BY time_ms DESC LIMIT 1 OFFSET ?)",
+        (keep,),
+    ).rowcount
 
 
 def _expired_keys(db: sqlite3.Connection, now_ms: int, limit: int) -> list[str]:
@@ -243,10 +258,17 @@ class SQLiteStorage:
             self._snap_index: int = self._db.execute("SELECT idx FROM snapshot_meta WHERE id = 0").fetchone()[0]
             last = self._db.execute("SELECT coalesce(max(idx), 0) FROM log").fetchone()[0]
             self._last_index: int = max(last, self._snap_index)
+            # Bytes of entry data in the log after the snapshot (compaction triggers on it too).
+            self._log_bytes: int = self._db.execute(
+                "SELECT coalesce(sum(length(data)), 0) FROM log WHERE idx > ?", (self._snap_index,)
+            ).fetchone()[0]
         except BaseException:
             self._db.close()
             raise
         self._saves = self._entries_saved = self._applies = self._entries_applied = 0
+        self.timings = StorageTimings()  # fsync, apply and compaction durations (/metrics)
+        # Rows made obsolete by compaction are deleted later, in small batches (log_gc.py).
+        self._gc = LogCollector(self._db, timing=self.timings.compaction)
 
     def _configure(self, busy_timeout_ms: int) -> None:
         db = self._db
@@ -273,16 +295,29 @@ class SQLiteStorage:
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, what: str = "a storage write") -> Iterator[None]:
+        """One ``BEGIN IMMEDIATE ... COMMIT``. A full disk or an I/O error becomes
+        ``StorageFailure`` (``disk_errors.py``) after the rollback; anything else is re-raised."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        committing = False
         try:
-            yield
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                committing = True
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # the connection rolls back by itself when it cannot (SQLITE_FULL)
+                raise
+        except (sqlite3.Error, OSError) as e:
+            failure = translate(e, committing=committing, what=what)
+            if failure is None:
+                raise
+            raise failure from e
 
     # ------------------------------------------------------------------ the Storage protocol
 
@@ -290,13 +325,14 @@ class SQLiteStorage:
         db = self._db
         cluster_id, applied = db.execute("SELECT cluster_id, applied_index FROM meta WHERE id = 0").fetchone()
         term, vote, commit = db.execute("SELECT term, vote, commit_index FROM hard_state WHERE id = 0").fetchone()
-        entries = tuple(
-            Entry(term=t, index=i, kind=EntryKind(k), data=bytes(d))
-            for i, t, k, d in db.execute("SELECT idx, term, kind, data FROM log ORDER BY idx")
-        )
         snap_index, snap_term, snap_members = db.execute(
             "SELECT idx, term, membership FROM snapshot_meta WHERE id = 0"
         ).fetchone()
+        # Rows at or below the snapshot index may still wait for the log collector: skip them.
+        entries = tuple(
+            Entry(term=t, index=i, kind=EntryKind(k), data=bytes(d))
+            for i, t, k, d in db.execute("SELECT idx, term, kind, data FROM log WHERE idx > ? ORDER BY idx", (snap_index,))
+        )
         for n, e in enumerate(entries, start=snap_index + 1):
             if e.index != n:
                 raise InvariantViolation(f"{self.path}: log is not consecutive from {snap_index + 1} (found {e.index} at {n})")
@@ -309,10 +345,15 @@ class SQLiteStorage:
         if hard_state is None and not entries:
             return
         db = self._db
-        with self._transaction():
+        started = time.perf_counter()
+        removed = 0
+        with self._transaction("appending to the log"):
             if entries:
                 first = entries[0].index
                 if first <= self._last_index:
+                    removed = db.execute(
+                        "SELECT coalesce(sum(length(data)), 0) FROM log WHERE idx >= ?", (first,)
+                    ).fetchone()[0]
                     db.execute("DELETE FROM log WHERE idx >= ?", (first,))
                 db.executemany(
                     "INSERT INTO log (idx, term, kind, data) VALUES (?, ?, ?, ?)",
@@ -320,13 +361,20 @@ class SQLiteStorage:
                 )
             if hard_state is not None:
                 db.execute(_UPSERT_HARD_STATE, (hard_state.term, hard_state.vote, hard_state.commit))
+        self.timings.fsync.observe(time.perf_counter() - started)
         if entries:
             self._last_index = entries[-1].index
+            self._log_bytes += sum(len(e.data) for e in entries) - int(removed)
         self._saves += 1
         self._entries_saved += len(entries)
 
     def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
-        rows = self._db.execute("SELECT idx, term, kind, data FROM log WHERE idx >= ? AND idx < ? ORDER BY idx", (lo, hi))
+        # Rows at or below the snapshot index may still wait for the log collector: never entries.
+        rows = self._db.execute(
+            "SELECT idx, term, kind, data FROM log WHERE idx >= ? AND idx < ? "
+            "AND idx > (SELECT idx FROM snapshot_meta WHERE id = 0) ORDER BY idx",
+            (lo, hi),
+        )
         out: list[Entry] = []
         size = 0
         for i, t, k, d in rows:
@@ -339,7 +387,7 @@ class SQLiteStorage:
 
     def reset(self, cluster_id: str | None) -> None:
         db = self._db
-        with self._transaction():
+        with self._transaction("resetting the storage"):
             db.execute("DELETE FROM log")
             for table in self._state_tables():
                 db.execute(f'DELETE FROM "{table}"')
@@ -348,6 +396,7 @@ class SQLiteStorage:
             db.execute("UPDATE snapshot_meta SET idx = 0, term = 0, membership = x'' WHERE id = 0")
             db.execute("DELETE FROM snapshot_staging")
         self._cluster_id, self._applied, self._last_index, self._snap_index = cluster_id, 0, 0, 0
+        self._log_bytes = 0
 
     def apply(self, entries: Sequence[Entry], fn: Callable[[KVStore, Entry], R]) -> list[R]:
         check_apply(self._applied, self._last_index, entries)
@@ -358,13 +407,15 @@ class SQLiteStorage:
         # The applied state need not be fsynced: it is rebuilt from the durable log, and the
         # applied index commits in the same transaction, so a power loss drops whole batches
         # (re-applied on restart), never part of one. The next FULL commit syncs it anyway.
+        started = time.perf_counter()
         self._db.execute("PRAGMA synchronous = NORMAL")
         try:
-            with self._transaction():
+            with self._transaction("applying committed entries"):
                 results = [fn(store, e) for e in entries]
                 self._db.execute("UPDATE meta SET applied_index = ? WHERE id = 0", (last,))
         finally:
             self._db.execute("PRAGMA synchronous = FULL")
+        self.timings.apply.observe(time.perf_counter() - started)
         self._applied = last
         self._applies += 1
         self._entries_applied += len(entries)
@@ -399,12 +450,37 @@ class SQLiteStorage:
             return
         if index > self._applied:
             raise InvariantViolation(f"compact at {index} beyond the applied index {self._applied}")
-        with self._transaction():
-            self._db.execute("DELETE FROM log WHERE idx <= ?", (index,))
+        # Only the snapshot position, durably: the rows it makes obsolete are skipped by every
+        # log read from now on and deleted later in small batches (collect_log_garbage).
+        started = time.perf_counter()
+        freed = self._db.execute(
+            "SELECT coalesce(sum(length(data)), 0) FROM log WHERE idx > ? AND idx <= ?", (self._snap_index, index)
+        ).fetchone()[0]
+        with self._transaction("recording a compaction"):
             self._db.execute(
                 "UPDATE snapshot_meta SET idx = ?, term = ?, membership = ? WHERE id = 0", (index, term, membership)
             )
         self._snap_index = index
+        self._log_bytes = max(0, self._log_bytes - int(freed))
+        self.timings.compaction.observe(time.perf_counter() - started)
+
+    def probe_write(self) -> None:
+        """One tiny durable write (rewrites the meta row): raises ``StorageFailure`` while the
+        disk still refuses writes (node/disk_guard.py retries with it)."""
+        with self._transaction("probing the disk"):
+            self._db.execute("UPDATE meta SET cluster_id = cluster_id WHERE id = 0")
+
+    def log_bytes(self) -> int:
+        """Bytes of entry data in the log after the snapshot position (cheap: kept up to date)."""
+        return self._log_bytes
+
+    def collect_log_garbage(self) -> int:
+        """Delete one small batch of log rows made obsolete by compaction (log_gc.py); the rows
+        deleted (0: nothing left, or the batch failed for lack of space and will be retried)."""
+        return self._gc.step(self._snap_index)
+
+    def log_gc_stats(self) -> GcStats:
+        return self._gc.stats
 
     def snapshot_reader(self, chunk_bytes: int) -> tuple[int, Iterator[bytes]]:
         # A second connection in one read transaction: WAL gives it a consistent view of the
@@ -419,14 +495,14 @@ class SQLiteStorage:
         return index, _snapshot_chunks(reader, self._state_tables(), chunk_bytes)
 
     def install_begin(self, index: int) -> None:
-        with self._transaction():
+        with self._transaction("staging a snapshot"):
             self._db.execute("DELETE FROM snapshot_staging")
 
     def install_chunk(self, seq: int, data: bytes) -> None:
         # Staged chunks need not be durable: a crash before install_finish discards them.
         self._db.execute("PRAGMA synchronous = NORMAL")
         try:
-            with self._transaction():
+            with self._transaction("staging a snapshot"):
                 self._db.execute("INSERT OR REPLACE INTO snapshot_staging (seq, data) VALUES (?, ?)", (seq, data))
         finally:
             self._db.execute("PRAGMA synchronous = FULL")
@@ -434,12 +510,14 @@ class SQLiteStorage:
     def install_finish(self, index: int, term: int, membership: bytes) -> None:
         db = self._db
         tables = set(self._state_tables())
-        with self._transaction():
+        with self._transaction("installing a snapshot"):
             for table in sorted(tables):
                 db.execute(f'DELETE FROM "{table}"')
             current: tuple[str, str] | None = None
-            chunks = db.execute("SELECT data FROM snapshot_staging ORDER BY seq").fetchall()
-            for (data,) in chunks:
+            # One staged chunk in memory at a time (a snapshot may be gigabytes).
+            seqs = [seq for (seq,) in db.execute("SELECT seq FROM snapshot_staging ORDER BY seq")]
+            for seq in seqs:
+                (data,) = db.execute("SELECT data FROM snapshot_staging WHERE seq = ?", (seq,)).fetchone()
                 for line in bytes(data).splitlines():
                     row = json.loads(line)
                     if isinstance(row, dict):
@@ -459,6 +537,7 @@ class SQLiteStorage:
             )
             db.execute("DELETE FROM snapshot_staging")
         self._applied = self._snap_index = self._last_index = index
+        self._log_bytes = 0
 
     # ------------------------------------------------------------------ extras
 

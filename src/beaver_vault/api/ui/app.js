@@ -258,6 +258,10 @@
     $("sum-last").textContent = fmt(own.last_log_index);
     $("sum-snapshot").textContent = `${fmt(own.snapshot_index)} (log starts at ${fmt(own.log_first_index)})`;
 
+    if (own.storage_error) {
+      banner.push([el("strong", { text: "Writes suspended on this node: " }),
+        `${own.storage_error}. Reads of its applied state are still served; it resumes by itself once the disk accepts writes.`]);
+    }
     if (!own.leader_id) {
       banner.push([el("strong", { text: "No leader: " }),
         `${own.node_id} knows of no leader in term ${own.term} (an election may be in progress). ` +
@@ -325,6 +329,16 @@
         downSince.delete(id);
       }
       if (self && self.role === "leader") tr.classList.add("is-leader");
+      if (self && self.storage_error) {
+        tr.dataset.storage = "failing";
+        roleTd.append(el("span", { cls: "note storage-error", text: ` — writes suspended: ${self.storage_error}` }));
+      }
+      if (lv && lv.snapshot) {
+        const s = lv.snapshot;
+        const pct = s.bytes_total ? Math.floor((100 * s.bytes_sent) / s.bytes_total) : 0;
+        roleTd.append(el("span", { cls: "note snapshot-progress",
+          text: ` — receiving a snapshot: ${fmt(s.bytes_sent)} of ~${fmt(s.bytes_total)} bytes (${pct}%)` }));
+      }
       rows.push(tr);
     }
     $("nodes-body").replaceChildren(...rows);
