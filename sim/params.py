@@ -61,6 +61,10 @@ class Params:
     # bytes of recent log entries each node keeps in memory (None: all); older ones are read
     # from its disk by the storage worker when a follower needs them
     log_cache_bytes: int | None
+    # chance a delivered message is only stepped, its Ready processed a millisecond later with
+    # whatever else arrived meanwhile (the runtime steps inputs as they come and processes them
+    # in batches)
+    batch_inputs: float
     tick_ms_by_node: tuple[int, ...]
     election_ticks: int
     heartbeat_ticks: int
@@ -171,6 +175,7 @@ def draw(
         tick_ms=tick_ms,
         # Its own generator: adding this draw shifts none of the others.
         log_cache_bytes=derive(seed, "log-cache").choice((None, 0, 200, 1000, 5000)),
+        batch_inputs=derive(seed, "batch-inputs").choice((0.0, 0.3, 0.8)),
         tick_ms_by_node=ticks,
         election_ticks=10,
         heartbeat_ticks=2,

@@ -104,6 +104,7 @@ class SimNode:
         self.senders_seen: set[tuple[str, int]] = set()  # (follower, snapshot index) streamed to
         self.checked_commit = 0
         self.flush_pending = False
+        self.process_pending = False  # inputs stepped, their process() scheduled (batch_inputs)
         self.in_worker = False  # running a storage job: its latency was drawn at submission
 
     # ---------------------------------------------------------------- disk hooks
@@ -192,6 +193,7 @@ class World:
         self.fault_rng = derive(params.seed, "faults")
         self.disk_rng = derive(params.seed, "disk")
         self.worker_rng = derive(params.seed, "worker")
+        self.batch_rng = derive(params.seed, "batch-inputs:draws")
         self.network = Network(self.queue, params, self.net_rng)
         self.network.deliver = self.deliver
         # --storage sqlite: every disk is the production SQLiteStorage on a file in this directory.
@@ -271,6 +273,7 @@ class World:
     def boot(self, node: SimNode, bootstrap: bool) -> None:
         node.incarnation += 1
         node.busy_until = self.queue.now
+        node.process_pending = False
         node.checked_commit = 0
         node.senders_seen = set()
         transport = SimTransport(self.network, node.departure, node.after_send)
@@ -386,10 +389,11 @@ class World:
             return True
         return False
 
-    def run_on(self, node: SimNode, action: Callable[[NodeDriver], object]) -> bool:
-        """One input then ``process()``, as the runtime does. False if the node is down or
-        crashed on the way. A ``BeaverVaultError`` from ``action`` propagates to the caller
-        (nothing was done), after the node processed nothing."""
+    def run_on(self, node: SimNode, action: Callable[[NodeDriver], object], process: bool = True) -> bool:
+        """One input then ``process()`` (``process=False``: the input only; a later call
+        processes it with others, as the runtime may). False if the node is down or crashed on
+        the way. A ``BeaverVaultError`` from ``action`` propagates to the caller (nothing was
+        done), after the node processed nothing."""
         d = node.driver
         if d is None:
             return False
@@ -398,7 +402,9 @@ class World:
             try:
                 action(d)
             finally:
-                d.process()
+                if process:
+                    node.process_pending = False
+                    d.process()
         except SimCrash as c:
             self.crash(node, f"armed, {c}")
             return False
@@ -430,7 +436,22 @@ class World:
                 return  # like the TCP transport: Raft frames of another (or no) cluster
         if self.verbose:
             self.log(f"{msg.src}->{msg.dst} {_show(msg)}")
+        p = self.params.batch_inputs
+        if node.process_pending or (p and self.batch_rng.random() < p):
+            # Stepped now, processed a moment later together with what arrives meanwhile.
+            if not node.process_pending:
+                node.process_pending = True
+                self.queue.after(1, self._deferred_process, node, node.incarnation)
+            self.run_on(node, lambda d: d.receive(msg), process=False)
+            return
         self.run_on(node, lambda d: d.receive(msg))
+
+    def _deferred_process(self, node: SimNode, incarnation: int) -> None:
+        if node.driver is None or node.incarnation != incarnation or not node.process_pending:
+            return
+        if self.busy(node, self._deferred_process, node, incarnation):
+            return
+        self.run_on(node, lambda d: None)
 
     def call(self, node: SimNode, fn: Callable[[NodeDriver], Waiter]) -> Waiter | BeaverVaultError | None:
         """A client call on a node: its Waiter, its typed error, or None if the node is down."""

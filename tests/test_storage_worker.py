@@ -387,3 +387,37 @@ def test_a_leader_that_removes_itself_still_hears_the_answers_to_its_removal() -
     assert w.done and w.error is None, w.error
     for nid in ("n2", "n3"):
         assert not [m for m in nodes[nid].out.dropped if m.dst == "n1"]
+
+
+def test_entries_stepped_before_a_snapshot_install_are_saved_before_it_not_after() -> None:
+    """The runtime steps several inputs before it processes the Ready they make (the transport
+    hands over messages as they come). An AppendRequest stepped just before a snapshot's last
+    chunk left entries in the core that were not handed to storage yet: their save must be
+    queued before the install, not behind it (behind it, it lands below the installed snapshot:
+    seen as ``save: entries start at 201, log ends at 204`` in a Jepsen-like run)."""
+    nodes = cluster()
+    elect_n1(nodes)
+    follower = nodes["n2"]
+    d = follower.driver
+    term = d.core.term
+    last = d.core.log.last_index
+    src = MemoryStorage()
+    src.reset("c1")
+    entries = [Entry(term, i, EntryKind.NOOP, b"") for i in range(1, 51)]
+    src.save(HardState(term, None, 50), entries)
+    src.apply(entries, lambda _s, _e: None)
+    index, chunks = src.snapshot_reader(1 << 20)
+    data = b"".join(chunks)
+    follower.out.take()
+    new = tuple(Entry(term, i, EntryKind.NOOP, b"") for i in range(last + 1, last + 4))
+    d.receive(AppendRequest(term, "n1", "n2", last, d.core.log.last_term, new, d.core.commit))
+    d.receive(InstallSnapshot(term, "n1", "n2", index, term, 0, data, True, MEMBERS.encode()))
+    d.process()  # one processing round for both inputs, as the runtime may do
+    names = follower.worker.names()
+    assert "save" in names and names.index("save") < names.index("install-finish"), names
+    follower.worker.complete()
+    assert not d.installing
+    assert d.applied_index == index == follower.storage.load().applied_index
+    assert d.core.log.offset == index and d.core.log.last_index == index
+    acks = [m for m in follower.out.take() if isinstance(m, SnapshotAck)]
+    assert acks and acks[-1].ok

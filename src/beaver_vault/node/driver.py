@@ -358,11 +358,7 @@ class NodeDriver:
                 return
             self._reload_after_disk_failure()
         core = self.core
-        while core.has_ready():
-            rd = core.ready()
-            self.counters["readies"] += 1
-            core.accept(rd)
-            self._handle_ready(rd)
+        self.hand_over_ready()
         self.snapshots.maybe_compact()
         self.snapshots.stop_unless_leader()
         self.members.after_ready()
@@ -371,6 +367,17 @@ class NodeDriver:
             self.process()
             return
         self.members.sync_peers()
+
+    def hand_over_ready(self) -> None:
+        """Hand what the core has ready to storage and the network (in ``process``, and before a
+        job submitted straight from an input: inputs are stepped several at a time, so a Ready
+        from an earlier one may still be waiting; its save must be queued first)."""
+        core = self.core
+        while core.has_ready():
+            rd = core.ready()
+            self.counters["readies"] += 1
+            core.accept(rd)
+            self._handle_ready(rd)
 
     def _reload_after_disk_failure(self) -> None:
         """The disk takes writes again (a probe write went through): rebuild the core from what is

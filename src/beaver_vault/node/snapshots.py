@@ -327,6 +327,9 @@ class SnapshotTransfers:
             s.install_chunk(m.seq, m.data)
             s.install_finish(m.index, m.snap_term, m.membership)
 
+        # Entries an earlier input (stepped, not processed yet) added must be saved BEFORE the
+        # install: behind it, their save would land below the installed snapshot.
+        d.hand_over_ready()
         # The core takes no input until this is done (driver rule 5): nothing can commit or
         # append past the snapshot behind its back.
         d.installing = True
