@@ -69,6 +69,11 @@ def check_key(
     # returned can never satisfy that read. Without this, k concurrent appends cost k! orders.
     is_reset = [c in (WRITE, CAS) for c in code]
     resets_left = sum(is_reset)
+    # Every ok read not linearized yet will be, at a state that extends the current one: with
+    # no reset left, the current list must be a prefix of what each of them returned. (Checking
+    # only the reads in the candidate window let wrong orders of info appends live on until a
+    # read far ahead: seed 541's 51 operations spent 20M steps.)
+    ok_reads = [(1 << i, arg_a[i]) for i in range(n) if code[i] == READ and not is_info[i]]
 
     # Entries: 1..n are calls of ops 0..n-1, n+1..2n returns; 0 is the head; -1 ends the list.
     timeline: list[tuple[int, int]] = []
@@ -171,7 +176,7 @@ def check_key(
             else:
                 entry = nxt[entry]
                 continue
-            if resets_left == 0 and not _pending_reads_reachable(new_state, nxt, n, i + 1, code, arg_a, is_info):
+            if resets_left == 0 and not _reads_reachable(new_state, ok_reads, ok_bits):
                 entry = nxt[entry]
                 continue
         else:
@@ -209,26 +214,15 @@ def check_key(
         phase = 0
 
 
-def _pending_reads_reachable(
-    state: tuple[Hashable, ...],
-    nxt: list[int],
-    n: int,
-    skip: int,
-    code: list[int],
-    arg_a: list[Hashable],
-    is_info: list[bool],
-) -> bool:
-    """Can every ok read still waiting in the candidate window be satisfied by appending to
-    the list ``state``? (Only valid when no write, delete or cas remains.)"""
+def _reads_reachable(state: tuple[Hashable, ...], ok_reads: list[tuple[int, Hashable]], ok_bits: int) -> bool:
+    """Can every ok read not yet linearized still be satisfied by appending to the list
+    ``state``? (Only valid when no write, delete or cas remains.)"""
     size = len(state)
-    entry = nxt[0]
-    while 0 < entry <= n:
-        i = entry - 1
-        if entry != skip and code[i] == READ and not is_info[i]:
-            wanted = arg_a[i]
-            if not (isinstance(wanted, tuple) and len(wanted) >= size and wanted[:size] == state):
-                return False
-        entry = nxt[entry]
+    for bit, wanted in ok_reads:
+        if ok_bits & bit:
+            continue
+        if not (isinstance(wanted, tuple) and len(wanted) >= size and wanted[:size] == state):
+            return False
     return True
 
 
