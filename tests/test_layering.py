@@ -99,6 +99,9 @@ RAFT_TYPES = ("beaver_vault.raft.messages", "beaver_vault.raft.config", "beaver_
 # through the production codec and inbound gate).
 SIM_MAY_USE = ("beaver_vault.transport.codec", "beaver_vault.transport.inbound")
 
+# The settings beside beaver_vault.config (its table and its value parsers): configuration too.
+CONFIG_PARTS = ("beaver_vault.config_settings", "beaver_vault.config_values")
+
 RULES = [
     Rule(
         "raft: standard library only; never storage, transport, node, api, cli",
@@ -150,7 +153,7 @@ RULES = [
         (PKG / "node",),
         lambda m: under(m, "beaver_vault.storage", "beaver_vault.transport")
         and not under(m, "beaver_vault.storage.base", "beaver_vault.transport.base")
-        or under(m, "beaver_vault.api", "beaver_vault.cli", "beaver_vault.config")
+        or under(m, "beaver_vault.api", "beaver_vault.cli", "beaver_vault.config", *CONFIG_PARTS)
         or top(m) in EFFECTFUL_STDLIB
         or top(m) in {"trio", "httpx", "quart", "quart_trio", "hypercorn"},
         exempt=("runtime.py", "housekeeping.py"),  # the thin Trio shell (and its background chores)
