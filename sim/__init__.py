@@ -30,7 +30,7 @@ the production probe/adopt/config handshake), safety (faults from ``faults`` and
 ``workload``), liveness (heal, restart everyone, then require convergence and a fresh write
 within ``liveness_ticks`` ticks; the members of the committed configuration must converge,
 removed machines are restarted but excluded). Invariants are checked after every step of every
-node (``world``): one leader per term, one vote per node (per disk) per term, a committed entry
+node (``invariants``, called by ``world``): one leader per term, one vote per node (per disk) per term, a committed entry
 never changes, is held by every leader of a later term and never disappears from a majority of
 its configuration, equal applied index means equal key-value state (also for a node restarted
 from snapshot + log), a leader is a voter of its own configuration and never one whose removal

@@ -42,7 +42,8 @@ from sim.failures import SimFailure
 from sim.params import derive
 
 if TYPE_CHECKING:
-    from sim.world import SimNode, World
+    from sim.machine import SimNode
+    from sim.world import World
 
 CHANGE_TIMEOUT_MS = 4000
 # The driver's own deadline for a membership change, in ticks (world.py passes it to every

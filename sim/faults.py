@@ -21,9 +21,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sim.world import SimNode, World
+    from sim.machine import SimNode
+    from sim.world import World
 
-from sim.world import CRASH_MODES, INSTALL_CRASH_MODES, SEND_KINDS
+from sim.machine import CRASH_MODES, INSTALL_CRASH_MODES, SEND_KINDS
 
 INSTALL_ARM_MS = 3000  # an install arm that has not struck by then is dropped
 

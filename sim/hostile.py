@@ -47,7 +47,8 @@ from beaver_vault.transport.inbound import CLOSE, OK, admit
 from sim.params import derive
 
 if TYPE_CHECKING:
-    from sim.world import SimNode, World
+    from sim.machine import SimNode
+    from sim.world import World
 
 MALLORY = "mallory"
 ABSURD_INTS = (2**63 - 1, 2**63, 2**64 - 1, 2**62 + 1)

@@ -44,7 +44,8 @@ from beaver_vault.raft.core import LEADER
 from sim.params import derive
 
 if TYPE_CHECKING:
-    from sim.world import SimNode, World
+    from sim.machine import SimNode
+    from sim.world import World
 
 HOP_MIN_MS, HOP_MAX_MS = 1, 3
 

@@ -17,36 +17,34 @@ waiters, unsent messages) and tells the disk to lose what was not durable; ``res
 a new driver from the disk, as the process would after a reboot. A crash can be *armed* to fire
 from inside ``process()`` at a given point: before or after a save, after the n-th send (of a
 given message kind), before or after an apply -- the disk and transport raise ``SimCrash``.
+The machine itself (``SimNode``, its crash points, its storage worker ``SimWorker``) is in
+``sim/machine.py``.
 
 Phases: formation (node n1 bootstraps, the others join one by one through the production join
 handshake), safety (faults on, clients on), liveness (heal everything, restart every node,
 require convergence and a fresh committed write within ``liveness_ticks`` ticks).
 
-Invariants, checked after every step of every node: at most one leader per term; an entry
-that any node considered committed never changes (compared with the first one seen at that
-index); a new leader holds every entry committed so far; entries applied match the committed
-ones, and two nodes at the same applied index hold the same key-value state (fingerprint).
-A broken one raises ``SimFailure("safety", ...)``; so does ``InvariantViolation`` from the core.
+Invariants (``sim/invariants.py``), checked after every step of every node: at most one
+leader per term; an entry that any node considered committed never changes (compared with the
+first one seen at that index); a new leader holds every entry committed so far; entries applied
+match the committed ones, and two nodes at the same applied index hold the same key-value state
+(fingerprint). A broken one raises ``SimFailure("safety", ...)``; so does
+``InvariantViolation`` from the core.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Protocol, TextIO
+from typing import TextIO
 
 from beaver_vault.errors import BeaverVaultError, InvariantViolation
-from beaver_vault.kv.state import KeyRecord
 from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
-from beaver_vault.node.storage_jobs import StorageJob
 from beaver_vault.raft.config import RaftConfig
 from beaver_vault.raft.core import LEADER
 from beaver_vault.raft.messages import (
     AppendRequest,
     AppendResponse,
     Entry,
-    EntryKind,
     InstallSnapshot,
     Membership,
     Message,
@@ -55,132 +53,16 @@ from beaver_vault.raft.messages import (
     VoteResponse,
     is_handshake,
 )
-from beaver_vault.storage.memory import MemoryStorage
 from sim.bugs import driver_class
 from sim.churn import CHANGE_TIMEOUT_TICKS
 from sim.disk import SimDisk
 from sim.events import EventQueue
 from sim.failures import SimCrash, SimFailure
+from sim.invariants import Invariants, StateLike, fingerprint
+from sim.machine import SimNode, SimWorker
 from sim.network import Network, SimTransport
 from sim.params import Params, derive
 from sim.sqlite_disk import SqliteDisk, remove_directory, run_directory
-
-CRASH_MODES = ("now", "before-save", "after-save", "after-send", "before-apply", "after-apply")
-INSTALL_CRASH_MODES = ("install-chunk", "after-install")  # inside a snapshot install (see disk)
-SEND_KINDS = ("", "VoteGranted", "VoteResponse", "AppendResponse", "AppendRequest", "VoteRequest")
-
-
-class StateLike(Protocol):
-    """What the invariants read of a node's applied state: a ``MemoryStorage``, or the view of
-    a SQLite file (``sim.sqlite_disk.StateView``)."""
-
-    @property
-    def applied_index(self) -> int: ...
-
-    def items(self) -> list[tuple[str, KeyRecord]]: ...
-
-
-def _fingerprint(storage: StateLike) -> bytes:
-    # repr of frozen dataclasses and str keys: stable across processes (no hash randomisation).
-    return hashlib.blake2b(repr(storage.items()).encode(), digest_size=16).digest()
-
-
-class SimNode:
-    """One machine: its disk survives crashes, its driver does not."""
-
-    def __init__(self, world: World, node_id: str, tick_ms: int) -> None:
-        self.world = world
-        self.id = node_id
-        self.addr = f"{node_id}:7000"
-        self.tick_ms = tick_ms
-        self.disk_gen = 0  # bumped when the disk is wiped (a re-join as a brand-new machine)
-        self.disk = world.new_disk(self)
-        self.driver: NodeDriver | None = None
-        self.incarnation = 0
-        self.busy_until = 0
-        self.sync_delay_ms = 0  # syncs done so far in the current process() call
-        self.arm: tuple[str, int, str] | None = None  # (where, countdown, message kind filter)
-        self.arm_until = 0  # install arms expire (a node may never receive a snapshot)
-        self.senders_seen: set[tuple[str, int]] = set()  # (follower, snapshot index) streamed to
-        self.checked_commit = 0
-        self.flush_pending = False
-        self.process_pending = False  # inputs stepped, their process() scheduled (batch_inputs)
-        self.in_worker = False  # running a storage job: its latency was drawn at submission
-
-    # ---------------------------------------------------------------- disk hooks
-
-    def crash_point(self, where: str) -> None:
-        arm = self.arm
-        if arm is not None and arm[0] == where:
-            if arm[1] <= 1:
-                raise SimCrash(where)
-            self.arm = (where, arm[1] - 1, arm[2])
-
-    def after_send(self, msg: Message) -> None:
-        granted_vote = False
-        if isinstance(msg, VoteResponse) and msg.granted and not msg.pre_vote:
-            granted_vote = True
-            self.world.check_vote(msg.src, msg.term, msg.dst)
-        arm = self.arm
-        if arm is not None and arm[0] == "after-send":
-            kind = arm[2]
-            if not kind or type(msg).__name__ == kind or (kind == "VoteGranted" and granted_vote):
-                self.crash_point("after-send")
-
-    def sync(self) -> None:
-        if self.in_worker:
-            return  # the storage worker's job: its completion already waits for the sync
-        self.sync_delay_ms += self.world.sync_latency()
-
-    def saved(self, entries: Sequence[Entry]) -> None:
-        pass  # see World._check_node: a lagging follower may legitimately store a stale entry
-
-    def applied(self, entries: Sequence[Entry], storage: MemoryStorage) -> None:
-        self.world.check_applied(self, entries, storage)
-
-    def installed(self, storage: MemoryStorage) -> None:
-        self.world.check_state(self, storage)
-
-    def count(self, name: str) -> None:
-        self.world.stats[name] += 1
-
-    def want_flush(self) -> None:
-        if not self.flush_pending:
-            self.flush_pending = True
-            w = self.world
-            w.queue.after(w.disk_rng.randint(1, w.params.lazy_flush_max_ms), self._flush)
-
-    def _flush(self) -> None:
-        self.flush_pending = False
-        self.disk.flush()
-
-    def departure(self) -> int:
-        return self.world.queue.now + self.sync_delay_ms
-
-
-class SimWorker:
-    """The node's storage worker thread, in simulated time (``node/storage_jobs.py``): a job
-    runs on the disk when it completes, after its own seeded latency (an fsync's, slow ones
-    included), in submission order, interleaved with the network and the ticks. A crash before
-    that drops it unrun (what was not synced is lost) together with its completion."""
-
-    def __init__(self, world: World, node: SimNode) -> None:
-        self.world = world
-        self.node = node
-        self.incarnation = node.incarnation
-        self.last_at = world.queue.now
-        # In submission order. Each completion event runs the job at the head: a pause re-queues
-        # events, and a re-queued one may then fall behind a later job's event; the jobs stay
-        # in order all the same.
-        self.pending: deque[StorageJob] = deque()
-
-    def submit(self, job: StorageJob) -> None:
-        w = self.world
-        if job.name == "read-log":
-            w.stats["log_reads"] += 1  # a follower needed entries that left the in-memory cache
-        self.pending.append(job)
-        self.last_at = max(self.last_at, w.queue.now + w.worker_latency())
-        w.queue.at(self.last_at, w.complete_job, self.node, self.incarnation, self)
 
 
 class World:
@@ -213,14 +95,8 @@ class World:
         self.by_id = {n.id: n for n in self.nodes}
         self.phase = "formation"
         self.slow_sync_p = params.slow_sync_p
-        # invariant state
-        self.leaders: dict[int, str] = {}
-        # index -> (entry, term in which its commitment was first seen); a dict, not a list:
-        # a node restarted from a snapshot reports commitment from past its snapshot only.
-        self.committed: dict[int, tuple[Entry, int]] = {}
-        self.last_committed = 0
-        self.votes: dict[tuple[str, int, int], str] = {}  # (voter, disk generation, term) -> candidate
-        self.states: dict[int, bytes] = {}
+        # what the world has seen committed so far, and the safety checks against it
+        self.invariants = Invariants(self)
         self.stats: dict[str, int] = {
             "crashes": 0,
             "restarts": 0,
@@ -236,9 +112,6 @@ class World:
             "disk_rollbacks": 0,  # SQLite: a crash rolled the files back past written data
             "log_reads": 0,
         }
-        # The latest configuration any node saw committed, and the index it was seen at.
-        self.config = Membership()
-        self.config_index = 0
         self.crash_listeners: list[Callable[[SimNode], None]] = []
         self.snapshot_listeners: list[Callable[[SimNode], None]] = []  # a snapshot is on its way to it
         self.apply_listeners: list[Callable[[SimNode, StateLike], None]] = []  # after each apply
@@ -303,7 +176,7 @@ class World:
             # committed (checked by _check_node from checked_commit = 0).
             if node.disk.live.snapshot_index:
                 self.stats["snapshot_restarts"] += 1
-            self.check_state(node, node.disk.live)
+            self.invariants.check_state(node, node.disk.live)
         self.queue.after(node.tick_ms, self._tick, node, node.incarnation)
 
     def crash(self, node: SimNode, why: str, restart: bool = True) -> None:
@@ -322,7 +195,7 @@ class World:
         if why.startswith("armed, install") or why.startswith("armed, after-install"):
             self.stats["install_crashes"] += 1
         if self.phase != "formation":
-            self._check_durable_majority(node)
+            self.invariants.check_durable_majority(node)
         for listener in self.crash_listeners:
             listener(node)
         if self.phase == "safety" and restart:
@@ -341,6 +214,16 @@ class World:
         self.stats["wipes"] += 1
         self.log(f"{node.id} WIPE disk")
 
+    @property
+    def config(self) -> Membership:
+        """The latest configuration any node saw committed."""
+        return self.invariants.config
+
+    @property
+    def last_committed(self) -> int:
+        """The highest index any node saw committed."""
+        return self.invariants.last_committed
+
     def members(self) -> tuple[str, ...]:
         """Ids of the latest committed configuration (voters and learners)."""
         return self.config.ids
@@ -356,29 +239,6 @@ class World:
         if self.slow_sync_p and self.disk_rng.random() < self.slow_sync_p:
             return self.disk_rng.randint(1, p.slow_sync_max_ms)
         return self.disk_rng.randint(0, p.sync_max_ms) if p.sync_max_ms else 0
-
-    def worker_latency(self) -> int:
-        """How long a storage job takes: a little, plus an fsync's latency when disks are slow."""
-        return self.worker_rng.randint(0, 2) + self.sync_latency()
-
-    def complete_job(self, node: SimNode, incarnation: int, worker: SimWorker) -> None:
-        """The storage worker runs its next job now and reports it done (unless the node
-        crashed since)."""
-        if node.driver is None or node.incarnation != incarnation:
-            return  # lost with the crash, unrun: a write that was never synced
-        if self.busy(node, self.complete_job, node, incarnation, worker):
-            return  # a paused process pauses its worker thread too
-        job = worker.pending.popleft()
-
-        def action(d: NodeDriver) -> None:
-            node.in_worker = True
-            try:
-                job.result = job.run(node.disk)
-            finally:
-                node.in_worker = False
-            d.storage_done(job)
-
-        self.run_on(node, action)
 
     # ---------------------------------------------------------------- driving a node
 
@@ -467,13 +327,9 @@ class World:
             return None
         return box[0] if box else None
 
-    # ---------------------------------------------------------------- invariants
-
-    def _fail(self, detail: str) -> None:
-        raise SimFailure("safety", detail)
+    # ---------------------------------------------------------------- checks
 
     def _check_node(self, node: SimNode, d: NodeDriver) -> None:
-        core = d.core
         if d.senders:
             for pid in sorted(d.senders):
                 key = (pid, d.senders[pid].index)
@@ -482,137 +338,12 @@ class World:
                     node.senders_seen.add(key)
                     for listener in self.snapshot_listeners:
                         listener(target)
-        term, vote = d.durable_term_vote
-        if vote is not None:
-            # Durable votes only: a vote still on its way to the disk has told no one yet.
-            self.check_vote(node.id, term, vote)
-        if core.role == LEADER:
-            holder = self.leaders.get(core.term)
-            if holder is None:
-                self.leaders[core.term] = node.id
-                self.stats["elections"] += 1
-                self.log(f"{node.id} LEADER term {core.term}")
-                # Membership: a node whose removal was committed never leads again (unless a
-                # later configuration, appended after that one, re-added it), and a leader is a
-                # voter of its own configuration.
-                own = core.membership
-                if node.id not in own.voters:
-                    self._fail(f"{node.id} leads term {core.term} but is not a voter of its configuration {own.voters}")
-                if node.id not in self.config.voters and core.membership_index <= self.config_index:
-                    self._fail(
-                        f"{node.id} leads term {core.term} though the committed configuration at {self.config_index} "
-                        f"(voters {','.join(self.config.voters)}) excludes it"
-                    )
-                log = core.log
-                # Leader completeness: an entry committed in term X is in the log of every leader
-                # of a term > X. (A leader of an older term, elected late, may lack it.)
-                for e, seen_in in self.committed.values():
-                    if e.index <= log.offset:
-                        continue  # compacted: covered by the snapshot (state checked on install)
-                    if seen_in < core.term and (
-                        e.index > log.last_index
-                        or (log.entry(e.index) != e if log.cached(e.index) else log.term(e.index) != e.term)
-                    ):
-                        self._fail(
-                            f"leader completeness: {node.id} leads term {core.term} without entry {e.index} "
-                            f"(term {e.term}) committed by term {seen_in}"
-                        )
-            elif holder != node.id:
-                self._fail(f"two leaders in term {core.term}: {holder} and {node.id}")
-        c = min(core.commit, core.log.last_index)
-        if c > node.checked_commit:
-            committed = self.committed
-            # Entries folded into a snapshot are gone from the log; the state check covers them.
-            for i in range(max(node.checked_commit, core.log.offset) + 1, c + 1):
-                if core.log.cached(i):
-                    e = core.log.entry(i)
-                else:
-                    # Left the in-memory cache (durable and applied): compare what the disk holds
-                    # (nothing if its compaction is on the way: the state check covers that).
-                    stored = node.disk.entries(i, i + 1, 0)
-                    if not stored:
-                        continue
-                    e = stored[0]
-                seen = committed.get(i)
-                if seen is None:
-                    # The term in which commitment was first seen: at least the term in which
-                    # the entry really became committed, so the completeness check stays sound.
-                    committed[i] = (e, core.term)
-                    self.last_committed = max(self.last_committed, i)
-                elif seen[0] != e:
-                    self._fail(f"committed entry {i} changed on {node.id}: was term {seen[0].term}, now term {e.term}")
-            node.checked_commit = c
-            # The latest configuration known committed (the core's configs are in index order).
-            for idx, m in reversed(core.configs):
-                if idx <= c:
-                    if idx > self.config_index:
-                        self.config, self.config_index = m, idx
-                        self.log(
-                            f"CONFIG committed at {idx}: voters {','.join(m.voters)} learners "
-                            f"{','.join(i for i in m.ids if i not in m.voters) or '-'}"
-                        )
-                    break
-
-    def check_vote(self, voter: str, term: int, candidate: str) -> None:
-        """One vote per term per node (a candidate's own vote included): what the durable vote
-        in the hard state exists to guarantee, across crashes."""
-        node = self.by_id.get(voter)
-        gen = node.disk_gen if node is not None else 0
-        holder = self.votes.setdefault((voter, gen, term), candidate)
-        if holder != candidate:
-            self._fail(f"{voter} voted twice in term {term}: for {holder} and for {candidate}")
-
-    def _check_durable_majority(self, crashed: SimNode) -> None:
-        """After a crash: the last committed entry (hence, by log matching, every committed
-        entry) is still held by a majority of nodes -- a committed entry never disappears."""
-        if not self.committed:
-            return
-        last = self.committed[self.last_committed][0]
-        held: dict[str, bool] = {}
-        for n in self.nodes:
-            st = n.disk.live
-            if st.snapshot_index >= last.index:
-                held[n.id] = True  # folded into a snapshot of applied (hence committed) state
-                continue
-            k = last.index - st.snapshot_index - 1
-            held[n.id] = len(st.log) > k and st.log[k] == last
-        # It was committed by a majority of the configuration in force then: the committed one,
-        # or a newer one (at most one change ahead) that some disk holds. Holding a majority of
-        # any of them is what keeps it from being lost.
-        configs = [self.config] if self.config.voters else []
-        for n in self.nodes:
-            on_disk = _disk_config(n)
-            if on_disk is not None and on_disk[0] > self.config_index and on_disk[1].voters:
-                configs.append(on_disk[1])
-        if not configs:
-            configs = [Membership()]
-        best = (0, 1)
-        for m in configs:
-            voters = m.voters or tuple(n.id for n in self.nodes[: self.params.nodes])
-            holders = sum(1 for v in voters if held.get(v))
-            if holders * 2 > len(voters):
-                return
-            best = max(best, (holders, len(voters)))
-        self._fail(
-            f"committed entry {last.index} (term {last.term}) disappeared: after {crashed.id} crashed "
-            f"only {best[0]} of {best[1]} voters hold it"
-        )
+        self.invariants.check_node(node, d)
 
     def check_applied(self, node: SimNode, entries: Sequence[Entry], storage: StateLike) -> None:
-        committed = self.committed
-        for e in entries:
-            seen = committed.get(e.index)
-            if seen is not None and seen[0] != e:
-                self._fail(f"{node.id} applied entry {e.index} (term {e.term}) that differs from the committed one")
-        self.check_state(node, storage)
+        self.invariants.check_applied(node, entries, storage)
         for listener in self.apply_listeners:
             listener(node, storage)
-
-    def check_state(self, node: SimNode, storage: StateLike) -> None:
-        fp = _fingerprint(storage)
-        seen = self.states.setdefault(storage.applied_index, fp)
-        if seen != fp:
-            self._fail(f"{node.id}: different key-value state at applied index {storage.applied_index}")
 
     def converged(self) -> str | None:
         """None when every node is up, caught up and identical; else what is missing."""
@@ -625,7 +356,7 @@ class World:
             core = d.core
             if d.applied_index != core.commit or core.commit != core.log.last_index:
                 return f"{n.id} not caught up (applied {d.applied_index}, commit {core.commit}, last {core.log.last_index})"
-            views.append((d.applied_index, core.log.last_term, _fingerprint(n.disk.live)))
+            views.append((d.applied_index, core.log.last_term, fingerprint(n.disk.live)))
         if any(v != views[0] for v in views):
             return "nodes differ: " + ", ".join(f"{n.id}@{v[0]}" for n, v in zip(members, views, strict=True))
         return None
@@ -641,17 +372,6 @@ class World:
             ):
                 best = n
         return best
-
-
-def _disk_config(node: SimNode) -> tuple[int, Membership] | None:
-    """The latest configuration on a node's disk (its log, else its snapshot), with its index."""
-    st = node.disk.live
-    for e in reversed(st.log):
-        if e.kind == EntryKind.CONFIG:
-            return e.index, Membership.decode(e.data)
-    if st.snapshot_membership:
-        return st.snapshot_index, Membership.decode(st.snapshot_membership)
-    return None
 
 
 def _show(msg: Message) -> str:

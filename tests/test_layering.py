@@ -99,6 +99,12 @@ RAFT_TYPES = ("beaver_vault.raft.messages", "beaver_vault.raft.config", "beaver_
 # through the production codec and inbound gate).
 SIM_MAY_USE = ("beaver_vault.transport.codec", "beaver_vault.transport.inbound")
 
+# The TCP transport and the modules it is made of: an implementation only cli.py chooses.
+TCP = ("beaver_vault.transport.tcp", "beaver_vault.transport.tcp_inbound", "beaver_vault.transport.tcp_stats")
+
+# The settings beside beaver_vault.config (its table and its value parsers): configuration too.
+CONFIG_PARTS = ("beaver_vault.config_settings", "beaver_vault.config_values")
+
 RULES = [
     Rule(
         "raft: standard library only; never storage, transport, node, api, cli",
@@ -150,7 +156,7 @@ RULES = [
         (PKG / "node",),
         lambda m: under(m, "beaver_vault.storage", "beaver_vault.transport")
         and not under(m, "beaver_vault.storage.base", "beaver_vault.transport.base")
-        or under(m, "beaver_vault.api", "beaver_vault.cli", "beaver_vault.config")
+        or under(m, "beaver_vault.api", "beaver_vault.cli", "beaver_vault.config", *CONFIG_PARTS)
         or top(m) in EFFECTFUL_STDLIB
         or top(m) in {"trio", "httpx", "quart", "quart_trio", "hypercorn"},
         exempt=("runtime.py", "housekeeping.py"),  # the thin Trio shell (and its background chores)
@@ -160,14 +166,14 @@ RULES = [
     Rule(
         "node.runtime: the driver, not the implementations it is given",
         (PKG / "node" / "runtime.py", PKG / "node" / "housekeeping.py"),
-        lambda m: under(m, "beaver_vault.storage.sqlite", "beaver_vault.transport.tcp", "beaver_vault.api", "beaver_vault.cli"),
+        lambda m: under(m, "beaver_vault.storage.sqlite", *TCP, "beaver_vault.api", "beaver_vault.cli"),
         planted="import beaver_vault.storage.sqlite\n",
         fine="import trio\nfrom beaver_vault.node.driver import NodeDriver\n",
     ),
     Rule(
         "api: never chooses implementations nor reaches into the Raft core",
         (PKG / "api",),
-        lambda m: under(m, "beaver_vault.storage.sqlite", "beaver_vault.transport.tcp", "beaver_vault.raft.core", "beaver_vault.cli"),
+        lambda m: under(m, "beaver_vault.storage.sqlite", *TCP, "beaver_vault.raft.core", "beaver_vault.cli"),
         planted="from beaver_vault.raft.core import RaftCore\n",
         fine="from beaver_vault.node.runtime import NodeRuntime\n",
     ),

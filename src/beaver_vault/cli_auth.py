@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from beaver_vault.client.commands import EXIT_CODES, EXIT_OK, UsageError, _client, _guarded, common_parser
+from beaver_vault.client.cli_common import EXIT_CODES, EXIT_OK, UsageError, common_parser, guarded, make_client
 
 Handler = Callable[[argparse.Namespace, Mapping[str, str]], int]
 
@@ -48,7 +48,7 @@ def _show(args: argparse.Namespace, answer: Any, text: str | None = None) -> int
 
 
 def _call(args: argparse.Namespace, env: Mapping[str, str], method: str, path: str, body: Any = None) -> Any:
-    with _client(args, env) as client:
+    with make_client(args, env) as client:
         return client.auth(method, path, body)
 
 
@@ -128,7 +128,7 @@ def add_auth_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
     def leaf(parent: Any, name: str, help_text: str, handler: Handler, **defaults: Any) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text, parents=[common])
-        p.set_defaults(handler=_guarded(handler), **defaults)
+        p.set_defaults(handler=guarded(handler), **defaults)
         return p
 
     leaf(groups, "whoami", "who the credentials belong to", _whoami)

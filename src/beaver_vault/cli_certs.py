@@ -28,7 +28,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from beaver_vault.config import _NODE_ID_RE
+from beaver_vault.config_values import NODE_ID_RE
 from beaver_vault.transport.tls import node_uri
 
 CA_CERT = "ca.pem"
@@ -56,7 +56,7 @@ def _split(text: str) -> list[str]:
 
 def _cmd_certs(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     nodes, hosts, clients = _split(args.nodes), _split(args.hosts), _split(args.clients)
-    bad = [n for n in nodes + clients if not _NODE_ID_RE.match(n)]
+    bad = [n for n in nodes + clients if not NODE_ID_RE.match(n)]
     if bad:
         print(f"beaver-vault certs: not a valid node or client name: {', '.join(bad)}", file=sys.stderr)
         return 2

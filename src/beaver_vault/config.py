@@ -10,23 +10,48 @@ command line). Anything unknown or mistyped is a ``ConfigError`` that names wher
 value came from and which setting it was meant for; nothing is silently ignored.
 
 This module is pure apart from reading the one YAML file it is given: the environment is
-passed in as a mapping, so tests never touch ``os.environ``.
+passed in as a mapping, so tests never touch ``os.environ``. It holds ``Config``, the layers'
+loading and the checks between settings; the table of settings is ``config_settings.py`` and
+the parser of each value ``config_values.py`` (their public names are re-exported here).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import math
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
-ENV_PREFIX = "BEAVER_VAULT_"
+from beaver_vault.config_settings import ENV_PREFIX, SETTINGS, SETTINGS_BY_NAME, Setting
+from beaver_vault.config_values import (
+    CLIENT_AUTH_MODES,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    is_loopback_host,
+)
+
+__all__ = [
+    "ADMIN_PASSWORD_ENV",
+    "CLIENT_AUTH_MODES",
+    "CLIENT_ENV",
+    "CONFIG_FILE_ENV",
+    "ENV_PREFIX",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "SECRET_SETTINGS",
+    "SETTINGS",
+    "SETTINGS_BY_NAME",
+    "Config",
+    "ConfigError",
+    "Setting",
+    "config_file_from",
+    "is_loopback_host",
+    "load_config",
+    "read_yaml",
+]
+
 # Variables of the client commands (``beaver-vault get``, ...): not server settings, never an error.
 CLIENT_ENV = (
     "BEAVER_VAULT_ENDPOINTS",
@@ -43,9 +68,6 @@ SECRET_SETTINGS = frozenset({"join_token"})
 # Not a setting, but an accepted variable: where to find the YAML file.
 CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG"
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-LOG_FORMATS = ("text", "json")
-_NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
@@ -152,345 +174,6 @@ class Config:
 def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
-
-# --- value parsers ------------------------------------------------------------------------------
-#
-# Each parser takes the raw value (a string from the environment or a flag; any YAML scalar from
-# the file) and returns the typed value or raises ValueError with a short reason.
-
-
-def _parse_str(raw: object) -> str:
-    if isinstance(raw, str):
-        return raw.strip()
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise ValueError(f"expected a string, got {_describe(raw)}")
-    return str(raw)
-
-
-def _parse_int(raw: object) -> int:
-    if isinstance(raw, bool):
-        raise ValueError(f"expected an integer, got {_describe(raw)}")
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, str):
-        text = raw.strip().replace("_", "")
-        if re.fullmatch(r"[+-]?[0-9]+", text):
-            return int(text)
-    raise ValueError(f"expected an integer, got {_describe(raw)}")
-
-
-def _parse_float(raw: object) -> float:
-    if isinstance(raw, bool):
-        raise ValueError(f"expected a number, got {_describe(raw)}")
-    value: float
-    if isinstance(raw, int | float):
-        value = float(raw)
-    elif isinstance(raw, str):
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError(f"expected a number, got {_describe(raw)}") from None
-    else:
-        raise ValueError(f"expected a number, got {_describe(raw)}")
-    if not math.isfinite(value):
-        raise ValueError(f"expected a finite number, got {_describe(raw)}")
-    return value
-
-
-def _int_in(low: int, high: int | None = None) -> Callable[[object], int]:
-    def parse(raw: object) -> int:
-        value = _parse_int(raw)
-        if value < low or (high is not None and value > high):
-            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise ValueError(f"expected an integer {bound}, got {value}")
-        return value
-
-    return parse
-
-
-def _float_over(low: float, *, inclusive: bool = False) -> Callable[[object], float]:
-    def parse(raw: object) -> float:
-        value = _parse_float(raw)
-        if value < low or (value == low and not inclusive):
-            cmp = "at least" if inclusive else "greater than"
-            raise ValueError(f"expected a number {cmp} {low:g}, got {value:g}")
-        return value
-
-    return parse
-
-
-def _parse_port(raw: object) -> int:
-    try:
-        return _int_in(1, 65535)(raw)
-    except ValueError as e:
-        raise ValueError(f"{e} (a TCP port is 1-65535)") from None
-
-
-def _parse_node_id(raw: object) -> str:
-    value = _parse_str(raw)
-    if not _NODE_ID_RE.match(value):
-        raise ValueError(
-            f"expected 1-64 characters of letters, digits, '.', '_' or '-' (starting with a letter or digit), "
-            f"got {_describe(raw)}"
-        )
-    return value
-
-
-def _parse_host(raw: object) -> str:
-    value = _parse_str(raw)
-    if not value or any(c.isspace() or c in "/?#@" for c in value):
-        raise ValueError(f"expected a host name or IP address, got {_describe(raw)}")
-    return value.removeprefix("[").removesuffix("]")
-
-
-def _parse_path(raw: object) -> Path:
-    value = _parse_str(raw)
-    if not value:
-        raise ValueError("expected a directory path, got an empty string")
-    return Path(value).expanduser()
-
-
-def _parse_join(raw: object) -> str | None:
-    value = _parse_str(raw)
-    if not value:
-        return None  # an empty BEAVER_VAULT_JOIN= or --join "" means: do not join
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL of a cluster member, got {_describe(raw)}")
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError:
-        raise ValueError(f"the URL has an invalid port: {_describe(raw)}") from None
-    return value.rstrip("/")
-
-
-def _parse_log_level(raw: object) -> str:
-    value = _parse_str(raw).upper()
-    if value == "WARN":
-        value = "WARNING"
-    if value not in LOG_LEVELS:
-        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {_describe(raw)}")
-    return value
-
-
-def _parse_log_format(raw: object) -> str:
-    value = _parse_str(raw).lower()
-    if value not in LOG_FORMATS:
-        raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}, got {_describe(raw)}")
-    return value
-
-
-def _parse_seed(raw: object) -> int | None:
-    if isinstance(raw, str) and raw.strip().lower() in ("", "none", "random"):
-        return None
-    return _int_in(0)(raw)
-
-
-def _parse_file(raw: object) -> Path | None:
-    value = _parse_str(raw)
-    return Path(value).expanduser() if value else None
-
-
-def _parse_bool(raw: object) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    if isinstance(raw, str) and raw.strip().lower() in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true or false, got {_describe(raw)}")
-
-
-CLIENT_AUTH_MODES = ("none", "optional", "required")
-
-
-def _parse_client_auth(raw: object) -> str:
-    value = _parse_str(raw).lower()
-    if value not in CLIENT_AUTH_MODES:
-        raise ValueError(f"expected one of {', '.join(CLIENT_AUTH_MODES)}, got {_describe(raw)}")
-    return value
-
-
-def is_loopback_host(host: str) -> bool:
-    """127.0.0.0/8, ::1 or ``localhost``: nothing beyond this machine can connect."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _describe(raw: object) -> str:
-    if isinstance(raw, str):
-        return repr(raw)
-    return f"{type(raw).__name__} {raw!r}"
-
-
-@dataclass(frozen=True, slots=True)
-class Setting:
-    name: str
-    parse: Callable[[object], Any]
-    help: str
-    nullable: bool = False  # may be explicitly null in YAML
-    const: str | None = None  # the value of the bare flag (``--insecure``), if it may be given alone
-
-    @property
-    def env_var(self) -> str:
-        return ENV_PREFIX + self.name.upper()
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("node_id", _parse_node_id, "this node's id, unique in the cluster (required)"),
-    Setting("data_dir", _parse_path, "directory of this node's files (default: ./data/<node_id>)", nullable=True),
-    Setting("bind_host", _parse_host, "address the HTTP and raft listeners bind (default: 127.0.0.1)"),
-    Setting("http_port", _parse_port, "HTTP API port (default: 8000)"),
-    Setting("raft_port", _parse_port, "raft (node-to-node TCP) port (default: 7000)"),
-    Setting(
-        "client_port",
-        _int_in(-1, 65535),
-        "pipelined client protocol port (default: 0, any free port, advertised in /api/v1/status; -1: off)",
-    ),
-    Setting("client_max_in_flight", _int_in(1, 1_000_000), "pipelined requests in flight per connection (default: 1024)"),
-    Setting(
-        "client_connections_per_client",
-        _int_in(1, 100_000),
-        "pipelined connections from one client address (default: 64)",
-    ),
-    Setting(
-        "advertise_host",
-        _parse_host,
-        "host other nodes and clients use to reach this node (default: bind_host; 127.0.0.1 if bind_host is a wildcard)",
-        nullable=True,
-    ),
-    Setting("join", _parse_join, "URL of a cluster member to ask to add this node at start-up", nullable=True),
-    Setting("join_timeout_s", _float_over(0.0, inclusive=True), "give up joining after this many seconds (0: never)"),
-    Setting(
-        "join_wait_s",
-        _float_over(0.0),
-        "how long the leader keeps a join request open while the new node catches up, forwarded or "
-        "not (default: 1800, enough for 1 GB at learner_min_rate_bytes_per_s)",
-    ),
-    Setting("tick_ms", _int_in(1, 60_000), "raft tick length in milliseconds (default: 50)"),
-    Setting(
-        "election_ticks", _int_in(2, 10_000), "election timeout in ticks, randomised up to twice this (default: 10)"
-    ),
-    Setting("heartbeat_ticks", _int_in(1, 10_000), "leader heartbeat interval in ticks (default: 2)"),
-    Setting("max_pending", _int_in(1), "writes and reads waiting for an outcome before Overloaded (default: 10000)"),
-    Setting(
-        "snapshot_threshold",
-        _int_in(10, 10_000_000),
-        "log entries kept before the log is compacted into a snapshot (default: 10000)",
-    ),
-    Setting(
-        "storage_thread",
-        _parse_bool,
-        "do storage work (log fsyncs, applying, compaction, snapshot installs) on a worker thread (default: true)",
-    ),
-    Setting(
-        "log_cache_bytes",
-        _int_in(0),
-        "bytes of recent Raft log entries kept in memory; older ones are read from disk (default: 16777216)",
-    ),
-    Setting(
-        "snapshot_threshold_bytes",
-        _int_in(1024),
-        "bytes of log entry data kept before the log is compacted into a snapshot (default: 33554432)",
-    ),
-    Setting("peer_queue_max", _int_in(1), "raft frames queued per peer before dropping (default: 1024)"),
-    Setting("max_key_bytes", _int_in(1), "longest key in UTF-8 bytes (default: 1024)"),
-    Setting("max_body_bytes", _int_in(1), "largest request body in bytes (default: 1048576)"),
-    Setting("max_json_depth", _int_in(1, 10_000), "deepest JSON nesting accepted (default: 64)"),
-    Setting("request_timeout_s", _float_over(0.0), "how long a request waits for its outcome (default: 5)"),
-    Setting("forward_timeout_s", _float_over(0.0), "how long a follower waits for the leader's answer (default: 10)"),
-    Setting("shutdown_timeout_s", _float_over(0.0, inclusive=True), "graceful HTTP shutdown time (default: 3)"),
-    Setting("max_url_bytes", _int_in(256), "longest request URL (path and query) in bytes; 414 beyond (default: 8192)"),
-    Setting("max_header_bytes", _int_in(1024), "largest request header block in bytes; 431 beyond (default: 8192)"),
-    Setting("body_timeout_s", _float_over(0.0), "seconds a request body may take to arrive; 408 beyond (default: 5)"),
-    Setting(
-        "client_rate_per_s",
-        _float_over(0.0, inclusive=True),
-        "HTTP requests per second per client address, 429 beyond; 0: unlimited (default: 5000)",
-    ),
-    Setting("client_burst", _int_in(1), "requests a client may send in a burst before its rate applies (default: 10000)"),
-    Setting("watchers_per_client", _int_in(1), "open watches per client address; 429 beyond (default: 64)"),
-    Setting(
-        "watch_buffer_bytes",
-        _int_in(1024),
-        "bytes of events a watcher may have pending before it is disconnected (default: 8388608)",
-    ),
-    Setting(
-        "learner_timeout_s",
-        _float_over(0.0),
-        "a membership change's deadline; a joining learner that has not caught up within it, plus "
-        "its data at learner_min_rate_bytes_per_s, is removed again (default: 30)",
-    ),
-    Setting(
-        "learner_min_rate_bytes_per_s",
-        _int_in(1),
-        "the slowest catch-up rate a learner's deadline allows for (default: 1048576)",
-    ),
-    Setting("log_level", _parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO)"),
-    Setting("log_format", _parse_log_format, "text (default) or json: one JSON object per log line"),
-    Setting("seed", _parse_seed, "integer seed for this node's randomness (default: from the OS)", nullable=True),
-    Setting(
-        "tls_cert_file",
-        _parse_file,
-        "this node's certificate (PEM; `beaver-vault certs`): TLS on HTTP, mutual TLS between nodes",
-        nullable=True,
-    ),
-    Setting("tls_key_file", _parse_file, "the private key of tls_cert_file (PEM)", nullable=True),
-    Setting("tls_ca_file", _parse_file, "the cluster's CA certificate (PEM): verifies nodes and clients", nullable=True),
-    Setting(
-        "http_client_auth",
-        _parse_client_auth,
-        "HTTP client certificates (verified by tls_ca_file): none, optional or required (default: none)",
-    ),
-    Setting(
-        "insecure",
-        _parse_bool,
-        "allow a bind_host beyond loopback without TLS and authentication (default: false)",
-        const="true",
-    ),
-    Setting(
-        "auth_enabled",
-        _parse_bool,
-        "require credentials (HTTP Basic or a Bearer token) and check roles on every request (default: false)",
-        const="true",
-    ),
-    Setting(
-        "auth_admin_password_file",
-        _parse_file,
-        "file whose first line is the password of the first admin, created once if the cluster has no "
-        "user (or BEAVER_VAULT_ADMIN_PASSWORD)",
-        nullable=True,
-    ),
-    Setting("auth_health_public", _parse_bool, "/health and /ready need no credentials (default: true)"),
-    Setting("auth_metrics_public", _parse_bool, "/metrics needs no credentials (default: false)"),
-    Setting("auth_failures_burst", _int_in(1), "failed logins a client address may make at once; 429 beyond (default: 10)"),
-    Setting("auth_failures_per_s", _float_over(0.0), "failed logins per second per client address after the burst (default: 1)"),
-    Setting(
-        "join_token",
-        _parse_str,
-        "join token (`beaver-vault auth join-token create`) presented with --join when the cluster has auth on",
-        nullable=True,
-    ),
-    Setting("peer_max_inbound", _int_in(1, 100_000), "inbound raft connections at once (default: 64)"),
-    Setting(
-        "peer_max_inbound_per_host", _int_in(1, 100_000), "inbound raft connections from one address (default: 16)"
-    ),
-    Setting("peer_idle_timeout_s", _float_over(0.0), "close an inbound raft connection silent this long (default: 60)"),
-    Setting(
-        "peer_partial_budget_bytes",
-        _int_in(1024),
-        "bytes of incomplete inbound raft frames held at once, over all connections (default: 67108864)",
-    ),
-)
-SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
 
 # Keep the table and the dataclass in step (a cheap import-time check, not an assert).
 if {s.name for s in SETTINGS} != {f.name for f in fields(Config)}:  # pragma: no cover

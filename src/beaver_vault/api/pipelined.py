@@ -24,7 +24,7 @@ requests from both share one group commit and one ReadIndex round.
   frames forwarded in the same round go out in one send and come back multiplexed. A forwarded
   frame carries ``fwd`` (this node's id) and the deadline headers of ``deadline.py``; the leader
   never forwards it again. A forward that fails after its frame may have left is ``unknown``
-  for a write, never a plain failure.
+  for a write, never a plain failure (``api/pipelined_forward.py``).
 * TLS: when the node has TLS, the client port speaks TLS with the HTTP API's certificate.
 """
 
@@ -32,30 +32,26 @@ from __future__ import annotations
 
 import logging
 import ssl
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import trio
 
 from beaver_vault import wire
 from beaver_vault.api.context import ApiContext
-from beaver_vault.api.deadline import BUDGET_HEADER, SENT_AT_HEADER, stamp
+from beaver_vault.api.deadline import BUDGET_HEADER, SENT_AT_HEADER
 from beaver_vault.api.errors import RETRY_AFTER_S, error_parts, json_text
 from beaver_vault.api.metrics import ApiMetrics
+from beaver_vault.api.pipelined_forward import LeaderLink
 from beaver_vault.api.pipelined_ops import READ_OPS, WRITE_OPS, Ops, Request
 from beaver_vault.api.validation import BadInput, parse_optional_int, parse_resume_point
 from beaver_vault.api.watch_routes import Cursor, closed_body
-from beaver_vault.client._pipelined import AsyncPipe, PipeBroken, PipeRefused, advertised
 from beaver_vault.errors import BeaverVaultError, NotLeader
 
 log = logging.getLogger("beaver_vault.api.pipelined")
 
 _SENT_AT = SENT_AT_HEADER.lower()
 _BUDGET = BUDGET_HEADER.lower()
-FORWARDED_TO = "x-beaver-vault-forwarded-to"
 WATCH_OUT_BYTES_MAX = 1024 * 1024  # a watch waits while this much is queued on its connection
 
 
@@ -418,119 +414,3 @@ def _only_io_errors(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(_only_io_errors(e) for e in exc.exceptions)
     return isinstance(exc, _IO_ERRORS)
-
-
-class LeaderLink:
-    """A follower's one pipelined connection to its leader's client port, shared by every
-    request it forwards (see the module docstring)."""
-
-    def __init__(
-        self,
-        node_id: str,
-        timeout_s: float,
-        *,
-        peer_ssl: ssl.SSLContext | None = None,
-        wall_ms: Callable[[], int] | None = None,
-    ) -> None:
-        self.node_id = node_id
-        self.timeout_s = timeout_s
-        self.peer_ssl = peer_ssl
-        self._wall_ms = wall_ms or (lambda: time.time_ns() // 1_000_000)
-        self._addresses: dict[str, str | None] = {}  # leader http address -> its client port address
-        self._pipes: dict[str, AsyncPipe] = {}
-        self._lock = trio.Lock()
-        self.forwarded = 0
-        self.failed = 0
-
-    async def aclose(self) -> None:
-        pipes, self._pipes = self._pipes, {}
-        for pipe in pipes.values():
-            with trio.CancelScope(shield=True):
-                await pipe.aclose()
-
-    async def _address(self, leader_http: str) -> str | None:
-        if leader_http in self._addresses:
-            return self._addresses[leader_http]
-        verify: ssl.SSLContext | bool = self.peer_ssl if self.peer_ssl is not None else True
-        async with httpx.AsyncClient(timeout=httpx.Timeout(2.0), verify=verify, trust_env=False) as http:
-            answer = await http.get(leader_http.rstrip("/") + "/api/v1/status")
-        address = advertised(answer.json()) if answer.status_code == 200 else None
-        if len(self._addresses) > 64:
-            self._addresses.clear()
-        self._addresses[leader_http] = address
-        return address
-
-    async def _pipe(self, leader_http: str) -> AsyncPipe | None:
-        async with self._lock:
-            address = await self._address(leader_http)
-            if address is None:
-                return None
-            pipe = self._pipes.get(address)
-            if pipe is not None and pipe.broken is None:
-                return pipe
-            if pipe is not None:
-                del self._pipes[address]
-                self._addresses.pop(leader_http, None)  # the leader may have restarted on a new port
-                with trio.CancelScope(shield=True):
-                    await pipe.aclose()
-            try:
-                pipe = await AsyncPipe.connect(address, ssl_context=self.peer_ssl, client=f"node:{self.node_id}")
-            except BaseException:
-                self._addresses.pop(leader_http, None)  # ask the leader again next time (a new port?)
-                raise
-            self._pipes[address] = pipe
-            return pipe
-
-    async def forward(
-        self, leader_http: str, leader_id: str | None, header: dict[str, Any], body: bytes | None
-    ) -> tuple[int, dict[str, str], bytes]:
-        op = header.get("op")
-        is_write = op not in READ_OPS
-        who = leader_id or leader_http
-        sent = {k: v for k, v in header.items() if k != "id"}
-        h = dict(header.get("h") or {})
-        stamped: dict[str, str] = {}
-        stamp(stamped, self.timeout_s, self._wall_ms)
-        h.update({k.lower(): v for k, v in stamped.items()})
-        sent["h"] = h
-        sent["fwd"] = self.node_id
-        self.forwarded += 1
-        retry = {"retry-after": RETRY_AFTER_S}
-        try:
-            with trio.fail_after(self.timeout_s):
-                try:
-                    pipe = await self._pipe(leader_http)
-                except (OSError, httpx.HTTPError, ValueError, PipeRefused, trio.TooSlowError) as exc:
-                    self.failed += 1
-                    doc = {"error": f"could not reach the leader {who}: {type(exc).__name__}", "outcome": "not_applied"}
-                    return 503, retry, json_text({**doc, "leader_id": leader_id}).encode()
-                if pipe is None:
-                    self.failed += 1
-                    doc = {"error": f"the leader {who} offers no pipelined port", "outcome": "not_applied"}
-                    return 503, retry, json_text({**doc, "leader_id": leader_id}).encode()
-                answer, out = await pipe.request(sent, body)
-        except PipeBroken as exc:
-            self.failed += 1
-            return self._lost(exc.sent and is_write, who, leader_id, timed_out=False)
-        except trio.TooSlowError:
-            self.failed += 1
-            return self._lost(is_write, who, leader_id, timed_out=True)
-        status = answer.get("status")
-        headers = answer.get("h") if isinstance(answer.get("h"), dict) else {}
-        headers = {str(k): str(v) for k, v in (headers or {}).items()}
-        if leader_id is not None:
-            headers[FORWARDED_TO] = leader_id
-        return (status if isinstance(status, int) else 502), headers, out or b""
-
-    @staticmethod
-    def _lost(unknown: bool, who: str, leader_id: str | None, *, timed_out: bool) -> tuple[int, dict[str, str], bytes]:
-        if not unknown:
-            doc = {"error": f"the leader {who} did not answer", "outcome": "not_applied", "leader_id": leader_id}
-            return 503, {"retry-after": RETRY_AFTER_S}, json_text(doc).encode()
-        what = "timed out" if timed_out else "lost its connection"
-        doc = {
-            "error": f"the forwarded request to the leader {who} {what}: it may or may not have been applied",
-            "outcome": "unknown",
-            "leader_id": leader_id,
-        }
-        return (504 if timed_out else 503), {}, json_text(doc).encode()

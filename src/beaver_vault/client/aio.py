@@ -40,7 +40,7 @@ from beaver_vault.client._core import (
     WatchEvent,
     WatchSession,
 )
-from beaver_vault.client._pipelined import AsyncPipes, check_transport
+from beaver_vault.client._pipe_pool import AsyncPipes, check_transport
 from beaver_vault.client.errors import BadRequest
 from beaver_vault.client.tls import PathLike, verify_for
 
@@ -85,7 +85,7 @@ class AsyncClient:
         )
         # transport: "auto" (the pipelined protocol where a node advertises it, else HTTP),
         # "pipelined" (only it) or "http" (only HTTP). Single-key operations, listings and
-        # transactions use it; watches and cluster management use HTTP (client/_pipelined.py).
+        # transactions use it; watches and cluster management use HTTP (client/_pipe_pool.py).
         # Default: auto, unless an own ``http`` client is given (then that client is used: http).
         transport = transport if transport is not None else ("auto" if http is None else "http")
         self._pipes = None if check_transport(transport) == "http" else AsyncPipes(transport, self._http, verify, self.policy)

@@ -8,110 +8,71 @@ Theory of operation: ``beaver_vault.cli`` (the composition root) calls
 default, as JSON with ``--json`` (one document, or one line per event for ``watch``). Every
 ``ClusterError`` becomes a one-line message on stderr and an exit code (see ``EXIT_CODES``), so
 scripts can tell "no" (1) from "you asked wrong" (2) from "the cluster could not say" (3).
-``watch`` runs the async client under anyio so that ``--duration`` can bound it.
+``watch`` runs the async client under anyio so that ``--duration`` can bound it. The options,
+exit codes and plumbing shared with ``beaver-vault auth`` are in ``client/cli_common.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TextIO
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import anyio
 
-from beaver_vault.client import (
-    AsyncClient,
-    BadRequest,
-    Client,
-    ClusterError,
-    NotFound,
-    PreconditionFailed,
-    RetryPolicy,
-    WatchEvent,
+from beaver_vault.client import AsyncClient, ClusterError, WatchEvent
+from beaver_vault.client.cli_common import (
+    CACERT_ENV,
+    DEFAULT_ENDPOINT,
+    ENDPOINTS_ENV,
+    EXIT_CODES,
+    EXIT_NO,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    PASSWORD_ENV,
+    TOKEN_ENV,
+    USER_ENV,
+    Handler,
+    UsageError,
+    common_parser,
+    connection_of,
+    credentials_of,
+    dumps,
+    endpoints_of,
+    exit_code_for,
+    guarded,
+    make_client,
+    out,
+    read_json,
+    retry_policy,
+    tls_of,
 )
 
-EXIT_OK = 0
-EXIT_NO = 1  # not found, precondition failed, a transaction whose compare failed, a refusal (409)
-EXIT_USAGE = 2  # bad command line or input, or a request the server rejected as invalid (400)
-EXIT_UNAVAILABLE = 3  # no node could answer, the outcome of a write is unknown, a server error
-
-ENDPOINTS_ENV = "BEAVER_VAULT_ENDPOINTS"
-CACERT_ENV = "BEAVER_VAULT_CACERT"
-USER_ENV = "BEAVER_VAULT_USER"
-PASSWORD_ENV = "BEAVER_VAULT_PASSWORD"
-TOKEN_ENV = "BEAVER_VAULT_TOKEN"
-DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
-
-EXIT_CODES = """\
-endpoints:
-  --endpoints URL,URL,... or the environment variable BEAVER_VAULT_ENDPOINTS
-  (default http://127.0.0.1:8000); any node will do, the others are tried if it is down.
-
-credentials (a cluster with authentication on):
-  --user NAME with --password (or BEAVER_VAULT_USER, BEAVER_VAULT_PASSWORD), or
-  --token TOKEN (or BEAVER_VAULT_TOKEN). Without: no credentials (development mode).
-
-exit codes:
-  0  ok
-  1  not found, precondition failed (If-Match / --if-absent), a txn whose compare failed,
-     a request the cluster refused (409), or credentials refused (401, 403)
-  2  usage error: bad arguments or input, or a request the server rejected as invalid
-  3  unavailable (no node answered, no leader), the outcome of a write is unknown, or a
-     server error
-"""
-
-
-class UsageError(Exception):
-    """A bad argument found after parsing (invalid JSON, conflicting options): exit 2."""
-
-
-Handler = Callable[[argparse.Namespace, Mapping[str, str]], int]
-
-
-# --- parser -------------------------------------------------------------------------------------
-
-
-def common_parser() -> argparse.ArgumentParser:
-    """The options every client subcommand takes (endpoints, output, TLS, credentials, retries)."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--endpoints",
-        metavar="URL,URL,...",
-        default=None,
-        help=f"node HTTP URLs (default: ${ENDPOINTS_ENV} or {DEFAULT_ENDPOINT})",
-    )
-    common.add_argument("--json", action="store_true", help="print JSON for scripts")
-    common.add_argument(
-        "--cacert", metavar="FILE", default=None, help=f"CA certificate for https endpoints (default: ${CACERT_ENV})"
-    )
-    common.add_argument(
-        "--cert", dest="cert_file", metavar="FILE", default=None, help="client certificate (PEM), with --key"
-    )
-    common.add_argument("--key", dest="cert_key_file", metavar="FILE", default=None, help="its private key (PEM)")
-    common.add_argument(
-        "--timeout", type=float, default=15.0, metavar="S", help="seconds per HTTP attempt (default: 15)"
-    )
-    common.add_argument(
-        "--attempts", type=int, default=8, metavar="N", help="HTTP attempts over all endpoints (default: 8)"
-    )
-    common.add_argument("--user", default=None, help=f"user name, with a password (default: ${USER_ENV})")
-    common.add_argument(
-        "--password",
-        default=None,
-        help=f"the user's password (default: ${PASSWORD_ENV}; else asked for on a terminal)",
-    )
-    common.add_argument("--token", default=None, help=f"bearer token instead of a user (default: ${TOKEN_ENV})")
-    common.add_argument(
-        "--transport",
-        choices=("auto", "http", "pipelined"),
-        default=None,
-        help="auto: the pipelined protocol where a node offers it, else HTTP; or only one of them "
-        "(default: $BEAVER_VAULT_TRANSPORT or auto)",
-    )
-    return common
+# The names this module had before the shared part moved to cli_common.py stay importable here.
+__all__ = [
+    "CACERT_ENV",
+    "DEFAULT_ENDPOINT",
+    "ENDPOINTS_ENV",
+    "EXIT_CODES",
+    "EXIT_NO",
+    "EXIT_OK",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "PASSWORD_ENV",
+    "TOKEN_ENV",
+    "USER_ENV",
+    "Handler",
+    "UsageError",
+    "add_client_commands",
+    "common_parser",
+    "connection_of",
+    "credentials_of",
+    "endpoints_of",
+    "exit_code_for",
+    "tls_of",
+]
 
 
 def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -128,7 +89,7 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
             formatter_class=argparse.RawDescriptionHelpFormatter,
             allow_abbrev=False,
         )
-        parser.set_defaults(handler=_guarded(handler))
+        parser.set_defaults(handler=guarded(handler))
         return parser
 
     p = add(
@@ -211,122 +172,6 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--dry-run", action="store_true", help="only say what the change would do")
 
 
-# --- plumbing -----------------------------------------------------------------------------------
-
-
-def _guarded(handler: Handler) -> Handler:
-    def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-        try:
-            return handler(args, env)
-        except UsageError as exc:
-            print(f"beaver-vault {args.command}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except ClusterError as exc:
-            print(f"beaver-vault {args.command}: {_describe(exc)}", file=sys.stderr)
-            return exit_code_for(exc)
-        except KeyboardInterrupt:
-            return EXIT_OK if args.command == "watch" else 130
-
-    return run
-
-
-def exit_code_for(exc: ClusterError) -> int:
-    if isinstance(exc, NotFound | PreconditionFailed):
-        return EXIT_NO
-    if isinstance(exc, BadRequest):
-        return EXIT_USAGE
-    if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429):
-        return EXIT_NO  # 409 refused, 410 watch history gone, ...
-    return EXIT_UNAVAILABLE
-
-
-def _describe(exc: ClusterError) -> str:
-    text = exc.message
-    if isinstance(exc, PreconditionFailed) and exc.current_revision is not None:
-        text += f" (current revision: {exc.current_revision})"
-    if exc.outcome == "unknown":
-        text += " [outcome unknown: the write may or may not have been applied]"
-    return text
-
-
-def endpoints_of(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    return args.endpoints or env.get(ENDPOINTS_ENV) or DEFAULT_ENDPOINT
-
-
-def _policy(args: argparse.Namespace) -> RetryPolicy:
-    try:
-        return RetryPolicy(max_attempts=args.attempts, timeout_s=args.timeout)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def tls_of(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
-    """The client's ``cacert`` and ``cert`` keyword arguments from --cacert/--cert/--key."""
-    cacert = getattr(args, "cacert", None) or env.get(CACERT_ENV) or None
-    cert, key = getattr(args, "cert_file", None), getattr(args, "cert_key_file", None)
-    if (cert is None) != (key is None):
-        raise UsageError("--cert and --key go together")
-    for path in [p for p in (cacert, cert, key) if p is not None]:
-        if not os.path.isfile(path):
-            raise UsageError(f"no such file: {path}")
-    transport = getattr(args, "transport", None) or env.get("BEAVER_VAULT_TRANSPORT") or "auto"
-    if transport not in ("auto", "http", "pipelined"):
-        raise UsageError(f"BEAVER_VAULT_TRANSPORT must be auto, http or pipelined; got {transport!r}")
-    return {
-        "cacert": cacert,
-        "cert": (cert, key) if cert is not None and key is not None else None,
-        "transport": transport,
-    }
-
-
-def credentials_of(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
-    """The client's ``user``/``password``/``token`` from the flags, else the environment; a user
-    without a password is asked for one on a terminal."""
-    token = getattr(args, "token", None) or env.get(TOKEN_ENV) or None
-    user = getattr(args, "user", None) or env.get(USER_ENV) or None
-    password = getattr(args, "password", None) or env.get(PASSWORD_ENV) or None
-    if token is not None and getattr(args, "user", None) is None:
-        user = None  # an explicit --token wins over a user from the environment
-    if user is not None and password is None:
-        if not sys.stdin.isatty():
-            raise UsageError(f"--user needs --password (or ${PASSWORD_ENV})")
-        import getpass
-
-        password = getpass.getpass(f"password for {user}: ")
-    if token is not None and user is not None:
-        raise UsageError("give --token or --user, not both")
-    return {"user": user, "password": password if user is not None else None, "token": token}
-
-
-def connection_of(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
-    """Every keyword a client is made with from the command line: TLS and credentials."""
-    return {**tls_of(args, env), **credentials_of(args, env)}
-
-
-def _client(args: argparse.Namespace, env: Mapping[str, str]) -> Client:
-    try:
-        return Client(endpoints_of(args, env), policy=_policy(args), **connection_of(args, env))
-    except (ValueError, OSError) as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _out(text: str, stream: TextIO | None = None) -> None:
-    print(text, file=stream or sys.stdout, flush=True)
-
-
-def _read_json(text: str, what: str) -> Any:
-    if text == "-":
-        text = sys.stdin.read()
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"{what} is not valid JSON ({exc}); use --string to store text") from None
-
-
 # --- commands -----------------------------------------------------------------------------------
 
 
@@ -336,23 +181,23 @@ def _cmd_put(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.string:
         value: Any = sys.stdin.read() if args.value == "-" else args.value
     else:
-        value = _read_json(args.value, "VALUE")
-    with _client(args, env) as client:
+        value = read_json(args.value, "VALUE")
+    with make_client(args, env) as client:
         result = client.put(args.key, value, if_revision=args.if_revision, if_absent=args.if_absent, ttl=args.ttl)
     if args.json:
-        _out(_dumps({"key": result.key, "revision": result.revision, "created": result.created}))
+        out(dumps({"key": result.key, "revision": result.revision, "created": result.created}))
     else:
-        _out(f"OK (revision {result.revision}{', created' if result.created else ''})")
+        out(f"OK (revision {result.revision}{', created' if result.created else ''})")
     return EXIT_OK
 
 
 def _cmd_get(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    with _client(args, env) as client:
+    with make_client(args, env) as client:
         if args.meta:
             meta = client.get_meta(args.key)
-            _out(_dumps(_kv_json(meta.key, meta.value, meta.create_revision, meta.mod_revision, meta.version)))
+            out(dumps(_kv_json(meta.key, meta.value, meta.create_revision, meta.mod_revision, meta.version)))
         else:
-            _out(_dumps(client.get(args.key)))
+            out(dumps(client.get(args.key)))
     return EXIT_OK
 
 
@@ -372,30 +217,30 @@ def _cmd_del(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             raise UsageError("give either KEY (with --if-revision) or --prefix, not both")
         if args.prefix == "" and not args.all:
             raise UsageError("an empty --prefix deletes every key: add --all if that is what you mean")
-        with _client(args, env) as client:
+        with make_client(args, env) as client:
             result = client.delete_prefix(args.prefix)
         if args.json:
-            _out(_dumps({"prefix": result.prefix, "deleted": result.deleted, "revision": result.revision}))
+            out(dumps({"prefix": result.prefix, "deleted": result.deleted, "revision": result.revision}))
         else:
-            _out(f"deleted {result.deleted} key(s) (revision {result.revision})")
+            out(f"deleted {result.deleted} key(s) (revision {result.revision})")
         return EXIT_OK
     if args.key is None:
         raise UsageError("give KEY or --prefix PREFIX")
-    with _client(args, env) as client:
+    with make_client(args, env) as client:
         deleted = client.delete(args.key, if_revision=args.if_revision)
     if args.json:
-        _out(_dumps({"key": deleted.key, "deleted": deleted.deleted, "revision": deleted.revision}))
+        out(dumps({"key": deleted.key, "deleted": deleted.deleted, "revision": deleted.revision}))
     elif deleted.deleted:
-        _out(f"deleted (revision {deleted.revision})")
+        out(f"deleted (revision {deleted.revision})")
     else:
-        _out(f"beaver-vault del: key {args.key!r} not found", sys.stderr)
+        out(f"beaver-vault del: key {args.key!r} not found", sys.stderr)
     return EXIT_OK if deleted.deleted else EXIT_NO
 
 
 def _cmd_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.after is not None and args.limit is None:
         raise UsageError("--after needs --limit (one page)")
-    with _client(args, env) as client:
+    with make_client(args, env) as client:
         try:
             if args.limit is not None:
                 pages = [client.list(args.prefix, limit=args.limit, after=args.after, keys_only=args.keys_only)]
@@ -414,17 +259,17 @@ def _cmd_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             ]
         if args.limit is not None:
             doc["more"], doc["next_after"] = last.more, last.next_after
-        _out(_dumps(doc))
+        out(dumps(doc))
         return EXIT_OK
     for page in pages:
         if args.keys_only:
             for key in page.keys:
-                _out(key)
+                out(key)
         else:
             for item in page.items:
-                _out(f"{item.key}\t{_dumps(item.value)}")
+                out(f"{item.key}\t{dumps(item.value)}")
     if args.limit is not None and last.more:
-        _out(f"# more: --after {last.next_after}", sys.stderr)
+        out(f"# more: --after {last.next_after}", sys.stderr)
     return EXIT_OK
 
 
@@ -432,16 +277,16 @@ def _cmd_watch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.count is not None and args.count < 1:
         raise UsageError("--count must be at least 1")
     endpoints = endpoints_of(args, env)
-    policy = _policy(args)
+    policy = retry_policy(args)
 
     def show(event: WatchEvent) -> None:
         if args.json:
             doc = {"type": event.type, "key": event.key, "value": event.value, "revision": event.revision}
-            _out(_dumps(doc))
+            out(dumps(doc))
         elif event.type == "delete":
-            _out(f"{event.revision} delete {event.key}")
+            out(f"{event.revision} delete {event.key}")
         else:
-            _out(f"{event.revision} {event.type} {event.key} {_dumps(event.value)}")
+            out(f"{event.revision} {event.type} {event.key} {dumps(event.value)}")
 
     async def run() -> None:
         try:
@@ -463,33 +308,33 @@ def _cmd_watch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _cmd_txn(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    doc = _read_json(args.document, "the transaction")
+    doc = read_json(args.document, "the transaction")
     if not isinstance(doc, dict) or not isinstance(doc.get("compare", []), list):
         raise UsageError('the transaction must be an object {"compare": [...], "success": [...], "failure": [...]}')
     unknown = sorted(set(doc) - {"compare", "success", "failure"})
     if unknown:
         raise UsageError(f"unknown transaction field(s): {', '.join(unknown)}")
-    with _client(args, env) as client:
+    with make_client(args, env) as client:
         result = client.txn(doc.get("compare", []), doc.get("success", []), doc.get("failure", []))
     if args.json:
-        _out(_dumps({"succeeded": result.succeeded, "results": result.results, "revision": result.revision}))
+        out(dumps({"succeeded": result.succeeded, "results": result.results, "revision": result.revision}))
     else:
-        _out(f"{'SUCCEEDED' if result.succeeded else 'FAILED'} (revision {result.revision})")
+        out(f"{'SUCCEEDED' if result.succeeded else 'FAILED'} (revision {result.revision})")
         for item in result.results:
-            _out(_dumps(item))
+            out(dumps(item))
     return EXIT_OK if result.succeeded else EXIT_NO
 
 
 def _cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     rows: list[dict[str, Any]] = []
-    with _client(args, env) as client:
+    with make_client(args, env) as client:
         for endpoint in client.endpoints.urls:
             try:
                 rows.append({"endpoint": endpoint, "status": client.status(endpoint)})
             except ClusterError as exc:
                 rows.append({"endpoint": endpoint, "error": exc.message})
     if args.json:
-        _out(_dumps(rows))
+        out(dumps(rows))
     else:
         table = [["ENDPOINT", "NODE", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED"]]
         for row in rows:
@@ -505,7 +350,7 @@ def _cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _print_members(args: argparse.Namespace, members: Sequence[Mapping[str, Any]]) -> None:
     if args.json:
-        _out(_dumps(list(members)))
+        out(dumps(list(members)))
         return
     columns = ["id", "role", "voter", "raft_address", "http_address", "lag", "reachable"]
     present = [c for c in columns if any(c in m for m in members)]
@@ -517,11 +362,11 @@ def _print_members(args: argparse.Namespace, members: Sequence[Mapping[str, Any]
 def _print_table(rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
-        _out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _cmd_members(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    with _client(args, env) as client:
+    with make_client(args, env) as client:
         _print_members(args, client.members())
     return EXIT_OK
 
@@ -530,7 +375,7 @@ def _print_what_if(args: argparse.Namespace, plan: Mapping[str, Any]) -> int:
     """The dry-run analysis: JSON with --json, else one line per fact. Exit 0 if the change
     would be accepted, EXIT_NO (1) if it would be refused."""
     if args.json:
-        _out(_dumps(plan))
+        out(dumps(plan))
     else:
         change = plan.get("change") or {}
         rows = [
@@ -545,10 +390,10 @@ def _print_what_if(args: argparse.Namespace, plan: Mapping[str, Any]) -> int:
             ("data to send", f"{plan.get('bytes_to_send', 0)} bytes"),
         ]
         if plan.get("in_flight"):
-            rows.append(("in flight", _dumps(plan["in_flight"])))
+            rows.append(("in flight", dumps(plan["in_flight"])))
         width = max(len(k) for k, _ in rows)
         for k, v in rows:
-            _out(f"{k.ljust(width)}  {v}")
+            out(f"{k.ljust(width)}  {v}")
     return EXIT_OK if plan.get("allowed") else EXIT_NO
 
 
@@ -557,7 +402,7 @@ def _yes(value: Any) -> str:
 
 
 def _cmd_join(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    with _client(args, env) as client:
+    with make_client(args, env) as client:
         if args.dry_run:
             return _print_what_if(args, client.what_if("join", args.node_id, args.raft_address))
         _print_members(args, client.join(args.node_id, args.raft_address, force=args.force))
@@ -565,7 +410,7 @@ def _cmd_join(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _cmd_remove(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    with _client(args, env) as client:
+    with make_client(args, env) as client:
         if args.dry_run:
             return _print_what_if(args, client.what_if("remove", args.node_id))
         _print_members(args, client.remove(args.node_id, force=args.force))
@@ -573,9 +418,9 @@ def _cmd_remove(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _cmd_transfer(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    with _client(args, env) as client:
+    with make_client(args, env) as client:
         if args.dry_run:
             return _print_what_if(args, client.what_if("transfer", args.node_id))
         answer = client.transfer_leadership(args.node_id, force=args.force)
-    _out(_dumps(answer) if args.json else f"leader: {answer.get('leader')}")
+    out(dumps(answer) if args.json else f"leader: {answer.get('leader')}")
     return EXIT_OK

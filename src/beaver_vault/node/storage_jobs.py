@@ -4,7 +4,7 @@ The driver never waits for the disk. Each write it needs (a Ready's log entries 
 applying committed entries, compaction, staging and installing a snapshot, adoption's wipe) is a
 ``StorageJob``: ``run(storage)`` does the I/O on the worker (production: a thread with its own
 SQLite connection, ``node/runtime.py``; the simulator: an event after a seeded latency,
-``sim/world.py``), and the worker then hands the finished job back to the driver on its own
+``sim/machine.py``), and the worker then hands the finished job back to the driver on its own
 thread of control (``NodeDriver.storage_done``), which calls ``done(result)``.
 
 The worker's contract (both worlds keep it; the driver's ordering rules rest on it):

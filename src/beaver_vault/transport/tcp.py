@@ -23,12 +23,10 @@ backoff short, so a restarted member is reconnected at once. After a failed atte
 bandwidth they would take once the peer is back. A write that makes no progress for
 ``write_timeout_s`` (a stopped peer) drops the connection too.
 
-Inbound frames are checked in this order, each failure dropped and counted: framing (a
-``CodecError`` also closes that connection; the node keeps serving), then the gate of
-``transport.inbound.admit``: an absurd message or one whose ``src`` is not the connection's
-sender closes the connection; handshake messages (``raft.messages.is_handshake``) pass; Raft
-messages must carry our cluster id (none passes while we have none), come from a known peer
-and be addressed to us. ``deliver`` is called synchronously from the inbound task; an
+Inbound connections (``transport/tcp_inbound.py``) are receive-only: frames are
+decoded, checked by the gate of ``transport.inbound.admit`` (framing errors, absurd messages
+and impostors close the connection; another cluster, an unknown sender or another destination
+is dropped and counted) and handed to ``deliver`` synchronously from the inbound task; an
 exception in it is a broken invariant of the owner and propagates.
 
 Mutual TLS (``tls``: see ``transport.tls``): both directions are ``trio.SSLStream`` objects; the
@@ -38,15 +36,12 @@ peer it meant to reach. Without TLS (development mode, loopback only unless ``--
 the first message of a connection binds its sender instead, which stops nothing but
 confusion: anyone who can reach the port can claim any id.
 
-Inbound connections are bounded so that no one can starve or bloat the node: at most
-``max_inbound`` in all and ``max_inbound_per_host`` from one address (beyond: closed at once,
-counted); one that sends nothing for ``idle_timeout_s`` is closed (peers send heartbeats or
-reconnect); the TLS handshake has ``handshake_timeout_s``; and the bytes held in incomplete
-frames, summed over every inbound connection, stay under ``partial_budget_bytes``: the
-connection whose data would exceed it is closed.
+Inbound connections are bounded (``max_inbound``, ``max_inbound_per_host``, ``idle_timeout_s``,
+``handshake_timeout_s``, ``partial_budget_bytes``): see ``transport/tcp_inbound.py``.
 
 ``set_peers`` adds and removes peers at any time; a removed peer's task is cancelled and its
-queue discarded. ``statistics()`` returns a frozen snapshot of the counters.
+queue discarded. ``statistics()`` returns a frozen snapshot of the counters
+(``transport/tcp_stats.py``).
 """
 
 from __future__ import annotations
@@ -54,23 +49,22 @@ from __future__ import annotations
 import random
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import trio
 
 from beaver_vault.raft.messages import Message, NodeId
-from beaver_vault.transport import inbound
 from beaver_vault.transport.codec import (
     MAX_ENTRIES_DEFAULT,
     MAX_FRAME_BYTES_DEFAULT,
-    CodecError,
     EncodeError,
-    FrameDecoder,
     encode_frame,
 )
+from beaver_vault.transport.tcp_inbound import Inbound
+from beaver_vault.transport.tcp_stats import Counters, TransportStatistics
 from beaver_vault.transport.tls import PeerTls, node_id_of
 
-RECEIVE_CHUNK_BYTES = 64 * 1024
+__all__ = ["TcpTransport", "TransportStatistics", "parse_address"]
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -81,63 +75,6 @@ def parse_address(address: str) -> tuple[str, int]:
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"not a host:port address: {address!r}")
     return host, int(port_text)
-
-
-@dataclass(frozen=True, slots=True)
-class TransportStatistics:
-    sent: int  # frames handed to the kernel
-    received: int  # messages passed to deliver()
-    dropped_queue_full: int
-    dropped_no_address: int
-    dropped_unencodable: int
-    dropped_unreachable: int  # queued frames discarded after a failed connection attempt
-    dropped_wrong_cluster: int
-    dropped_unknown_sender: int
-    dropped_wrong_destination: int
-    bad_frames: int  # inbound connections closed for bad framing
-    connects: int
-    connect_failures: int
-    write_timeouts: int
-    inbound_rejected: int  # connections refused beyond max_inbound
-    inbound_rejected_per_host: int  # connections refused beyond max_inbound_per_host
-    dropped_invalid: int  # absurd messages (inbound.problem): connection closed
-    dropped_impostor: int  # a src other than the connection's sender: connection closed
-    idle_closed: int  # inbound connections silent for idle_timeout_s
-    partial_budget_closed: int  # inbound connections closed to keep partial frames in budget
-    tls_handshake_failures: int  # inbound or outbound TLS handshakes that failed or timed out
-    tls_no_identity: int  # inbound certificates naming no node id
-    tls_wrong_peer: int  # outbound: the listener's certificate names another node
-    partial_frame_bytes: int  # bytes held now in incomplete inbound frames
-    inbound_connections: int
-    peers: int
-    peer_tasks: int  # running writer tasks
-    queued_frames: int
-
-
-@dataclass(slots=True)
-class _Counters:
-    sent: int = 0
-    received: int = 0
-    dropped_queue_full: int = 0
-    dropped_no_address: int = 0
-    dropped_unencodable: int = 0
-    dropped_unreachable: int = 0
-    dropped_wrong_cluster: int = 0
-    dropped_unknown_sender: int = 0
-    dropped_wrong_destination: int = 0
-    bad_frames: int = 0
-    connects: int = 0
-    connect_failures: int = 0
-    write_timeouts: int = 0
-    inbound_rejected: int = 0
-    inbound_rejected_per_host: int = 0
-    dropped_invalid: int = 0
-    dropped_impostor: int = 0
-    idle_closed: int = 0
-    partial_budget_closed: int = 0
-    tls_handshake_failures: int = 0
-    tls_no_identity: int = 0
-    tls_wrong_peer: int = 0
 
 
 class _Peer:
@@ -195,7 +132,6 @@ class TcpTransport:
         self.node_id = node_id
         self._bind_host = bind_host
         self._bind_port = bind_port
-        self._deliver = deliver
         self._rng = rng
         self._cluster_id = cluster_id
         self._queue_max = queue_max
@@ -207,20 +143,28 @@ class TcpTransport:
         self._backoff_max_s = backoff_max_s
         self._connect_timeout_s = connect_timeout_s
         self._write_timeout_s = write_timeout_s
-        self._max_inbound = max_inbound
-        self._max_inbound_per_host = max_inbound_per_host
-        self._idle_timeout_s = idle_timeout_s
-        self._handshake_timeout_s = handshake_timeout_s
-        self._partial_budget_bytes = partial_budget_bytes
         self._tls = tls
-        self._per_host: dict[str, int] = {}
-        self._partial_bytes = 0
         self._peers: dict[NodeId, _Peer] = {}
         self._nursery: trio.Nursery | None = None
-        self._counters = _Counters()
-        self._inbound = 0
+        self._counters = Counters()
         self._peer_tasks = 0
         self.listen_port: int | None = None
+        self._in = Inbound(
+            node_id,
+            counters=self._counters,
+            deliver=deliver,
+            cluster_id=lambda: self._cluster_id,
+            known_senders=self._peers,
+            on_connect=self._wake_peers,
+            tls=tls,
+            max_frame_bytes=max_frame_bytes,
+            max_entries=max_entries,
+            max_inbound=max_inbound,
+            max_inbound_per_host=max_inbound_per_host,
+            idle_timeout_s=idle_timeout_s,
+            handshake_timeout_s=handshake_timeout_s,
+            partial_budget_bytes=partial_budget_bytes,
+        )
 
     # ------------------------------------------------------------------ Transport protocol
 
@@ -271,8 +215,8 @@ class TcpTransport:
     def statistics(self) -> TransportStatistics:
         return TransportStatistics(
             **asdict(self._counters),
-            partial_frame_bytes=self._partial_bytes,
-            inbound_connections=self._inbound,
+            partial_frame_bytes=self._in.partial_bytes,
+            inbound_connections=self._in.connections,
             peers=len(self._peers),
             peer_tasks=self._peer_tasks,
             queued_frames=sum(p.send_ch.statistics().current_buffer_used for p in self._peers.values()),
@@ -301,7 +245,7 @@ class TcpTransport:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                await nursery.start(trio.serve_listeners, self._handle_inbound, listeners)
+                await nursery.start(trio.serve_listeners, self._in.handle, listeners)
                 for node_id in sorted(self._peers):
                     nursery.start_soon(self._peer_task, self._peers[node_id])
                 task_status.started(port)
@@ -315,6 +259,11 @@ class TcpTransport:
             peer.scope.cancel()
         peer.send_ch.close()
         peer.recv_ch.close()
+
+    def _wake_peers(self) -> None:
+        """An inbound connection arrived: cut every pending reconnect backoff short."""
+        for peer in self._peers.values():
+            peer.wake.set()
 
     def _backoff(self, delay_s: float) -> float:
         return self._rng.uniform(delay_s / 2, delay_s)
@@ -346,7 +295,7 @@ class TcpTransport:
 
     async def _backoff_sleep(self, peer: _Peer, delay_s: float) -> None:
         """Sleep before the next connection attempt, unless an inbound connection arrived since
-        the last attempt began (``_handle_inbound``)."""
+        the last attempt began (``_wake_peers``)."""
         with trio.move_on_after(self._backoff(delay_s)):
             await peer.wake.wait()
 
@@ -430,115 +379,3 @@ class TcpTransport:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         scope.cancel()
-
-    async def _handle_inbound(self, stream: trio.SocketStream) -> None:
-        # serve_listeners closes the stream when this returns.
-        host = _remote_host(stream)
-        if self._inbound >= self._max_inbound:
-            self._counters.inbound_rejected += 1
-            return
-        if self._per_host.get(host, 0) >= self._max_inbound_per_host:
-            self._counters.inbound_rejected_per_host += 1
-            return
-        self._inbound += 1
-        # A peer that connects to us is probably back from a restart: retry our connections
-        # that are waiting in a backoff now, not up to backoff_max_s later (a leader that
-        # cannot reach a restarted follower does not count it towards CheckQuorum).
-        for peer in self._peers.values():
-            peer.wake.set()
-        self._per_host[host] = self._per_host.get(host, 0) + 1
-        try:
-            if self._tls is None:
-                await self._read_frames(stream, None)
-                return
-            tls_stream = trio.SSLStream(stream, self._tls.server, server_side=True)
-            try:
-                with trio.fail_after(self._handshake_timeout_s):
-                    await tls_stream.do_handshake()
-            except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError):
-                self._counters.tls_handshake_failures += 1
-                return
-            identity = node_id_of(tls_stream.getpeercert())
-            if identity is None:
-                self._counters.tls_no_identity += 1
-                return
-            try:
-                await self._read_frames(tls_stream, identity)
-            finally:
-                await trio.aclose_forcefully(tls_stream)
-        finally:
-            self._inbound -= 1
-            left = self._per_host[host] - 1
-            if left:
-                self._per_host[host] = left
-            else:
-                del self._per_host[host]
-
-    async def _read_frames(self, stream: trio.abc.Stream, identity: NodeId | None) -> None:
-        """Decode and admit frames until EOF, an error, silence or a verdict that closes."""
-        decoder = FrameDecoder(max_frame_bytes=self._max_frame_bytes, max_entries=self._max_entries)
-        held = 0  # this connection's share of self._partial_bytes
-        try:
-            while True:
-                data: bytes | bytearray = b""
-                with trio.move_on_after(self._idle_timeout_s) as idle:
-                    try:
-                        data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        return
-                if idle.cancelled_caught:
-                    self._counters.idle_closed += 1
-                    return
-                if not data:
-                    return
-                try:
-                    decoded = decoder.feed(data)
-                except CodecError:
-                    self._counters.bad_frames += 1
-                    return
-                self._partial_bytes += decoder.buffered_bytes - held
-                held = decoder.buffered_bytes
-                if self._partial_bytes > self._partial_budget_bytes:
-                    self._counters.partial_budget_closed += 1
-                    return
-                for cluster_id, msg in decoded:
-                    verdict = self._accept(cluster_id, msg, identity)
-                    if verdict in inbound.CLOSE:
-                        return
-                    if identity is None and verdict == inbound.OK:
-                        identity = msg.src  # development mode: the first message binds the sender
-        finally:
-            self._partial_bytes -= held
-
-    def _accept(self, cluster_id: str | None, msg: Message, identity: NodeId | None) -> str:
-        counters = self._counters
-        verdict = inbound.admit(
-            msg,
-            frame_cluster_id=cluster_id,
-            identity=identity,
-            own_id=self.node_id,
-            own_cluster_id=self._cluster_id,
-            known_senders=self._peers,
-        )
-        if verdict == inbound.OK:
-            counters.received += 1
-            self._deliver(msg)
-        elif verdict == inbound.INVALID:
-            counters.dropped_invalid += 1
-        elif verdict == inbound.IMPOSTOR:
-            counters.dropped_impostor += 1
-        elif verdict == inbound.WRONG_CLUSTER:
-            counters.dropped_wrong_cluster += 1
-        elif verdict == inbound.UNKNOWN_SENDER:
-            counters.dropped_unknown_sender += 1
-        else:
-            counters.dropped_wrong_destination += 1
-        return verdict
-
-
-def _remote_host(stream: trio.SocketStream) -> str:
-    try:
-        address = stream.socket.getpeername()
-    except OSError:
-        return "?"
-    return str(address[0]) if isinstance(address, tuple) else str(address)
