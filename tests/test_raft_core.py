@@ -70,6 +70,42 @@ def test_committed_entries_replicate_and_apply_in_order_everywhere() -> None:
     logs_match(c)
 
 
+def test_followers_learn_a_new_commit_index_without_a_tick() -> None:
+    """The leader tells followers a commit index as soon as it advances (one notice per
+    follower, in the Ready that follows), not with the next heartbeat: here no tick runs
+    between the proposal and the check, so only the notice can have carried it."""
+    c = Cluster(IDS3, seed=5)
+    ld = c.wait_leader()
+    c.run(5)
+    index, _ = c.propose(ld, b"v")
+    c.deliver_all()
+    for i in IDS3:
+        assert c.nodes[i].commit == index, i
+        assert c.disks[i].applied[-1].index == index, i
+    # Once every follower knows, nothing more is sent until the next write or heartbeat.
+    assert not c.net
+    assert not c.nodes[ld].has_ready()
+
+
+def test_a_slow_follower_is_told_the_commit_index_once_it_catches_up() -> None:
+    c = Cluster(IDS3, seed=5)
+    ld = c.wait_leader()
+    c.run(5)
+    slow = next(i for i in IDS3 if i != ld)
+    index, _ = c.propose(ld, b"v")
+    c.process(ld)
+    held = [m for m in c.net if m.dst == slow]
+    c.net = [m for m in c.net if m.dst != slow]
+    c.deliver_all()  # the other follower and the leader commit without the slow one
+    assert c.nodes[ld].commit == index and c.nodes[slow].commit < index
+    assert held and all(isinstance(m, AppendRequest) and m.commit < index for m in held)
+    c.net.extend(held)  # its append arrives late, with the commit index of before
+    c.deliver_one(len(c.net) - 1)
+    # Its acknowledgement makes the leader send it a notice with the new commit index.
+    c.deliver_all(pick=lambda net: 0)
+    assert c.nodes[slow].commit == index
+
+
 def test_only_a_majority_commits() -> None:
     c = Cluster(IDS3, seed=6)
     ld = c.wait_leader()

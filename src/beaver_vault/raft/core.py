@@ -120,6 +120,7 @@ class RaftCore:
         self.msgs: list[RaftMessage] = []
         self.broadcast_pending = False
         self.heartbeat_pending = False
+        self.commit_notice_pending = False  # leader: a follower may not know the commit index yet
         self.prev_hard_state = HardState(self.term, self.vote, self.commit)
         self.lead_transferee: NodeId | None = None
         if snapshot is not None:
@@ -443,6 +444,8 @@ class RaftCore:
         if m.success:
             if replication.on_accepted(pr, m.match_index, self.log.last_index):
                 self._maybe_commit()
+                if min(self.commit, pr.match) > pr.commit_sent:
+                    self.commit_notice_pending = True  # a slower follower caught up to the commit
                 if m.src == self.lead_transferee and pr.match == self.log.last_index:
                     self.send(TimeoutNow(self.term, self.id, m.src))
             replication.fill(self, m.src, pr)
@@ -458,7 +461,8 @@ class RaftCore:
             if first_commit_of_term:
                 for ctx, origin in self.reads.take_waiting():
                     self._register_read(ctx, origin)
-            # Followers learn the new commit index with the next append or heartbeat.
+            # Followers learn the new commit index at once: the next Ready tells them.
+            self.commit_notice_pending = True
             if self.id not in self._voters() and self.commit >= self.membership_index:
                 # Our own removal is committed: hand over to the most up-to-date voter at once
                 # (TimeoutNow, so nobody waits an election timeout), then stop leading.
@@ -616,6 +620,7 @@ class RaftCore:
             or self.msgs
             or self.broadcast_pending
             or self.heartbeat_pending
+            or self.commit_notice_pending
             or self.log.in_progress < self.log.last_index
             or self.applied < min(self.commit, self.log.last_index)
             or self.reads.states
@@ -634,6 +639,10 @@ class RaftCore:
             self.broadcast_pending = False
             if self.role == LEADER:
                 replication.broadcast_append(self)
+        if self.commit_notice_pending:
+            self.commit_notice_pending = False
+            if self.role == LEADER:
+                replication.broadcast_commit(self)
         batch = self.reads.take_unsent()
         if batch is not None:
             if self.role == FOLLOWER and self.leader_id is not None:

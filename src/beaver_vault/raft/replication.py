@@ -76,6 +76,7 @@ def send_append(ld: LeaderView, pid: NodeId, pr: Progress, fetched: Sequence[Ent
     else:
         entries = ()
     ld.send(AppendRequest(ld.term, ld.id, pid, prev, log.term(prev), entries, ld.commit, read_seq=ld.read_seq))
+    pr.commit_sent = max(pr.commit_sent, min(ld.commit, prev + len(entries)))
     if pr.state == REPLICATE:
         if entries:
             pr.next = entries[-1].index + 1
@@ -127,6 +128,27 @@ def broadcast_heartbeat(ld: LeaderView) -> None:
                 ld.term, ld.id, pid, pr.match, log.term(pr.match), (), min(ld.commit, pr.match), read_seq=ld.read_seq
             )
         )
+        pr.commit_sent = max(pr.commit_sent, min(ld.commit, pr.match))
+
+
+def broadcast_commit(ld: LeaderView) -> None:
+    """Tell every replicating follower a commit index it has not been told yet, at once (etcd's
+    ``bcastAppend`` after ``maybeCommit``), instead of with the next heartbeat: followers then
+    apply, serve their reads and fire their watches without waiting up to a heartbeat period.
+    Called once per Ready, after the appends of that Ready went out (an append carries the
+    commit index too, so a follower that was sent one needs no notice). The notice is an empty
+    AppendRequest at the follower's match index, so it always matches; it carries no read round
+    (``read_seq`` 0): reads are confirmed by heartbeats only."""
+    log = ld.log
+    for pid in sorted(ld.progress):
+        if pid == ld.id:
+            continue
+        pr = ld.progress[pid]
+        told = min(ld.commit, pr.match)
+        if pr.state != REPLICATE or told <= pr.commit_sent or pr.match < log.offset:
+            continue
+        ld.send(AppendRequest(ld.term, ld.id, pid, pr.match, log.term(pr.match), (), told, read_seq=0))
+        pr.commit_sent = told
 
 
 def on_accepted(pr: Progress, match_index: int, last_index: int) -> bool:
