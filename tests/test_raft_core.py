@@ -70,24 +70,36 @@ def test_committed_entries_replicate_and_apply_in_order_everywhere() -> None:
     logs_match(c)
 
 
-def test_followers_learn_a_new_commit_index_without_a_tick() -> None:
-    """The leader tells followers a commit index as soon as it advances (one notice per
-    follower, in the Ready that follows), not with the next heartbeat: here no tick runs
-    between the proposal and the check, so only the notice can have carried it."""
+def test_a_write_commits_and_applies_on_the_leader_without_a_tick_and_costs_no_extra_message() -> None:
+    """No tick between the proposal and the leader's apply: the answer never waits for a timer.
+    A follower that serves no read is not sent a notice of its own: it learns the commit index
+    with the next append (here: the next write's) or heartbeat."""
     c = Cluster(IDS3, seed=5)
     ld = c.wait_leader()
     c.run(5)
+    sent: list[object] = []
+    step = c.deliver_one
+
+    def counting(k: int = 0) -> None:
+        sent.append(c.net[k])
+        step(k)
+
+    c.deliver_one = counting  # type: ignore[method-assign]
     index, _ = c.propose(ld, b"v")
     c.deliver_all()
-    for i in IDS3:
-        assert c.nodes[i].commit == index, i
-        assert c.disks[i].applied[-1].index == index, i
-    # Once every follower knows, nothing more is sent until the next write or heartbeat.
-    assert not c.net
-    assert not c.nodes[ld].has_ready()
+    assert c.nodes[ld].commit == index and c.disks[ld].applied[-1].index == index
+    assert len(sent) == 4  # one append to each follower, one answer from each
+    assert not c.net and not c.nodes[ld].has_ready()
+    second, _ = c.propose(ld, b"w")
+    c.deliver_all()
+    assert all(c.nodes[i].commit >= index for i in IDS3)  # the next write's append told them
+    assert c.nodes[ld].commit == second
 
 
-def test_a_slow_follower_is_told_the_commit_index_once_it_catches_up() -> None:
+def test_a_follower_waiting_to_serve_a_read_is_told_the_commit_index_without_a_tick() -> None:
+    """A follower's read index is the leader's commit index; if the entries up to there were
+    still on their way to it when the read's heartbeat left, the leader tells it the commit
+    index as soon as it holds them, not with the next heartbeat (no tick runs here)."""
     c = Cluster(IDS3, seed=5)
     ld = c.wait_leader()
     c.run(5)
@@ -99,10 +111,20 @@ def test_a_slow_follower_is_told_the_commit_index_once_it_catches_up() -> None:
     c.deliver_all()  # the other follower and the leader commit without the slow one
     assert c.nodes[ld].commit == index and c.nodes[slow].commit < index
     assert held and all(isinstance(m, AppendRequest) and m.commit < index for m in held)
-    c.net.extend(held)  # its append arrives late, with the commit index of before
-    c.deliver_one(len(c.net) - 1)
-    # Its acknowledgement makes the leader send it a notice with the new commit index.
-    c.deliver_all(pick=lambda net: 0)
+    c.nodes[slow].read_index(99)
+    c.process(slow)
+    while c.net:  # the read's round, while entries sent to the slow follower stay on their way
+        m = c.net.pop(0)
+        if isinstance(m, AppendRequest) and m.dst == slow and m.entries:
+            held.append(m)
+        else:
+            c.net.insert(0, m)
+            c.deliver_one()
+    # The read is confirmed at `index`, which the slow follower cannot know committed yet.
+    assert [r.index for r in c.read_states[slow]] == [index]
+    assert c.nodes[slow].commit < index
+    c.net.extend(held)  # its appends arrive late
+    c.deliver_all()
     assert c.nodes[slow].commit == index
 
 

@@ -444,8 +444,8 @@ class RaftCore:
         if m.success:
             if replication.on_accepted(pr, m.match_index, self.log.last_index):
                 self._maybe_commit()
-                if min(self.commit, pr.match) > pr.commit_sent:
-                    self.commit_notice_pending = True  # a slower follower caught up to the commit
+                if pr.commit_wanted > pr.commit_sent and min(self.commit, pr.match) > pr.commit_sent:
+                    self.commit_notice_pending = True  # it waits for a read index it now holds
                 if m.src == self.lead_transferee and pr.match == self.log.last_index:
                     self.send(TimeoutNow(self.term, self.id, m.src))
             replication.fill(self, m.src, pr)
@@ -461,7 +461,8 @@ class RaftCore:
             if first_commit_of_term:
                 for ctx, origin in self.reads.take_waiting():
                     self._register_read(ctx, origin)
-            # Followers learn the new commit index at once: the next Ready tells them.
+            # Followers learn the new commit index with the next append or heartbeat, or at once
+            # if they wait for it to serve a read (``replication.broadcast_commit``).
             self.commit_notice_pending = True
             if self.id not in self._voters() and self.commit >= self.membership_index:
                 # Our own removal is committed: hand over to the most up-to-date voter at once
@@ -569,6 +570,10 @@ class RaftCore:
     def _confirm_reads(self) -> None:
         for r in self.reads.confirm(self.id, self._voters(), self.progress):
             self.send(ReadIndexResponse(self.term, self.id, r.origin, r.ctx, r.index, True))
+            pr = self.progress.get(r.origin) if r.origin != self.id else None
+            if pr is not None and r.index > pr.commit_wanted:
+                pr.commit_wanted = r.index
+                self.commit_notice_pending = True  # told once it holds the entries up to there
 
     @property
     def read_states(self) -> list[ReadState]:
