@@ -3,8 +3,10 @@ directory (then each process appends ``<dir>/trace.<pid>`` lines: ``<monotonic n
 
 ``CLOCK_MONOTONIC`` is one clock for every process of a machine, so the files of a local
 3-node cluster merge into one timeline (``bench/trace_write.py`` does that and prints where a
-write's time goes). When off, ``mark`` is one global lookup and a return: the driver, which the
-simulator runs too, may call it anywhere; it never changes what the code does.
+write's time goes). When off, ``mark`` is one global lookup and a return, and it never changes
+what the code does. Only the Trio shell (``runtime.py``: the worker thread, inbound and outbound
+messages through ``TracingTransport``, proposals and answers) marks; the driver stays free of I/O
+(``tests/test_layering.py``).
 """
 
 from __future__ import annotations
