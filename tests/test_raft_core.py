@@ -70,6 +70,64 @@ def test_committed_entries_replicate_and_apply_in_order_everywhere() -> None:
     logs_match(c)
 
 
+def test_a_write_commits_and_applies_on_the_leader_without_a_tick_and_costs_no_extra_message() -> None:
+    """No tick between the proposal and the leader's apply: the answer never waits for a timer.
+    A follower that serves no read is not sent a notice of its own: it learns the commit index
+    with the next append (here: the next write's) or heartbeat."""
+    c = Cluster(IDS3, seed=5)
+    ld = c.wait_leader()
+    c.run(5)
+    sent: list[object] = []
+    step = c.deliver_one
+
+    def counting(k: int = 0) -> None:
+        sent.append(c.net[k])
+        step(k)
+
+    c.deliver_one = counting  # type: ignore[method-assign]
+    index, _ = c.propose(ld, b"v")
+    c.deliver_all()
+    assert c.nodes[ld].commit == index and c.disks[ld].applied[-1].index == index
+    assert len(sent) == 4  # one append to each follower, one answer from each
+    assert not c.net and not c.nodes[ld].has_ready()
+    second, _ = c.propose(ld, b"w")
+    c.deliver_all()
+    assert all(c.nodes[i].commit >= index for i in IDS3)  # the next write's append told them
+    assert c.nodes[ld].commit == second
+
+
+def test_a_follower_waiting_to_serve_a_read_is_told_the_commit_index_without_a_tick() -> None:
+    """A follower's read index is the leader's commit index; if the entries up to there were
+    still on their way to it when the read's heartbeat left, the leader tells it the commit
+    index as soon as it holds them, not with the next heartbeat (no tick runs here)."""
+    c = Cluster(IDS3, seed=5)
+    ld = c.wait_leader()
+    c.run(5)
+    slow = next(i for i in IDS3 if i != ld)
+    index, _ = c.propose(ld, b"v")
+    c.process(ld)
+    held = [m for m in c.net if m.dst == slow]
+    c.net = [m for m in c.net if m.dst != slow]
+    c.deliver_all()  # the other follower and the leader commit without the slow one
+    assert c.nodes[ld].commit == index and c.nodes[slow].commit < index
+    assert held and all(isinstance(m, AppendRequest) and m.commit < index for m in held)
+    c.nodes[slow].read_index(99)
+    c.process(slow)
+    while c.net:  # the read's round, while entries sent to the slow follower stay on their way
+        m = c.net.pop(0)
+        if isinstance(m, AppendRequest) and m.dst == slow and m.entries:
+            held.append(m)
+        else:
+            c.net.insert(0, m)
+            c.deliver_one()
+    # The read is confirmed at `index`, which the slow follower cannot know committed yet.
+    assert [r.index for r in c.read_states[slow]] == [index]
+    assert c.nodes[slow].commit < index
+    c.net.extend(held)  # its appends arrive late
+    c.deliver_all()
+    assert c.nodes[slow].commit == index
+
+
 def test_only_a_majority_commits() -> None:
     c = Cluster(IDS3, seed=6)
     ld = c.wait_leader()

@@ -1,4 +1,4 @@
-"""The driver's ordering rules with an asynchronous storage worker (``node/driver.py``, rules 1-5).
+"""The driver's ordering rules with an asynchronous storage worker (``node/driver.py``, rules 1-6).
 
 Each node here has a storage worker whose completions the test hands out one by one
 (``ManualWorker``): a job submitted is NOT done until the test says so, and a crash drops the
@@ -70,9 +70,11 @@ class ManualWorker:
         self.driver = driver
         self.storage = storage
         self.jobs: deque[StorageJob] = deque()
+        self.submitted: list[StorageJob] = []  # every job ever submitted, in order
 
     def submit(self, job: StorageJob) -> None:
         self.jobs.append(job)
+        self.submitted.append(job)
 
     def names(self) -> list[str]:
         return [j.name for j in self.jobs]
@@ -421,3 +423,50 @@ def test_entries_stepped_before_a_snapshot_install_are_saved_before_it_not_after
     assert d.core.log.offset == index and d.core.log.last_index == index
     acks = [m for m in follower.out.take() if isinstance(m, SnapshotAck)]
     assert acks and acks[-1].ok
+
+
+def test_one_save_per_write_on_every_node_and_the_commit_index_rides_along() -> None:
+    """Rule 6: a hard state whose only change is the commit index costs no save (no fsync) of
+    its own, on the leader (its commit) nor on a follower (a heartbeat or a commit notice); it
+    is written with the next save that writes entries."""
+    nodes = cluster()
+    elect_n1(nodes)
+    settle(nodes)
+    leader = nodes["n1"].driver
+    before = {nid: len([j for j in n.worker.submitted if j.name == "save"]) for nid, n in nodes.items()}
+    waiters = []
+    for k in range(5):
+        waiters.append(leader.propose(commands.put(f"k{k}", k)))
+        leader.process()
+        settle(nodes)
+    assert all(w.done and w.error is None for w in waiters)
+    for nid, n in nodes.items():
+        saves = [j for j in n.worker.submitted if j.name == "save"][before[nid] :]
+        assert len(saves) == 5, nid  # one per write: the entry, never a commit index alone
+        assert all(j.save is not None and j.save[1] for j in saves), nid
+        # Followers learnt each commit index from the next write's append (no heartbeat here).
+        known = waiters[-1].index if nid == "n1" else waiters[-2].index
+        assert n.driver.core.commit == n.driver.applied_index == known, nid
+        # The stored commit index is the one known when the last entry was written.
+        assert n.storage.load().hard_state.commit == waiters[-2].index, nid
+    assert leader.counters["commit_only_unsaved"] >= 5
+
+
+def test_a_node_restarted_with_a_stale_commit_index_resumes_from_its_applied_index() -> None:
+    nodes = cluster()
+    elect_n1(nodes)
+    leader = nodes["n1"].driver
+    w = leader.propose(commands.put("k", 1))
+    leader.process()
+    settle(nodes)
+    leader.core._broadcast_heartbeat()  # followers learn the commit index: not saved on its own
+    leader.process()
+    settle(nodes)
+    n2 = nodes["n2"]
+    stored = n2.storage.load()
+    assert stored.hard_state.commit < w.index <= stored.applied_index
+    n2.driver.start(bootstrap=False)  # a restart from what is stored
+    assert n2.driver.core.commit == n2.driver.applied_index == stored.applied_index
+    n2.driver.process()
+    assert not n2.worker.jobs  # nothing applied twice
+    assert n2.storage.get("k") is not None

@@ -29,6 +29,9 @@ first):
    entry is applied once (the applied index is stored in the same transaction as the rows).
 5. A snapshot is acknowledged (and the core restored from it) only once its install is durable;
    while the install is in flight the core takes no input.
+6. A hard state whose only change is the commit index is not saved on its own (no fsync per
+   commit on the leader's critical path, none per commit notice on a follower): it goes with the
+   next save. The commit index is volatile; after a restart it is at least the applied index.
 """
 
 from __future__ import annotations
@@ -137,6 +140,10 @@ class NodeDriver:
         self.on_restore: Callable[[int], None] | None = None  # state replaced by a snapshot
         self.applied_index = 0
         self._durable_term_vote: tuple[int, str | None] = (0, None)
+        # The term and vote of the last hard state handed to the worker, and a newer hard state
+        # that differs from it only by the commit index, not written yet (rule 6).
+        self._submitted_term_vote: tuple[int, str | None] = (0, None)
+        self._unsaved_hard_state: HardState | None = None
         # Called for every applied entry with the state machine's result (watches listen here).
         self.on_applied: Callable[[int, dict[str, Any] | None], None] | None = None
         self.counters: dict[str, int] = {"proposals": 0, "reads": 0, "overloaded": 0, "applied": 0, "readies": 0}
@@ -199,7 +206,8 @@ class NodeDriver:
     ) -> None:
         """(Re)build the core from durable state: at start, and when adopted into a cluster."""
         self.cluster_id = cluster_id
-        self._durable_term_vote = (hs.term, hs.vote)
+        self._durable_term_vote = self._submitted_term_vote = (hs.term, hs.vote)
+        self._unsaved_hard_state = None
         self._gen += 1
         self._after_save = None
         self.installing = self.compacting = False
@@ -451,8 +459,9 @@ class NodeDriver:
                 self.transport.send(m)
                 if isinstance(m, AppendRequest) and m.entries:
                     self.sent_before_save = max(self.sent_before_save, m.entries[-1].index)
-        if rd.hard_state is not None or rd.entries:
-            self._save(rd.hard_state, rd.entries)
+        hs = self._hard_state_to_save(rd)
+        if hs is not None or rd.entries:
+            self._save(hs, rd.entries)
         if not early:
             self.send_after_save(list(rd.messages))
         if rd.committed:
@@ -463,6 +472,27 @@ class NodeDriver:
             self._fetch(pid, lo, hi)
         self.outcomes.read_index_known(rd.read_states, rd.dropped_reads)
         self.outcomes.release_reads(self.applied_index)
+
+    def _hard_state_to_save(self, rd: Ready) -> HardState | None:
+        """The hard state to write with this Ready's entries, if any (rule 6).
+
+        A hard state whose only change is the commit index is not written on its own: the commit
+        index is volatile state (Raft paper, Figure 2; etcd-io/raft's ``MustSync``). A node that
+        restarts with an older one learns it again from the leader, and never below its applied
+        index, which is stored with the state it belongs to (``RaftCore.__init__``). Such a hard
+        state rides along with the next save that writes entries or a term or vote change, so the
+        stored commit index stays close behind without costing an fsync per commit."""
+        hs = rd.hard_state
+        if hs is not None and not rd.entries and (hs.term, hs.vote) == self._submitted_term_vote:
+            self._unsaved_hard_state = hs
+            self.counters["commit_only_unsaved"] = self.counters.get("commit_only_unsaved", 0) + 1
+            return None
+        if hs is None and rd.entries:
+            hs = self._unsaved_hard_state
+        if hs is not None:
+            self._unsaved_hard_state = None
+            self._submitted_term_vote = (hs.term, hs.vote)
+        return hs
 
     def _save(self, hs: HardState | None, entries: tuple[Entry, ...]) -> None:
         after: list[RaftMessage] = []

@@ -37,6 +37,7 @@ from beaver_vault.errors import (
 )
 from beaver_vault.kv import commands
 from beaver_vault.kv.state import KeyRecord
+from beaver_vault.node import trace
 from beaver_vault.node.driver import DriverOptions, NodeDriver, Waiter
 from beaver_vault.node.events import EventJournal, StatusObserver
 from beaver_vault.node.housekeeping import run_housekeeping
@@ -99,6 +100,10 @@ class ThreadWorker:
         self._thread.start()
 
     def submit(self, job: StorageJob) -> None:
+        if trace.on():
+            hs, es = job.save if job.save is not None else (None, ())
+            last = es[-1].index if es else "-"
+            trace.mark("job_submit", job.name, job.seq, last, hs.commit if hs is not None else "-")
         self._jobs.put(job)
 
     def stop(self) -> None:
@@ -125,7 +130,9 @@ class ThreadWorker:
                     self._post(job)
                     continue
                 if job.save is None:
+                    trace.mark("job_start", job.name, job.seq)
                     run_job(job, storage)
+                    trace.mark("job_end", job.name, job.seq)
                     self.gate.note([job])
                     self._post(job)
                     continue
@@ -141,7 +148,9 @@ class ThreadWorker:
                         break
                     batch.append(nxt)
                 gated = [j for j in batch[1:] if self.gate.closed(j)]
+                trace.mark("job_start", "save", batch[-1].seq, len(batch))
                 run_saves([j for j in batch if j not in gated], storage)
+                trace.mark("job_end", "save", batch[-1].seq)
                 self.gate.note(batch)
                 for j in batch:
                     self._post(j)
@@ -151,6 +160,7 @@ class ThreadWorker:
 
     def _post(self, job: StorageJob) -> None:
         def deliver() -> None:
+            trace.mark("job_deliver", job.name, job.seq)
             self.completed.append(job)
             self._wake()
 
@@ -244,13 +254,16 @@ class NodeRuntime:
         return worker.storage if worker is not None and worker.storage is not None else self.storage
 
     def attach_transport(self, transport: Transport) -> None:
-        self.driver.transport = transport
+        self.driver.transport = trace.TracingTransport(transport) if trace.on() else transport
+        trace.mark("node", self.node_id)
 
     def deliver(self, msg: Message) -> None:
         """Called by the transport for every inbound message (sync, never blocks)."""
         if not self._started:
             return
         self.readiness.saw(msg)
+        if trace.on():
+            trace.mark("recv", *trace.describe(msg))
         self.driver.receive(msg)
         self._wake.set()
 
@@ -318,7 +331,13 @@ class NodeRuntime:
                     done, worker.completed = worker.completed, []
                     for job in done:
                         self.driver.storage_done(job)
-                self.driver.process()
+                if trace.on():
+                    commit = self.driver.core.commit
+                    self.driver.process()
+                    if self.driver.core.commit != commit:
+                        trace.mark("commit", self.driver.core.commit)
+                else:
+                    self.driver.process()
             except InvariantViolation:
                 log.critical("%s: invariant violated; stopping the node", self.node_id, exc_info=True)
                 raise
@@ -389,7 +408,9 @@ class NodeRuntime:
         """Propose ``command`` (from ``beaver_vault.kv.commands``); return the state machine's
         result once it is committed on a majority and applied here. Leader only."""
         w = self._call(self.driver.propose, command)
+        trace.mark("propose", w.index)
         result: dict[str, Any] = await self._wait(w, timeout_s, "write")
+        trace.mark("answer", w.index)
         return result
 
     async def read_barrier(self, *, timeout_s: float) -> int:

@@ -121,6 +121,7 @@ class RaftCore(StorageSide):
         self.msgs: list[RaftMessage] = []
         self.broadcast_pending = False
         self.heartbeat_pending = False
+        self.commit_notice_pending = False  # leader: a follower may not know the commit index yet
         self.prev_hard_state = HardState(self.term, self.vote, self.commit)
         self.lead_transferee: NodeId | None = None
         if snapshot is not None:
@@ -444,6 +445,8 @@ class RaftCore(StorageSide):
         if m.success:
             if replication.on_accepted(pr, m.match_index, self.log.last_index):
                 self._maybe_commit()
+                if pr.commit_wanted > pr.commit_sent and min(self.commit, pr.match) > pr.commit_sent:
+                    self.commit_notice_pending = True  # it waits for a read index it now holds
                 if m.src == self.lead_transferee and pr.match == self.log.last_index:
                     self.send(TimeoutNow(self.term, self.id, m.src))
             replication.fill(self, m.src, pr)
@@ -459,7 +462,9 @@ class RaftCore(StorageSide):
             if first_commit_of_term:
                 for ctx, origin in self.reads.take_waiting():
                     self._register_read(ctx, origin)
-            # Followers learn the new commit index with the next append or heartbeat.
+            # Followers learn the new commit index with the next append or heartbeat, or at once
+            # if they wait for it to serve a read (``replication.broadcast_commit``).
+            self.commit_notice_pending = True
             if self.id not in self._voters() and self.commit >= self.membership_index:
                 # Our own removal is committed: hand over to the most up-to-date voter at once
                 # (TimeoutNow, so nobody waits an election timeout), then stop leading.
@@ -566,6 +571,10 @@ class RaftCore(StorageSide):
     def _confirm_reads(self) -> None:
         for r in self.reads.confirm(self.id, self._voters(), self.progress):
             self.send(ReadIndexResponse(self.term, self.id, r.origin, r.ctx, r.index, True))
+            pr = self.progress.get(r.origin) if r.origin != self.id else None
+            if pr is not None and r.index > pr.commit_wanted:
+                pr.commit_wanted = r.index
+                self.commit_notice_pending = True  # told once it holds the entries up to there
 
     @property
     def read_states(self) -> list[ReadState]:
@@ -598,6 +607,7 @@ class RaftCore(StorageSide):
             or self.msgs
             or self.broadcast_pending
             or self.heartbeat_pending
+            or self.commit_notice_pending
             or self.log.in_progress < self.log.last_index
             or self.applied < min(self.commit, self.log.last_index)
             or self.reads.states
@@ -616,6 +626,10 @@ class RaftCore(StorageSide):
             self.broadcast_pending = False
             if self.role == LEADER:
                 replication.broadcast_append(self)
+        if self.commit_notice_pending:
+            self.commit_notice_pending = False
+            if self.role == LEADER:
+                replication.broadcast_commit(self)
         batch = self.reads.take_unsent()
         if batch is not None:
             if self.role == FOLLOWER and self.leader_id is not None:

@@ -28,6 +28,8 @@ class Progress:
     last_contact_tick: int = -1  # core tick count when this follower last answered (-1: never)
     heartbeat_match: int = -1  # ``match`` at the previous heartbeat round (to detect a stalled pipeline)
     fetching: bool = False  # entries it needs are no longer in memory: the driver is reading them
+    commit_sent: int = 0  # the highest commit index an AppendRequest told it (capped at what it holds)
+    commit_wanted: int = 0  # the highest read index it was answered: it waits to apply up to there
 
     def become_probe(self) -> None:
         self.state = PROBE

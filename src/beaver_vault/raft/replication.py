@@ -76,6 +76,7 @@ def send_append(ld: LeaderView, pid: NodeId, pr: Progress, fetched: Sequence[Ent
     else:
         entries = ()
     ld.send(AppendRequest(ld.term, ld.id, pid, prev, log.term(prev), entries, ld.commit, read_seq=ld.read_seq))
+    pr.commit_sent = max(pr.commit_sent, min(ld.commit, prev + len(entries)))
     if pr.state == REPLICATE:
         if entries:
             pr.next = entries[-1].index + 1
@@ -127,6 +128,32 @@ def broadcast_heartbeat(ld: LeaderView) -> None:
                 ld.term, ld.id, pid, pr.match, log.term(pr.match), (), min(ld.commit, pr.match), read_seq=ld.read_seq
             )
         )
+        pr.commit_sent = max(pr.commit_sent, min(ld.commit, pr.match))
+
+
+def broadcast_commit(ld: LeaderView) -> None:
+    """Tell a follower the commit index at once, instead of with the next heartbeat, when it
+    waits for it: it was answered a read index (``commit_wanted``) that it cannot know committed
+    yet, because the entries were still on their way to it when the read's heartbeat left. Only
+    then: a notice per follower per commit would cost every write two messages more on each
+    follower (measured: ~1 ms at one client on this 2-core machine), and a follower that serves
+    no read learns the commit index soon enough from the next append or heartbeat.
+
+    Called once per Ready, after that Ready's appends went out (an append carries the commit
+    index too). The notice is an empty AppendRequest at the follower's match index, so it always
+    matches; it carries no read round (``read_seq`` 0): reads are confirmed by heartbeats only."""
+    log = ld.log
+    for pid in sorted(ld.progress):
+        if pid == ld.id:
+            continue
+        pr = ld.progress[pid]
+        told = min(ld.commit, pr.match)
+        if pr.state != REPLICATE or pr.commit_wanted <= pr.commit_sent or told <= pr.commit_sent:
+            continue
+        if pr.match < log.offset:
+            continue
+        ld.send(AppendRequest(ld.term, ld.id, pid, pr.match, log.term(pr.match), (), told, read_seq=0))
+        pr.commit_sent = told
 
 
 def on_accepted(pr: Progress, match_index: int, last_index: int) -> bool:

@@ -1,0 +1,194 @@
+"""Where one write's time goes, stage by stage, from the nodes' own trace (``node/trace.py``).
+
+    .venv/bin/python bench/trace_write.py [--writes 300] [--tick-ms 50]
+
+Starts a 3-node cluster (``tests/e2e_cluster.py``) with ``BV_TRACE_DIR`` set, so every node
+appends timestamped marks (one clock for all processes: ``CLOCK_MONOTONIC``); runs sequential
+pipelined writes from one client; merges the traces and prints, per stage, the median and p90 of
+the time from the proposal (on the leader) to that stage. Stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from e2e_cluster import Cluster  # noqa: E402
+
+from beaver_vault.client._pipelined import AsyncPipe  # noqa: E402
+
+VALUE = b'"' + b"v" * 98 + b'"'
+
+
+async def writes(address: str, n: int) -> list[tuple[int, int]]:
+    pipe = await AsyncPipe.connect(address)
+    out = []
+    try:
+        for i in range(n):
+            t0 = time.monotonic_ns()
+            header, _ = await pipe.request({"op": "put", "key": f"k{i % 1000}"}, VALUE)
+            out.append((t0, time.monotonic_ns()))
+            if header["status"] != 200:
+                raise RuntimeError(header)
+    finally:
+        await pipe.aclose()
+    return out
+
+
+def load(trace_dir: Path) -> dict[str, list[tuple[int, str, list[str]]]]:
+    by_node: dict[str, list[tuple[int, str, list[str]]]] = {}
+    for f in trace_dir.glob("trace.*"):
+        rows = []
+        node = f.name
+        for line in f.read_text().splitlines():
+            t, ev, *fields = line.split(" ")
+            if ev == "node":
+                node = fields[0]
+            rows.append((int(t), ev, [x for x in fields if x]))
+        by_node[node] = rows
+    return by_node
+
+
+def first_after(rows: list[tuple[int, str, list[str]]], t0: int, pred: object) -> int | None:
+    for t, ev, f in rows:
+        if t >= t0 and pred(ev, f):  # type: ignore[operator]
+            return t
+    return None
+
+
+def analyse(by_node: dict[str, list[tuple[int, str, list[str]]]], client: list[tuple[int, int]]) -> None:
+    leader = next(n for n, rows in by_node.items() if any(ev == "propose" for _, ev, _ in rows))
+    lrows = by_node[leader]
+    followers = [n for n in by_node if n != leader]
+    stages: dict[str, list[float]] = defaultdict(list)
+    proposals = [(t, int(f[0])) for t, ev, f in lrows if ev == "propose"]
+    for (t0, idx), (c0, c1) in zip(proposals[20:], client[20:], strict=False):
+        one(by_node, lrows, followers, stages, t0, idx, c0, c1)
+    order = sorted(stages, key=lambda k: statistics.median(stages[k]))
+    print(f"{'stage (time since the leader proposed)':52s} {'p50 ms':>8s} {'p90 ms':>8s}  n")
+    for k in order:
+        v = sorted(stages[k])
+        print(f"{k:52s} {statistics.median(v) / 1e6:8.3f} {v[int(0.9 * len(v))] / 1e6:8.3f}  {len(v)}")
+    saves = {n: sum(1 for _, ev, f in rows if ev == "job_start" and f[0] == "save") for n, rows in by_node.items()}
+    print(f"save transactions (fsyncs) per node over {len(client)} writes: {saves}")
+
+
+Rows = list[tuple[int, str, list[str]]]
+
+
+def one(
+    by_node: dict[str, Rows],
+    lrows: Rows,
+    followers: list[str],
+    stages: dict[str, list[float]],
+    t0: int,
+    idx: int,
+    c0: int,
+    c1: int,
+) -> None:
+    if True:
+        stages["client send -> propose (leader)"].append(t0 - c0)
+
+        def ms(
+            ev_name: str, pred: object, rows: list[tuple[int, str, list[str]]] = lrows, start: int = t0
+        ) -> int | None:
+            return first_after(rows, start, lambda ev, f: ev == ev_name and pred(f))  # type: ignore[operator]
+
+        def ge(x: str) -> bool:
+            return x not in ("-", "?") and int(x) >= idx
+
+        s = ms("send", lambda f: f[0] == "AppendRequest" and f[4] != "-" and int(f[4]) >= idx)
+        sub = ms("job_submit", lambda f: f[0] == "save" and ge(f[2]))
+        st = ms("job_start", lambda f: f[0] == "save", start=sub or t0)
+        en = ms("job_end", lambda f: f[0] == "save", start=st or t0)
+        dl = ms("job_deliver", lambda f: f[0] == "save", start=en or t0)
+        ack = ms(
+            "recv",
+            lambda f: f[0] == "AppendResponse" and f[3] != "-" and f[3] not in ("True", "False") and int(f[3]) >= idx,
+        )
+        cm = ms("commit", lambda f: int(f[0]) >= idx)
+        hsub = ms("job_submit", lambda f: f[0] == "save" and f[2] == "-" and ge(f[3]), start=cm or t0)
+        hend = ms("job_end", lambda f: f[0] == "save", start=hsub or t0) if hsub else None
+        asub = ms("job_submit", lambda f: f[0] == "apply", start=cm or t0)
+        ast = ms("job_start", lambda f: f[0] == "apply", start=asub or t0)
+        aen = ms("job_end", lambda f: f[0] == "apply", start=ast or t0)
+        adl = ms("job_deliver", lambda f: f[0] == "apply", start=aen or t0)
+        ans = ms("answer", lambda f: int(f[0]) == idx)
+        for name, t in [
+            ("leader: AppendRequests sent", s),
+            ("leader: save submitted", sub),
+            ("leader: save started on worker", st),
+            ("leader: save fsynced", en),
+            ("leader: save completion on the loop", dl),
+            ("leader: first AppendResponse received", ack),
+            ("leader: commit advanced", cm),
+            ("leader: commit-only hard state save submitted", hsub),
+            ("leader: commit-only hard state save done", hend),
+            ("leader: apply submitted", asub),
+            ("leader: apply started", ast),
+            ("leader: apply done", aen),
+            ("leader: apply completion on the loop", adl),
+            ("leader: answer", ans),
+        ]:
+            if t is not None:
+                stages[name].append(t - t0)
+        stages["client: answer received"].append(c1 - t0)
+        for fo in followers:
+            rows = by_node[fo]
+            r = ms("recv", lambda f: f[0] == "AppendRequest" and f[4] != "-" and int(f[4]) >= idx, rows)
+            fsub = ms("job_submit", lambda f: f[0] == "save" and ge(f[2]), rows, r or t0)
+            fst = ms("job_start", lambda f: f[0] == "save", rows, fsub or t0)
+            fen = ms("job_end", lambda f: f[0] == "save", rows, fst or t0)
+            fdl = ms("job_deliver", lambda f: f[0] == "save", rows, fen or t0)
+            fs = ms(
+                "send", lambda f: f[0] == "AppendResponse" and f[3] not in ("True", "False") and int(f[3]) >= idx, rows
+            )
+            for name, t in [
+                ("follower: AppendRequest received", r),
+                ("follower: save submitted", fsub),
+                ("follower: save started", fst),
+                ("follower: save fsynced", fen),
+                ("follower: save completion on the loop", fdl),
+                ("follower: AppendResponse sent", fs),
+            ]:
+                if t is not None:
+                    stages[name].append(t - t0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--writes", type=int, default=300)
+    ap.add_argument("--tick-ms", type=int, default=50)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="trace-write-"))
+    trace_dir = tmp / "trace"
+    trace_dir.mkdir()
+    os.environ["BV_TRACE_DIR"] = str(trace_dir)
+    c = Cluster(
+        tmp / "c", extra_args=("--tick-ms", str(args.tick_ms), "--election-ticks", str(max(10, 500 // args.tick_ms)))
+    )
+    try:
+        leader = c.start_cluster(3)
+        c.wait_leader()
+        st = leader.status() or {}
+        for f in trace_dir.glob("trace.*"):
+            f.write_text("".join(line + "\n" for line in f.read_text().splitlines() if " node " in line))
+        client = trio.run(writes, st["pipelined_address"], args.writes)
+    finally:
+        c.close()
+    analyse(load(trace_dir), client)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
