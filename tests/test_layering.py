@@ -159,15 +159,20 @@ RULES = [
         or under(m, "beaver_vault.api", "beaver_vault.cli", "beaver_vault.config", *CONFIG_PARTS)
         or top(m) in EFFECTFUL_STDLIB
         or top(m) in {"trio", "httpx", "quart", "quart_trio", "hypercorn"},
-        # The thin Trio shell (and its background chores), and its write-path trace (off unless
+        # The thin Trio shell (its storage thread and background chores), and its write-path trace (off unless
         # BV_TRACE_DIR is set; the driver never imports it).
-        exempt=("runtime.py", "housekeeping.py", "trace.py"),
+        exempt=("runtime.py", "storage_thread.py", "housekeeping.py", "trace.py"),
         planted="from beaver_vault.transport.tcp import TcpTransport\n",
         fine="from beaver_vault.storage.base import Storage\nfrom beaver_vault.raft.core import RaftCore\n",
     ),
     Rule(
         "node.runtime: the driver, not the implementations it is given",
-        (PKG / "node" / "runtime.py", PKG / "node" / "housekeeping.py", PKG / "node" / "trace.py"),
+        (
+            PKG / "node" / "runtime.py",
+            PKG / "node" / "storage_thread.py",
+            PKG / "node" / "housekeeping.py",
+            PKG / "node" / "trace.py",
+        ),
         lambda m: under(m, "beaver_vault.storage.sqlite", *TCP, "beaver_vault.api", "beaver_vault.cli"),
         planted="import beaver_vault.storage.sqlite\n",
         fine="import trio\nfrom beaver_vault.node.driver import NodeDriver\n",
