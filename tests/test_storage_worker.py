@@ -1,4 +1,4 @@
-"""The driver's ordering rules with an asynchronous storage worker (``node/driver.py``, rules 1-6).
+"""The driver's ordering rules with an asynchronous storage worker (``node/effects.py``, rules 1-6).
 
 Each node here has a storage worker whose completions the test hands out one by one
 (``ManualWorker``): a job submitted is NOT done until the test says so, and a crash drops the

@@ -27,7 +27,7 @@ driver reports back as its storage work completes (``accept``, ``persisted``, ``
 ``compact``, ``restore``, the end of a snapshot transfer); ``replication`` (what the leader
 sends each follower and what the answers mean for its ``Progress``), ``readonly`` (ReadIndex
 bookkeeping), ``tracker`` (configurations in force), ``status`` and ``ready`` (the values
-handed out) live beside it. It stays one file of ~650 lines because ``step``, the role changes
+handed out) live beside it. It stays one file of ~680 lines because ``step``, the role changes
 and elections share every field of the state machine; cutting them apart would only spread
 one state machine over several files.
 """

@@ -18,7 +18,7 @@ class Ready:
     streaming a snapshot to each of ``snapshots``; answer the reads of ``read_states`` once
     applied up to their index and fail those of ``dropped_reads``. A ``hard_state`` whose term and
     vote are those already saved (only ``commit`` changed) need not be synced: the commit index
-    is volatile (the driver writes it with the next save, ``node/driver.py`` rule 6)."""
+    is volatile (the driver writes it with the next save, ``node/effects.py`` rule 6)."""
 
     hard_state: HardState | None = None
     entries: tuple[Entry, ...] = ()
