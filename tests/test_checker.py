@@ -1,177 +1,20 @@
-"""The linearizability checker: reading histories, verdicts, shrinking, the command line.
+"""The linearizability checker: verdicts, shrinking, budget and deadline.
 
 A brute-force checker (every subset of info operations, every order consistent with real
-time) is the reference the search must agree with on thousands of small random histories.
+time; tests/checker_helpers.py) is the reference the search must agree with on thousands of
+small random histories. Reading histories and the command line: test_checker_input.py.
 """
 
 from __future__ import annotations
 
-import json
 import random
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
 
 import pytest
+from checker_helpers import Event, brute_force, done, hard_key, inv, mutate, op, simulate, verdict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from beaver_vault.checker import (
-    CheckResult,
-    HistoryError,
-    Op,
-    check_history,
-    check_key,
-    load_history,
-    parse_events,
-    parse_lines,
-)
-
-Event = dict[str, Any]
-
-
-# --- little history builders --------------------------------------------------------------
-
-
-def inv(p: int, f: str, key: str, value: Any = None) -> Event:
-    return {"process": p, "type": "invoke", "f": f, "key": key, "value": value}
-
-
-def done(p: int, kind: str, f: str, key: str, value: Any = None) -> Event:
-    return {"process": p, "type": kind, "f": f, "key": key, "value": value}
-
-
-def op(p: int, f: str, key: str, value: Any = None, kind: str = "ok", result: Any = None) -> list[Event]:
-    """A sequential (invoke then complete) operation."""
-    return [inv(p, f, key, value), done(p, kind, f, key, result if f == "read" else value)]
-
-
-def verdict(events: list[Event], **kw: Any) -> str:
-    return check_history(events, **kw).verdict
-
-
-# --- the brute-force reference ---------------------------------------------------------------
-
-
-def _canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
-def brute_force(ops: tuple[Op, ...]) -> bool:
-    """Is there a subset of the info ops and a total order of it plus every ok op that
-    respects real time and the register semantics? Exhaustive; for tiny histories only."""
-    live = [o for o in ops if o.outcome in ("ok", "info")]
-
-    def before(a: Op, b: Op) -> bool:
-        return a.outcome == "ok" and a.complete_index is not None and a.complete_index < b.invoke_index
-
-    def apply(o: Op, state: dict[str, Any]) -> dict[str, Any] | None:
-        cur = state.get(o.key)
-        if o.f == "read":
-            if o.outcome != "ok":
-                return state
-            return state if _canon(cur) == _canon(o.result) else None
-        if o.f == "write":
-            return {**state, o.key: o.value}
-        if o.f == "delete":
-            return {**state, o.key: None}
-        if o.f == "cas":
-            expected, new = o.value
-            return {**state, o.key: new} if _canon(cur) == _canon(expected) else None
-        if cur is None:
-            return {**state, o.key: [o.value]}
-        if isinstance(cur, list):
-            return {**state, o.key: [*cur, o.value]}
-        return None
-
-    def search(remaining: list[Op], state: dict[str, Any]) -> bool:
-        if all(o.outcome != "ok" for o in remaining):
-            return True
-        for o in remaining:
-            if any(before(other, o) for other in remaining if other is not o):
-                continue
-            after = apply(o, state)
-            if after is not None and search([r for r in remaining if r is not o], after):
-                return True
-        return False
-
-    return search(live, {})
-
-
-# --- random histories -------------------------------------------------------------------------
-
-
-def simulate(rng: random.Random, n_ops: int, n_procs: int, keys: list[str], info_rate: float = 0.15) -> list[Event]:
-    """A history of a correct (atomic) store with random concurrency: each operation takes
-    effect at one instant between its invoke and completion; some outcomes are lost (info)."""
-    events: list[Event] = []
-    store: dict[str, Any] = {}
-    open_ops: dict[int, dict[str, Any]] = {}
-    idle = list(range(n_procs))
-    started = 0
-    while (started < n_ops and idle) or open_ops:
-        if idle and started < n_ops and (not open_ops or rng.random() < 0.4):
-            p = idle.pop(rng.randrange(len(idle)))
-            key = rng.choice(keys)
-            f = rng.choice(["read", "read", "write", "cas", "delete", "append", "append"])
-            value: Any = None
-            if f in ("write", "append"):
-                value = rng.choice([started, True, 1, "s", {"n": started}])
-            elif f == "cas":
-                value = [store.get(key) if rng.random() < 0.7 else 1, started]
-            open_ops[p] = {"f": f, "key": key, "value": value, "type": None, "result": None}
-            events.append(inv(p, f, key, value))
-            started += 1
-            continue
-        p = rng.choice(sorted(open_ops))
-        o = open_ops[p]
-        if o["type"] is None:
-            if rng.random() < info_rate / 2:
-                o["type"] = "info"  # lost before taking effect: never happens
-            else:
-                cur = store.get(o["key"])
-                o["type"] = "ok"
-                if o["f"] == "read":
-                    o["result"] = cur
-                elif o["f"] == "write":
-                    store[o["key"]] = o["value"]
-                elif o["f"] == "delete":
-                    store[o["key"]] = None
-                elif o["f"] == "cas":
-                    if _canon(cur) == _canon(o["value"][0]):
-                        store[o["key"]] = o["value"][1]
-                    else:
-                        o["type"] = "fail"
-                elif cur is None or isinstance(cur, list):
-                    store[o["key"]] = [*(cur or []), o["value"]]
-                else:
-                    o["type"] = "fail"
-                if rng.random() < info_rate / 2:
-                    o["type"] = "info"  # happened, but the client never heard
-                continue
-        del open_ops[p]
-        if rng.random() < 0.05 and o["type"] == "info":
-            continue  # never completed (counts as info); the process stays blocked
-        idle.append(p)
-        result = o["result"] if o["f"] == "read" and o["type"] == "ok" else o["value"]
-        events.append(done(p, o["type"], o["f"], o["key"], result))
-    return events
-
-
-def mutate(rng: random.Random, events: list[Event]) -> list[Event]:
-    """Change one ok read's result, or turn one fail into ok: often, not always, a violation."""
-    targets = [i for i, e in enumerate(events) if e["type"] in ("ok", "fail") and e["f"] in ("read", "cas")]
-    if not targets:
-        return events
-    i = rng.choice(targets)
-    e = dict(events[i])
-    if e["f"] == "read":
-        e["value"] = rng.choice([None, 1, True, [1], [True, 1], "s", 0])
-    else:
-        e["type"] = "ok" if e["type"] == "fail" else "fail"
-    return [*events[:i], e, *events[i + 1 :]]
-
+from beaver_vault.checker import CheckResult, check_history, check_key, parse_events
 
 # --- agreement with brute force -------------------------------------------------------------
 
@@ -373,7 +216,12 @@ def test_delete_resets_to_null() -> None:
 
 
 def test_keys_are_independent() -> None:
-    events = [*op(1, "write", "a", 1), *op(1, "write", "b", 2), *op(2, "read", "a", result=1), *op(2, "read", "b", result=2)]
+    events = [
+        *op(1, "write", "a", 1),
+        *op(1, "write", "b", 2),
+        *op(2, "read", "a", result=1),
+        *op(2, "read", "b", result=2),
+    ]
     result = check_history(events)
     assert result.verdict == "linearizable" and result.keys_checked == 2
 
@@ -390,17 +238,8 @@ def test_empty_history_is_linearizable() -> None:
 # --- budget and deadline ------------------------------------------------------------------------
 
 
-def _hard_key(key: str, width: int = 7) -> list[Event]:
-    """Concurrent writes, then a read that only the last possible order explains."""
-    events = [inv(p, "write", key, p) for p in range(width)]
-    events += [done(p, "ok", "write", key, p) for p in range(width)]
-    events += [inv(100, "read", key), done(100, "ok", "read", key, 0)]
-    events += [inv(101, "read", key), done(101, "ok", "read", key, 1)]  # 0 then 1: impossible
-    return events
-
-
 def test_budget_spent_is_unknown_never_linearizable() -> None:
-    events = _hard_key("k")
+    events = hard_key("k")
     assert verdict(events) == "not-linearizable"
     result = check_history(events, step_budget=10)
     assert result.verdict == "unknown" and result.unknown_keys == ("k",)
@@ -411,14 +250,14 @@ def test_deadline_gives_unknown() -> None:
     result = check_history([*op(1, "write", "k", 1)], deadline=lambda: True)
     assert result.verdict == "unknown"
     calls = iter([False] * 3 + [True] * 10_000)
-    result = check_history(_hard_key("k", width=8), deadline=lambda: next(calls))
+    result = check_history(hard_key("k", width=8), deadline=lambda: next(calls))
     assert result.verdict == "unknown"
 
 
 def test_a_hard_key_does_not_hide_an_easy_violation() -> None:
     # "z" has more operations than "h" (so it is searched after it) and a stale read.
     easy = [e for i in range(20) for e in op(1, "write", "z", i)] + op(2, "read", "z", result=3)
-    hard = _hard_key("h")
+    hard = hard_key("h")
     budget = check_key(parse_events(hard).ops, step_budget=10**9).steps - 1
     assert check_key(parse_events(easy).ops, step_budget=10**9).steps < budget
     result = check_history(hard + easy, step_budget=budget)
@@ -430,148 +269,6 @@ def test_result_is_a_frozen_dataclass() -> None:
     assert isinstance(result, CheckResult)
     with pytest.raises(AttributeError):
         result.verdict = "x"  # type: ignore[misc]
-
-
-# --- reading histories ----------------------------------------------------------------------------
-
-
-def _error(lines: list[str]) -> HistoryError:
-    with pytest.raises(HistoryError) as info:
-        parse_lines(lines, "h.jsonl")
-    return info.value
-
-
-@pytest.mark.parametrize(
-    ("lines", "line", "words"),
-    [
-        (["{not json"], 1, "not JSON"),
-        (["[1, 2]"], 1, "object"),
-        (['{"process": 1, "type": "ok", "f": "read", "key": "k", "value": 1}'], 1, "without an open invoke"),
-        (
-            [
-                '{"process": 1, "type": "invoke", "f": "read", "key": "k", "value": null}',
-                '{"process": 1, "type": "invoke", "f": "read", "key": "k", "value": null}',
-            ],
-            2,
-            "still open",
-        ),
-        (['{"process": 1, "type": "invoke", "f": "incr", "key": "k", "value": 1}'], 1, "unknown f"),
-        (['{"process": "a", "type": "invoke", "f": "read", "key": "k"}'], 1, "process"),
-        (['{"process": true, "type": "invoke", "f": "read", "key": "k"}'], 1, "process"),
-        (['{"process": 1, "type": "invoke", "f": "read", "key": 5}'], 1, "key"),
-        (['{"process": 1, "type": "start", "f": "read", "key": "k"}'], 1, "type"),
-        (['{"process": 1, "type": "invoke", "f": "read", "key": "k", "time": "noon"}'], 1, "time"),
-        (['{"process": 1, "type": "invoke", "f": "cas", "key": "k", "value": [1]}'], 1, "cas"),
-        (['{"process": 1, "type": "invoke", "f": "cas", "key": "k", "value": 3}'], 1, "cas"),
-        (['{"process": 1, "type": "invoke", "f": "write", "key": "k"}'], 1, "value"),
-        (['{"process": 1, "type": "invoke", "f": "write", "key": "k", "value": NaN}'], 1, "not JSON"),
-        (
-            [
-                "",
-                '{"process": 1, "type": "invoke", "f": "write", "key": "k", "value": 1}',
-                '{"process": 1, "type": "ok", "f": "write", "key": "j", "value": 1}',
-            ],
-            3,
-            "does not match",
-        ),
-    ],
-)
-def test_bad_input_is_a_typed_error_naming_file_and_line(lines: list[str], line: int, words: str) -> None:
-    error = _error(lines)
-    assert error.source == "h.jsonl" and error.line == line
-    assert words in str(error) and str(error).startswith(f"h.jsonl:{line}: ")
-
-
-def test_parse_events_pairs_operations() -> None:
-    history = parse_events(
-        [
-            {"process": 1, "type": "invoke", "f": "write", "key": "k", "value": 1, "time": 10},
-            {"process": 2, "type": "invoke", "f": "read", "key": "k", "value": None},
-            {"process": 1, "type": "fail", "f": "write", "key": "k", "value": 1, "time": 20},
-            {"process": 2, "type": "ok", "f": "read", "key": "k", "value": None},
-            {"process": 3, "type": "invoke", "f": "delete", "key": "k"},
-        ]
-    )
-    write, read, delete = history.ops
-    assert (write.outcome, write.invoke_line, write.complete_line, write.invoke_time, write.complete_time) == (
-        "fail", 1, 3, 10, 20,
-    )
-    assert (read.outcome, read.result, read.invoke_index, read.complete_index) == ("ok", None, 1, 3)
-    assert (delete.outcome, delete.complete_index) == ("info", None)
-    assert history.events == 5
-    with pytest.raises(HistoryError, match="<memory>:1"):
-        parse_events([{"process": 1}])
-    with pytest.raises(TypeError):
-        check_history([1, 2])  # type: ignore[list-item]
-
-
-def test_load_history(tmp_path: Path) -> None:
-    path = tmp_path / "h.jsonl"
-    path.write_text("\n".join(json.dumps(e) for e in op(1, "write", "k", 1)) + "\n")
-    assert len(load_history(path).ops) == 1 and load_history(str(path)).source == str(path)
-    with pytest.raises(HistoryError, match="cannot read"):
-        load_history(tmp_path / "missing.jsonl")
-
-
-# --- the command line --------------------------------------------------------------------------------
-
-
-def _write(path: Path, events: list[Event]) -> str:
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    return str(path)
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "beaver_vault.checker", *args], capture_output=True, text=True, timeout=60
-    )
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> dict[str, str]:
-    return {
-        "good": _write(tmp_path / "good.jsonl", [*op(1, "write", "k", 1), *op(2, "read", "k", result=1)]),
-        "bad": _write(tmp_path / "bad.jsonl", [*op(1, "write", "k", 1), *op(1, "write", "k", 2), *op(2, "read", "k", result=1)]),
-        "hard": _write(tmp_path / "hard.jsonl", _hard_key("k")),
-        "broken": str(tmp_path / "broken.jsonl"),
-    }
-
-
-def test_cli_linearizable(files: dict[str, str]) -> None:
-    proc = _cli(files["good"])
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith(f"{files['good']}: linearizable")
-    assert len(proc.stdout.splitlines()) == 1
-
-
-def test_cli_not_linearizable_with_explanation(files: dict[str, str]) -> None:
-    proc = _cli(files["good"], files["bad"])
-    assert proc.returncode == 1, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines[0].startswith(f"{files['good']}: linearizable")
-    assert lines[1].startswith(f"{files['bad']}: not-linearizable key 'k'")
-    assert lines[2:] and all(line.startswith("    ") for line in lines[2:])
-    assert "process 2 read -> 1" in proc.stdout
-
-
-def test_cli_unknown(files: dict[str, str]) -> None:
-    proc = _cli("--step-budget", "100", files["hard"], files["good"])
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stdout.splitlines()[0].split(" ")[:2] == [f"{files['hard']}:", "unknown"]
-    proc = _cli("--timeout", "0", files["good"])
-    assert proc.returncode == 2 and f"{files['good']}: unknown" in proc.stdout
-    proc = _cli("--step-budget", "100", files["hard"], files["bad"])
-    assert proc.returncode == 1
-
-
-def test_cli_unreadable_input(files: dict[str, str]) -> None:
-    Path(files["broken"]).write_text('{"process": 1, "type": "invoke", "f": "read", "key": "k"}\n{oops\n')
-    proc = _cli(files["good"], files["broken"])
-    assert proc.returncode == 3
-    assert f"{files['broken']}:2: not JSON" in proc.stderr
-    assert f"{files['good']}: linearizable" in proc.stdout and files["broken"] not in proc.stdout
-    proc = _cli(files["broken"] + ".missing")
-    assert proc.returncode == 3 and "cannot read" in proc.stderr
 
 
 def test_info_appends_far_before_the_read_that_shows_them_are_ordered_without_a_blowup() -> None:

@@ -102,8 +102,19 @@ SIM_MAY_USE = ("beaver_vault.transport.codec", "beaver_vault.transport.inbound")
 # The TCP transport and the modules it is made of: an implementation only cli.py chooses.
 TCP = ("beaver_vault.transport.tcp", "beaver_vault.transport.tcp_inbound", "beaver_vault.transport.tcp_stats")
 
+# The SQLite storage and the modules it is made of: an implementation only cli.py chooses.
+SQLITE = (
+    "beaver_vault.storage.sqlite",
+    "beaver_vault.storage.sqlite_rows",
+    "beaver_vault.storage.sqlite_schema",
+    "beaver_vault.storage.sqlite_snapshot",
+)
+
 # The settings beside beaver_vault.config (its table and its value parsers): configuration too.
 CONFIG_PARTS = ("beaver_vault.config_settings", "beaver_vault.config_values")
+
+# The composition root and its command groups (one module each): what no layer below may import.
+CLI = ("beaver_vault.cli", "beaver_vault.cli_auth", "beaver_vault.cli_certs", "beaver_vault.cli_cluster", "beaver_vault.cli_ops")
 
 RULES = [
     Rule(
@@ -156,7 +167,7 @@ RULES = [
         (PKG / "node",),
         lambda m: under(m, "beaver_vault.storage", "beaver_vault.transport")
         and not under(m, "beaver_vault.storage.base", "beaver_vault.transport.base")
-        or under(m, "beaver_vault.api", "beaver_vault.cli", "beaver_vault.config", *CONFIG_PARTS)
+        or under(m, "beaver_vault.api", *CLI, "beaver_vault.config", *CONFIG_PARTS)
         or top(m) in EFFECTFUL_STDLIB
         or top(m) in {"trio", "httpx", "quart", "quart_trio", "hypercorn"},
         # The thin Trio shell (its storage thread and background chores), and its write-path trace (off unless
@@ -173,14 +184,14 @@ RULES = [
             PKG / "node" / "housekeeping.py",
             PKG / "node" / "trace.py",
         ),
-        lambda m: under(m, "beaver_vault.storage.sqlite", *TCP, "beaver_vault.api", "beaver_vault.cli"),
+        lambda m: under(m, *SQLITE, *TCP, "beaver_vault.api", *CLI),
         planted="import beaver_vault.storage.sqlite\n",
         fine="import trio\nfrom beaver_vault.node.driver import NodeDriver\n",
     ),
     Rule(
         "api: never chooses implementations nor reaches into the Raft core",
         (PKG / "api",),
-        lambda m: under(m, "beaver_vault.storage.sqlite", *TCP, "beaver_vault.raft.core", "beaver_vault.cli"),
+        lambda m: under(m, *SQLITE, *TCP, "beaver_vault.raft.core", *CLI),
         planted="from beaver_vault.raft.core import RaftCore\n",
         fine="from beaver_vault.node.runtime import NodeRuntime\n",
     ),
@@ -189,8 +200,8 @@ RULES = [
         "codec and inbound gate excepted: the hostile peer, sim/hostile.py, goes through the production checks)",
         (ROOT / "sim",),
         lambda m: (under(m, "beaver_vault.transport") and not under(m, *SIM_MAY_USE))
-        or under(m, "beaver_vault.api", "beaver_vault.cli", "beaver_vault.node.runtime")
-        or under(m, "beaver_vault.storage.sqlite", "beaver_vault.client")
+        or under(m, "beaver_vault.api", *CLI, "beaver_vault.node.runtime")
+        or under(m, *SQLITE, "beaver_vault.client")
         or top(m) in {"trio", "sqlite3", "socket", "time", "asyncio", "threading", "httpx", "quart", "quart_trio", "hypercorn"},
         # __main__.py asks git for the commit shown in the header, before any run;
         # sqlite_disk.py has its own rule below.
@@ -205,7 +216,7 @@ RULES = [
         # else the simulator may not.
         "sim SQLite disk: the production SQLite storage and nothing else effectful",
         (ROOT / "sim" / "sqlite_disk.py",),
-        lambda m: under(m, "beaver_vault.transport", "beaver_vault.api", "beaver_vault.cli", "beaver_vault.node.runtime")
+        lambda m: under(m, "beaver_vault.transport", "beaver_vault.api", *CLI, "beaver_vault.node.runtime")
         or under(m, "beaver_vault.client")
         or top(m) in {"trio", "sqlite3", "socket", "time", "asyncio", "threading", "httpx", "quart", "quart_trio", "hypercorn"},
         planted="import sqlite3\n",
@@ -214,7 +225,8 @@ RULES = [
     Rule(
         "sim entry point: no trio, sqlite3, socket or time either",
         (ROOT / "sim" / "__main__.py",),
-        lambda m: top(m) in {"trio", "sqlite3", "socket", "time"} or under(m, "beaver_vault.transport", "beaver_vault.api"),
+        lambda m: top(m) in {"trio", "sqlite3", "socket", "time"}
+        or under(m, "beaver_vault.transport", "beaver_vault.api", *CLI, *SQLITE, "beaver_vault.node.runtime", "beaver_vault.client"),
         planted="import time\n",
         fine="import subprocess\nfrom sim.cli import main\n",
     ),
@@ -245,6 +257,26 @@ def test_a_planted_violation_is_caught(rule: Rule) -> None:
     where = rule.files()[0]
     assert rule.violations(rule.planted, where), f"{rule.name}: missed {rule.planted!r} in {where}"
     assert not rule.violations(rule.fine, where), f"{rule.name}: refused {rule.fine!r} in {where}"
+
+
+@pytest.mark.parametrize(
+    ("group", "pattern"),
+    [(SQLITE, "storage/sqlite*.py"), (TCP, "transport/tcp*.py"), (CLI, "cli*.py"), (CONFIG_PARTS, "config_*.py")],
+    ids=["sqlite", "tcp", "cli", "config"],
+)
+def test_every_part_of_a_split_module_is_named(group: tuple[str, ...], pattern: str) -> None:
+    """A module split into siblings (sqlite_rows.py beside sqlite.py, ...) stays one thing to the
+    rules: a new sibling the group does not name would slip past every rule that names it."""
+    on_disk = {module_name(f) for f in PKG.glob(pattern)}
+    assert on_disk == set(group), f"name every part: {sorted(on_disk)}"
+
+
+@pytest.mark.parametrize("rule", RULES, ids=_id)
+def test_no_layer_imports_any_part_of_the_command_line(rule: Rule) -> None:
+    """Every layer sits below the composition root: cli.py and its command modules alike."""
+    where = rule.files()[0]
+    missed = [m for m in CLI if not rule.violations(f"import {m}\n", where)]
+    assert not missed, f"{rule.name}: missed {missed} in {where}"
 
 
 @pytest.mark.parametrize("pkg", ["raft", "kv", "checker"])

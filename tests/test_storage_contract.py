@@ -1,28 +1,19 @@
-"""The storage contract, run against every implementation (memory and SQLite).
-
-Then, for SQLite only: reopening after unclean exits (``os._exit`` without close, SIGKILL in
-the middle of a save loop) keeps everything ``save``/``apply`` returned for, and the log stays
-consecutive. (SIGKILL does not lose the OS page cache: these check SQLite's transaction
-atomicity and our use of it, not power loss.)
+"""The storage contract, run against every implementation (memory and SQLite): the log and
+the hard state, apply, scan, expiry and remembered requests. SQLite's own tests (reopening after
+unclean exits, migration, threads) are in test_storage_sqlite.py.
 """
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from storage_helpers import E, apply_all, fill, kv_apply
 
 from beaver_vault.errors import InvariantViolation
 from beaver_vault.kv import commands
-from beaver_vault.kv.memory import MemoryKV
 from beaver_vault.kv.state import KeyRecord, KVStore, apply
 from beaver_vault.raft.messages import Entry, EntryKind, HardState
 from beaver_vault.storage.memory import MemoryStorage
@@ -43,14 +34,6 @@ def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[]
     yield factory
     for s in opened:
         s.close()
-
-
-def E(index: int, term: int, data: bytes = b"", kind: EntryKind = EntryKind.NORMAL) -> Entry:
-    return Entry(term=term, index=index, kind=kind, data=data)
-
-
-def kv_apply(store: KVStore, entry: Entry) -> dict[str, Any]:
-    return apply(store, entry.index, entry.data)
 
 
 # --------------------------------------------------------------------------- log and hard state
@@ -197,17 +180,12 @@ def test_apply_sees_its_own_writes_and_get_sees_committed(make: Callable[[], Any
 # --------------------------------------------------------------------------- scan
 
 
-def _fill(s: Any, keys: list[str]) -> None:
-    s.save(HardState(1), [E(i, 1, commands.put(k, i)) for i, k in enumerate(keys, 1)])
-    s.apply(s.load().entries, kv_apply)
-
-
 SCAN_KEYS = ["b", "a", "users/2", "users/10", "users/1", "users", "usert", "users0", "é", "z", "\U0001f600", "\uffff"]
 
 
 def test_scan_order_prefix_after_limit(make: Callable[[], Any]) -> None:
     s = make()
-    _fill(s, SCAN_KEYS)
+    fill(s, SCAN_KEYS)
     everything = [k for k, _ in s.scan("", None, 100)]
     assert everything == sorted(SCAN_KEYS)  # code point order (= UTF-8 byte order)
     assert [k for k, _ in s.scan("users/", None, 100)] == ["users/1", "users/10", "users/2"]
@@ -233,7 +211,7 @@ def test_scan_order_prefix_after_limit(make: Callable[[], Any]) -> None:
 
 def test_scan_inside_apply_matches(make: Callable[[], Any]) -> None:
     s = make()
-    _fill(s, ["p/1", "p/2", "q"])
+    fill(s, ["p/1", "p/2", "q"])
     s.save(None, [E(4, 1, kind=EntryKind.NOOP)])
     got = s.apply(s.load().entries[3:], lambda store, e: [k for k, _ in store.scan("p/", None, 10)])
     assert got == [["p/1", "p/2"]]
@@ -251,7 +229,7 @@ def test_prefix_end() -> None:
 
 def test_memory_clone_is_independent() -> None:
     s = MemoryStorage("c1")
-    _fill(s, ["a", "b"])
+    fill(s, ["a", "b"])
     c = s.clone()
     s.save(HardState(9), [E(3, 2)])
     s.apply([E(3, 2)], lambda store, e: store.delete("a"))
@@ -260,164 +238,12 @@ def test_memory_clone_is_independent() -> None:
     assert [k for k, _ in c.items()] == ["a", "b"]
 
 
-# --------------------------------------------------------------------------- SQLite: reopening
-
-
-def test_sqlite_reopen_after_clean_close(tmp_path: Path) -> None:
-    s = SQLiteStorage(tmp_path / "n.db")
-    s.reset("cid")
-    _fill(s, ["x", "y"])
-    s.save(HardState(4, "n2", 2), [])
-    before = (s.load(), s.items())
-    s.close()
-    s2 = SQLiteStorage(tmp_path / "n.db")
-    try:
-        assert (s2.load(), s2.items()) == before
-        assert s2.status().last_index == 2 and s2.status().applied_index == 2
-        s2.save(None, [E(3, 4)])  # caches were rebuilt from disk: continuing works
-        s2.apply([E(3, 4)], lambda store, e: None)
-    finally:
-        s2.close()
-
-
-def test_sqlite_connection_is_single_threaded(tmp_path: Path) -> None:
-    import threading
-
-    s = SQLiteStorage(tmp_path / "n.db")
-    errors: list[BaseException] = []
-
-    def other() -> None:
-        try:
-            s.get("a")
-        except BaseException as e:
-            errors.append(e)
-
-    t = threading.Thread(target=other)
-    t.start()
-    t.join()
-    s.close()
-    assert len(errors) == 1 and "thread" in str(errors[0])
-
-
-CHILD = textwrap.dedent(
-    """
-    import os, sys
-    from beaver_vault.kv import commands
-    from beaver_vault.kv.state import apply
-    from beaver_vault.raft.messages import Entry, HardState
-    from beaver_vault.storage.sqlite import SQLiteStorage
-
-    path, mode = sys.argv[1], sys.argv[2]
-    s = SQLiteStorage(path)
-    st = s.load()
-    last, applied, term = len(st.entries), st.applied_index, st.hard_state.term
-    i = 0
-    while True:
-        i += 1
-        term += 1
-        # every 7th save rewrites a suffix (as a new leader would); others append a batch
-        start = max(applied + 1, last - 2) if i % 7 == 0 else last + 1
-        batch = [Entry(term, n, data=commands.put(f"k{n % 13}", [term, n])) for n in range(start, last + 1 + i % 5)]
-        s.save(HardState(term, "me", applied), batch)
-        last = batch[-1].index if batch else last
-        print(f"saved {term} {last}", flush=True)
-        if i % 3 == 0 and applied < last:
-            todo = s.load().entries[applied:last]
-            s.apply(todo, lambda store, e: apply(store, e.index, e.data))
-            applied = last
-            print(f"applied {applied}", flush=True)
-        if mode == "exit" and i == 20:
-            os._exit(0)  # no close, no commit of anything pending, no atexit
-    """
-)
-
-
-def _run_child(path: Path, mode: str, kill_after_s: float | None) -> list[str]:
-    """Run the child; with ``kill_after_s``, SIGKILL it that long after it first reported an
-    apply (so the kill lands mid-work however slowly the child started on a loaded machine)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    early: list[str] = []
-    if kill_after_s is not None:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break  # the child ended by itself: communicate() below reports it
-            early.append(line.rstrip("\n"))
-            if line.startswith("applied"):
-                break
-        time.sleep(kill_after_s)  # not synchronisation: where the kill lands is meant to vary
-        proc.send_signal(signal.SIGKILL)
-    out, err = proc.communicate(timeout=60)
-    if kill_after_s is None:
-        assert proc.returncode == 0, err
-    else:
-        assert proc.returncode == -signal.SIGKILL, err
-    return early + out.split("\n")[:-1]  # complete lines only: the last one may be torn by the kill
-
-
-def _check_recovered(path: Path, lines: list[str]) -> None:
-    """Everything acknowledged is there; the log is consecutive; applied state = replay of the log."""
-    acked_term = acked_last = acked_applied = 0
-    for line in lines:
-        match line.split():
-            case ["saved", term, last]:
-                acked_term, acked_last = int(term), int(last)
-            case ["applied", applied]:
-                acked_applied = int(applied)
-            case _:
-                raise AssertionError(f"unexpected child output {line!r}")
-    s = SQLiteStorage(path)
-    try:
-        st = s.load()  # load() itself checks the log is consecutive from 1
-        assert st.hard_state.term >= acked_term
-        assert len(st.entries) >= acked_last
-        assert st.applied_index >= acked_applied
-        assert st.applied_index <= len(st.entries)
-        replay = MemoryKV()
-        for e in st.entries[: st.applied_index]:
-            apply(replay, e.index, e.data)
-        assert s.items() == replay.items(), "applied state differs from replaying the log"
-        for k, rec in s.items():
-            assert json.loads(rec.value)[1] <= st.applied_index, k
-    finally:
-        s.close()
-
-
-def test_sqlite_reopen_after_exit_without_close(tmp_path: Path) -> None:
-    path = tmp_path / "n.db"
-    lines = _run_child(path, "exit", None)
-    assert sum(1 for line in lines if line.startswith("saved")) == 20
-    _check_recovered(path, lines)
-
-
-@pytest.mark.parametrize("round_", range(8))
-def test_sqlite_reopen_after_sigkill_during_saves(tmp_path: Path, round_: int) -> None:
-    path = tmp_path / "n.db"
-    lines: list[str] = []
-    for attempt in range(3):  # kill, recover, continue from the recovered state, kill again
-        lines = _run_child(path, "loop", 0.01 + 0.03 * round_ + 0.02 * attempt)
-        _check_recovered(path, lines)
-        assert any(line.startswith("applied") for line in lines), "the child never got far enough"
-
-
-# --------------------------------------------------------------------------- expiry, requests, schema
-
-
-def _apply_all(s: Any, data: list[bytes], fn: Callable[[KVStore, Entry], Any] = kv_apply) -> list[Any]:
-    start = s.load().applied_index + 1
-    entries = [E(i, 1, d) for i, d in enumerate(data, start)]
-    s.save(HardState(1), entries)
-    results: list[Any] = s.apply(entries, fn)
-    return results
+# --------------------------------------------------------------------------- expiry, requests
 
 
 def test_expiry_is_stored_and_expired_keys_are_ordered(make: Callable[[], Any]) -> None:
     s = make()
-    _apply_all(
+    apply_all(
         s,
         [
             commands.put("late", 1, expires_at_ms=500),
@@ -438,7 +264,7 @@ def test_expiry_is_stored_and_expired_keys_are_ordered(make: Callable[[], Any]) 
     assert s.expired_keys(10**12, 10) == ["a", "b", "late"]
     assert s.expired_keys(10**12, 2) == ["a", "b"] and s.expired_keys(10**12, 0) == []
     assert [k for k, r in s.scan("", None, 10) if r.expires_at_ms] == ["a", "b", "late"]
-    r = _apply_all(s, [commands.put("b", 9, expires_at_ms=1000), commands.expire(["a", "b", "late", "never"], 600)])
+    r = apply_all(s, [commands.put("b", 9, expires_at_ms=1000), commands.expire(["a", "b", "late", "never"], 600)])
     assert r[1]["deleted"] == 2 and [e["key"] for e in r[1]["events"]] == ["a", "late"]  # b was re-put later
     assert s.expired_keys(10**12, 10) == ["b"]
     before = s.items()
@@ -449,25 +275,25 @@ def test_expiry_is_stored_and_expired_keys_are_ordered(make: Callable[[], Any]) 
 def test_requests_are_remembered_and_survive_reopen(make: Callable[[], Any]) -> None:
     s = make()
     req = {"client": "c", "id": "1", "now_ms": 1000}
-    first = _apply_all(s, [commands.put("k", "a", request=req)])[0]
+    first = apply_all(s, [commands.put("k", "a", request=req)])[0]
     assert first["events"] and "duplicate" not in first
-    retry = _apply_all(s, [commands.put("k", "OTHER", request={**req, "now_ms": 2000})])[0]
+    retry = apply_all(s, [commands.put("k", "OTHER", request={**req, "now_ms": 2000})])[0]
     assert retry == {k: v for k, v in first.items() if k != "events"} | {"duplicate": True}
     assert s.get("k") == KeyRecord('"a"', 1, 1, 1)
     again = make()
-    assert _apply_all(again, [commands.delete("k", request=req)])[0]["duplicate"] is True
+    assert apply_all(again, [commands.delete("k", request=req)])[0]["duplicate"] is True
     if isinstance(again, MemoryStorage):
         assert again.clone().kv.requests() == again.kv.requests() != []
     # after the expiry (leader time), the same id is a new request
     later = {**req, "now_ms": 1000 + 10 * 60 * 1000 + 1}
-    assert "duplicate" not in _apply_all(again, [commands.delete("k", request=later)])[0]
+    assert "duplicate" not in apply_all(again, [commands.delete("k", request=later)])[0]
     assert again.get("k") is None
 
 
 def test_requests_roll_back_with_a_failed_batch(make: Callable[[], Any]) -> None:
     s = make()
     req = {"client": "c", "id": "1", "now_ms": 5}
-    _apply_all(s, [commands.put("old", 1, request={**req, "id": "0"})])
+    apply_all(s, [commands.put("old", 1, request={**req, "id": "0"})])
     data = [commands.put("k", 1, request=req), commands.put("x", 2, request={**req, "now_ms": 10**9})]
 
     def boom(store: KVStore, e: Entry) -> Any:
@@ -482,109 +308,8 @@ def test_requests_roll_back_with_a_failed_batch(make: Callable[[], Any]) -> None
         s.apply(entries, boom)
     results = s.apply(entries[:1], kv_apply)  # same request again: not a duplicate
     assert "duplicate" not in results[0] and results[0]["created"] is True
-    again = _apply_all(s, [commands.put("old", 1, request={**req, "id": "0"})])[0]
+    again = apply_all(s, [commands.put("old", 1, request={**req, "id": "0"})])[0]
     assert again["duplicate"] is True  # the purge was rolled back too
-
-
-def test_memory_and_sqlite_agree_on_random_commands(tmp_path: Path) -> None:
-    import random
-
-    from beaver_vault.kv.state import RequestPolicy
-
-    policy = RequestPolicy(expiry_ms=700, per_client=3, result_bytes_max=120)
-    rng = random.Random(20240611)
-    keys = ["a", "b", "p/1", "p/2", "p/3", "q"]
-    now = 0
-
-    def one() -> bytes:
-        nonlocal now
-        now += rng.randrange(0, 300)
-        req = None if rng.random() < 0.3 else {"client": rng.choice("xy"), "id": str(rng.randrange(6)), "now_ms": now}
-        k = rng.choice(keys)
-        ttl = rng.choice([None, None, 100, 1000])
-        exp = None if ttl is None else now + ttl
-        match rng.randrange(7):
-            case 0:
-                return commands.put(k, [k, now], expires_at_ms=exp, request=req)
-            case 1:
-                return commands.put(k, now, if_mod_revision=rng.randrange(4), request=req)
-            case 2:
-                return commands.delete(k, request=req)
-            case 3:
-                return commands.delete_prefix(rng.choice(["p/", "", "a", "z"]), request=req)
-            case 4:
-                return commands.expire(rng.sample(keys, 3), now)
-            case 5:
-                return commands.append(k, now, request=req)
-            case _:
-                cmp = [{"key": k, "target": "version", "op": "<", "value": rng.randrange(4)}]
-                ops = [{"op": "get", "key": x} for x in keys] + [{"op": "put", "key": k, "value": 1, "ttl_ms": 50}]
-                return commands.txn(cmp, ops, [{"op": "delete", "key": k}], now_ms=now, request=req)
-
-    data = [one() for _ in range(600)]
-    stores: list[Any] = [MemoryStorage(), SQLiteStorage(tmp_path / "n.db")]
-    try:
-        outs = []
-        for s in stores:
-            results = []
-            for i in range(0, len(data), 37):
-                results += _apply_all(
-                    s, data[i : i + 37], lambda store, e: apply(store, e.index, e.data, policy=policy)
-                )
-            outs.append((results, s.items(), s.expired_keys(now, 100), s.expired_keys(now // 2, 3)))
-        assert outs[0] == outs[1]
-        assert any(r.get("duplicate") for r in outs[0][0]) and any(r.get("result_omitted") for r in outs[0][0])
-    finally:
-        stores[1].close()
-
-
-V1_SCHEMA = """
-CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 0), cluster_id TEXT, applied_index INTEGER NOT NULL);
-CREATE TABLE hard_state (id INTEGER PRIMARY KEY CHECK (id = 0), term INTEGER NOT NULL, vote TEXT,
-    commit_index INTEGER NOT NULL);
-CREATE TABLE log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, kind INTEGER NOT NULL, data BLOB NOT NULL);
-CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, create_revision INTEGER NOT NULL,
-    mod_revision INTEGER NOT NULL, version INTEGER NOT NULL);
-INSERT INTO meta VALUES (0, 'cid', 2);
-INSERT INTO hard_state VALUES (0, 3, 'n1', 2);
-PRAGMA user_version = 1;
-"""
-
-
-def test_sqlite_migrates_a_version_1_file(tmp_path: Path) -> None:
-    """A database written by the schema-1 code (no expiry, no requests) opens and keeps working."""
-    import sqlite3
-
-    path = tmp_path / "v1.db"
-    db = sqlite3.connect(path)
-    db.executescript(V1_SCHEMA)
-    db.executemany(
-        "INSERT INTO log VALUES (?, ?, ?, ?)",
-        [
-            (1, 3, int(EntryKind.NORMAL), commands.put("a", {"x": 1})),
-            (2, 3, int(EntryKind.NORMAL), commands.put("b", 2)),
-        ],
-    )
-    db.executemany("INSERT INTO kv VALUES (?, ?, ?, ?, ?)", [("a", '{"x":1}', 1, 1, 1), ("b", "2", 2, 2, 1)])
-    db.commit()
-    db.close()
-    s = SQLiteStorage(path)
-    try:
-        st = s.load()
-        assert (st.cluster_id, st.hard_state, st.applied_index, len(st.entries)) == ("cid", HardState(3, "n1", 2), 2, 2)
-        assert s.items() == [("a", KeyRecord('{"x":1}', 1, 1, 1)), ("b", KeyRecord("2", 2, 2, 1))]
-        assert s.expired_keys(10**12, 10) == []
-        req = {"client": "c", "id": "i", "now_ms": 7}
-        r = _apply_all(s, [commands.put("a", 5, expires_at_ms=9, request=req), commands.put("a", 6, request=req)])
-        assert r[1]["duplicate"] is True and s.get("a") == KeyRecord("5", 1, 3, 2, 9)
-    finally:
-        s.close()
-    s = SQLiteStorage(path)  # reopening a migrated file migrates nothing more
-    try:
-        assert s._db.execute("PRAGMA user_version").fetchone()[0] >= 2
-        assert s.expired_keys(9, 10) == ["a"]
-    finally:
-        s.close()
 
 
 def test_entries_reads_a_range_bounded_by_bytes(make: Callable[[], Any]) -> None:
@@ -600,36 +325,3 @@ def test_entries_reads_a_range_bounded_by_bytes(make: Callable[[], Any]) -> None
     s.apply(entries[:6], lambda store, e: None)
     s.compact(5, 1, b"")
     assert s.entries(1, 8, 1 << 20) == entries[5:7]  # the compacted prefix is gone
-
-
-def test_sqlite_a_worker_thread_writes_through_its_own_connection(tmp_path: Path) -> None:
-    """The storage worker's layout (node/runtime.py ThreadWorker): a second handle on the same
-    file, opened and used on another thread, writes and applies; the first handle (the event
-    loop's) reads what it committed."""
-    import threading
-
-    path = tmp_path / "n.db"
-    loop_side = SQLiteStorage(path)
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            w = SQLiteStorage(path)
-            data = [commands.put(f"k{i}", i) for i in range(1, 6)]
-            log = [E(i, 1, d) for i, d in enumerate(data, start=1)]
-            w.save(HardState(1, "me", 0), log)
-            w.apply(log, kv_apply)
-            assert w.entries(1, 3, 1 << 20) == [E(1, 1, data[0]), E(2, 1, data[1])]
-            w.close()
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    t = threading.Thread(target=worker)
-    t.start()
-    t.join()
-    assert not errors, errors
-    got = loop_side.get("k3")
-    assert got is not None and json.loads(got.value) == 3
-    st = loop_side.load()
-    assert (st.applied_index, st.hard_state, len(st.entries)) == (5, HardState(1, "me", 0), 5)
-    loop_side.close()

@@ -14,13 +14,16 @@ Tables: ``meta`` (one row: cluster_id, applied_index), ``hard_state`` (one row: 
 commit_index), ``log`` (idx, term, kind, data), ``kv`` (key, value, create_revision,
 mod_revision, version, expires_at), ``requests`` (remembered idempotent writes: client, id, idx,
 time_ms, result), ``auth`` (users, roles, tokens and join tokens as JSON documents: kind, name,
-doc; ``kv.auth``). ``PRAGMA user_version`` holds the schema version; ``_MIGRATIONS`` upgrades an
-older file in place, in one transaction, when it is opened.
+doc; ``kv.auth``). ``PRAGMA user_version`` holds the schema version; an older file is upgraded
+in place, in one transaction, when it is opened.
+
+Parts: ``sqlite_schema.py`` (the tables, their migrations, the PRAGMAs), ``sqlite_rows.py``
+(the key-value, request and auth rows; the ``KVStore`` of ``apply``), ``sqlite_snapshot.py``
+(reading and installing snapshots). This module keeps the transactions and the Raft log.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -29,11 +32,10 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from beaver_vault.errors import InvariantViolation
-from beaver_vault.kv.records import RequestRecord
 from beaver_vault.kv.state import KeyRecord, KVStore
 from beaver_vault.raft.messages import Entry, EntryKind, HardState
+from beaver_vault.storage import sqlite_rows as rows
 from beaver_vault.storage.base import (
-    RAFT_TABLES,
     PersistentState,
     Storage,
     StorageStatus,
@@ -42,203 +44,20 @@ from beaver_vault.storage.base import (
 )
 from beaver_vault.storage.disk_errors import translate
 from beaver_vault.storage.log_gc import GcStats, LogCollector
+from beaver_vault.storage.sqlite_rows import prefix_end
+from beaver_vault.storage.sqlite_schema import SCHEMA_VERSION, SNAPSHOT_SCHEMA, configure, fsync_dir, upgrade_statements
+from beaver_vault.storage.sqlite_snapshot import open_snapshot, replace_state_from_staging, state_tables
 from beaver_vault.storage.timings import StorageTimings
+
+# Names other modules and the tests import from here.
+__all__ = ["SCHEMA_VERSION", "SQLiteStorage", "prefix_end"]
 
 R = TypeVar("R")
 
-SCHEMA_VERSION = 3
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    id INTEGER PRIMARY KEY CHECK (id = 0),
-    cluster_id TEXT,
-    applied_index INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS hard_state (
-    id INTEGER PRIMARY KEY CHECK (id = 0),
-    term INTEGER NOT NULL,
-    vote TEXT,
-    commit_index INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS log (
-    idx INTEGER PRIMARY KEY,
-    term INTEGER NOT NULL,
-    kind INTEGER NOT NULL,
-    data BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS kv (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL,
-    create_revision INTEGER NOT NULL,
-    mod_revision INTEGER NOT NULL,
-    version INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO meta (id, cluster_id, applied_index) VALUES (0, NULL, 0);
-INSERT OR IGNORE INTO hard_state (id, term, vote, commit_index) VALUES (0, 0, NULL, 0);
-"""
-
-# Schema version N-1 -> N. Version 2: per-key expiry (indexed for the leader's expiry sweep)
-# and the table of remembered idempotent requests (indexed for purge by age and trim by client).
-_MIGRATIONS: dict[int, str] = {
-    2: """
-ALTER TABLE kv ADD COLUMN expires_at INTEGER;
-CREATE INDEX kv_expires_at ON kv (expires_at, key) WHERE expires_at IS NOT NULL;
-CREATE TABLE requests (
-    client TEXT NOT NULL,
-    id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    time_ms INTEGER NOT NULL,
-    result TEXT NOT NULL,
-    PRIMARY KEY (client, id)
-);
-CREATE INDEX requests_time ON requests (time_ms);
-CREATE INDEX requests_client_idx ON requests (client, idx);
-""",
-    # Version 3: users, roles, tokens and join tokens (kv.auth), hashed secrets only.
-    3: """
-CREATE TABLE auth (
-    kind TEXT NOT NULL,
-    name TEXT NOT NULL,
-    doc TEXT NOT NULL,
-    PRIMARY KEY (kind, name)
-);
-""",
-}
-
-_KV_COLUMNS = "value, create_revision, mod_revision, version, expires_at"
-_UPSERT_KV = (
-    "INSERT INTO kv (key, value, create_revision, mod_revision, version, expires_at) VALUES (?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, create_revision = excluded.create_revision, "
-    "mod_revision = excluded.mod_revision, version = excluded.version, expires_at = excluded.expires_at"
-)
 _UPSERT_HARD_STATE = (
     "INSERT INTO hard_state (id, term, vote, commit_index) VALUES (0, ?, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET term = excluded.term, vote = excluded.vote, commit_index = excluded.commit_index"
 )
-
-
-def prefix_end(prefix: str) -> str | None:
-    """The smallest string greater than every string that starts with ``prefix`` (None: no
-    bound). SQLite's BINARY collation is UTF-8 byte order, which equals code point order."""
-    chars = list(prefix)
-    while chars:
-        c = ord(chars[-1]) + 1
-        if c <= 0x10FFFF:
-            if 0xD800 <= c <= 0xDFFF:
-                c = 0xE000  # surrogates cannot be stored; skip the block
-            chars[-1] = chr(c)
-            return "".join(chars)
-        chars.pop()
-    return None
-
-
-def _scan(db: sqlite3.Connection, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
-    if limit < 0:
-        raise ValueError("limit must be >= 0")
-    sql = f"SELECT key, {_KV_COLUMNS} FROM kv WHERE key >= ?"
-    args: list[object] = [prefix]
-    end = prefix_end(prefix)
-    if end is not None:
-        sql += " AND key < ?"
-        args.append(end)
-    if after is not None:
-        sql += " AND key > ?"
-        args.append(after)
-    sql += " ORDER BY key LIMIT ?"
-    args.append(limit)
-    return [(k, KeyRecord(v, c, m, n, x)) for k, v, c, m, n, x in db.execute(sql, args)]
-
-
-def _get(db: sqlite3.Connection, key: str) -> KeyRecord | None:
-    row = db.execute(f"SELECT {_KV_COLUMNS} FROM kv WHERE key = ?", (key,)).fetchone()
-    return None if row is None else KeyRecord(*row)
-
-
-class _TxnKV:
-    """The ``KVStore`` handed to ``apply``'s function: reads and writes inside the open transaction."""
-
-    __slots__ = ("_db",)
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def get(self, key: str) -> KeyRecord | None:
-        return _get(self._db, key)
-
-    def put(self, key: str, record: KeyRecord) -> None:
-        r = record
-        self._db.execute(_UPSERT_KV, (key, r.value, r.create_revision, r.mod_revision, r.version, r.expires_at_ms))
-
-    def delete(self, key: str) -> None:
-        self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
-
-    def scan(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
-        return _scan(self._db, prefix, after, limit)
-
-    def get_request(self, client: str, request_id: str) -> RequestRecord | None:
-        row = self._db.execute(
-            "SELECT idx, time_ms, result FROM requests WHERE client = ? AND id = ?", (client, request_id)
-        ).fetchone()
-        return None if row is None else RequestRecord(*row)
-
-    def put_request(self, client: str, request_id: str, record: RequestRecord) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO requests (client, id, idx, time_ms, result) VALUES (?, ?, ?, ?, ?)",
-            (client, request_id, record.index, record.time_ms, record.result),
-        )
-
-    def purge_requests(self, before_ms: int) -> int:
-        return self._db.execute("DELETE FROM requests WHERE time_ms < ?", (before_ms,)).rowcount
-
-    def trim_requests(self, client: str, keep: int) -> int:
-        # The (keep+1)-th newest idx of the client, if any, and everything older (index walk).
-        return self._db.execute(
-            "DELETE FROM requests WHERE client = ? AND idx <= "
-            "(SELECT idx FROM requests WHERE client = ? ORDER BY idx DESC LIMIT 1 OFFSET ?)",
-            (client, client, keep),
-        ).rowcount
-
-    def auth_get(self, kind: str, name: str) -> str | None:
-        return _auth_get(self._db, kind, name)
-
-    def auth_put(self, kind: str, name: str, doc: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO auth (kind, name, doc) VALUES (?, ?, ?)", (kind, name, doc))
-
-    def auth_delete(self, kind: str, name: str) -> None:
-        self._db.execute("DELETE FROM auth WHERE kind = ? AND name = ?", (kind, name))
-
-    def auth_scan(self, kind: str) -> list[tuple[str, str]]:
-        return _auth_scan(self._db, kind)
-
-    def trim_all_requests(self, keep: int) -> int:
-        return _trim_all_requests(self._db, keep)
-
-
-def _auth_get(db: sqlite3.Connection, kind: str, name: str) -> str | None:
-    row = db.execute("SELECT doc FROM auth WHERE kind = ? AND name = ?", (kind, name)).fetchone()
-    return None if row is None else str(row[0])
-
-
-def _auth_scan(db: sqlite3.Connection, kind: str) -> list[tuple[str, str]]:
-    return [(n, d) for n, d in db.execute("SELECT name, doc FROM auth WHERE kind = ? ORDER BY name", (kind,))]
-
-
-def _trim_all_requests(db: sqlite3.Connection, keep: int) -> int:
-    # The (keep+1)-th newest time, if any, and everything older (a walk of the time index).
-    return db.execute(
-        "DELETE FROM requests WHERE time_ms <= (SELECT time_ms FROM requests ORDER BY time_ms DESC LIMIT 1 OFFSET ?)",
-        (keep,),
-    ).rowcount
-
-
-def _expired_keys(db: sqlite3.Connection, now_ms: int, limit: int) -> list[str]:
-    if limit < 0:
-        raise ValueError("limit must be >= 0")
-    rows = db.execute(
-        "SELECT key FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at, key LIMIT ?",
-        (now_ms, limit),
-    )
-    return [k for (k,) in rows]
 
 
 class SQLiteStorage:
@@ -247,11 +66,11 @@ class SQLiteStorage:
         created = not os.path.exists(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
         try:
-            self._configure(busy_timeout_ms)
+            configure(self._db, self.path, busy_timeout_ms)
             self._create_schema()
             if created:
-                _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
-            self._db.executescript(_SNAPSHOT_SCHEMA)
+                fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+            self._db.executescript(SNAPSHOT_SCHEMA)
             cluster_id, applied = self._db.execute("SELECT cluster_id, applied_index FROM meta WHERE id = 0").fetchone()
             self._cluster_id: str | None = cluster_id
             self._applied: int = applied
@@ -270,29 +89,13 @@ class SQLiteStorage:
         # Rows made obsolete by compaction are deleted later, in small batches (log_gc.py).
         self._gc = LogCollector(self._db, timing=self.timings.compaction)
 
-    def _configure(self, busy_timeout_ms: int) -> None:
-        db = self._db
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise RuntimeError(f"{self.path}: could not enable WAL (journal_mode={mode})")
-        db.execute("PRAGMA synchronous = FULL")  # fsync the WAL at every commit
-        db.execute("PRAGMA foreign_keys = ON")
-        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-
     def _create_schema(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path}: schema version {version} is newer than this program ({SCHEMA_VERSION})")
-        if version == SCHEMA_VERSION:
-            return
-        with self._transaction():
-            steps = [_SCHEMA] if version == 0 else []  # 0: a new file; _SCHEMA is version 1
-            steps += [_MIGRATIONS[v] for v in range(max(version, 1) + 1, SCHEMA_VERSION + 1)]
-            for script in steps:
-                for stmt in script.split(";"):
-                    if stmt.strip():
-                        self._db.execute(stmt)
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        statements = upgrade_statements(version, self.path)
+        if statements:
+            with self._transaction():
+                for stmt in statements:
+                    self._db.execute(stmt)
 
     @contextmanager
     def _transaction(self, what: str = "a storage write") -> Iterator[None]:
@@ -389,7 +192,7 @@ class SQLiteStorage:
         db = self._db
         with self._transaction("resetting the storage"):
             db.execute("DELETE FROM log")
-            for table in self._state_tables():
+            for table in state_tables(self._db):
                 db.execute(f'DELETE FROM "{table}"')
             db.execute("UPDATE meta SET cluster_id = ?, applied_index = 0 WHERE id = 0", (cluster_id,))
             db.execute(_UPSERT_HARD_STATE, (0, None, 0))
@@ -402,7 +205,7 @@ class SQLiteStorage:
         check_apply(self._applied, self._last_index, entries)
         if not entries:
             return []
-        store = _TxnKV(self._db)
+        store = rows.TxnKV(self._db)
         last = entries[-1].index
         # The applied state need not be fsynced: it is rebuilt from the durable log, and the
         # applied index commits in the same transaction, so a power loss drops whole batches
@@ -422,28 +225,24 @@ class SQLiteStorage:
         return results
 
     def get(self, key: str) -> KeyRecord | None:
-        return _get(self._db, key)
+        return rows.get_record(self._db, key)
 
     def scan(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, KeyRecord]]:
-        return _scan(self._db, prefix, after, limit)
+        return rows.scan_records(self._db, prefix, after, limit)
 
     def expired_keys(self, now_ms: int, limit: int) -> list[str]:
-        return _expired_keys(self._db, now_ms, limit)
+        return rows.expired_keys(self._db, now_ms, limit)
 
     def auth_get(self, kind: str, name: str) -> str | None:
-        return _auth_get(self._db, kind, name)
+        return rows.auth_doc(self._db, kind, name)
 
     def auth_scan(self, kind: str) -> list[tuple[str, str]]:
-        return _auth_scan(self._db, kind)
+        return rows.auth_docs(self._db, kind)
 
     def close(self) -> None:
         self._db.close()
 
     # ------------------------------------------------------------------ snapshots and compaction
-
-    def _state_tables(self) -> list[str]:
-        rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        return [n for (n,) in rows if n not in RAFT_TABLES and not n.startswith("sqlite_")]
 
     def compact(self, index: int, term: int, membership: bytes) -> None:
         if index <= self._snap_index:
@@ -483,16 +282,7 @@ class SQLiteStorage:
         return self._gc.stats
 
     def snapshot_reader(self, chunk_bytes: int) -> tuple[int, Iterator[bytes]]:
-        # A second connection in one read transaction: WAL gives it a consistent view of the
-        # applied state while the main connection keeps committing.
-        reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
-        try:
-            reader.execute("BEGIN")
-            (index,) = reader.execute("SELECT applied_index FROM meta WHERE id = 0").fetchone()
-        except BaseException:
-            reader.close()
-            raise
-        return index, _snapshot_chunks(reader, self._state_tables(), chunk_bytes)
+        return open_snapshot(self.path, state_tables(self._db), chunk_bytes)
 
     def install_begin(self, index: int) -> None:
         with self._transaction("staging a snapshot"):
@@ -509,27 +299,9 @@ class SQLiteStorage:
 
     def install_finish(self, index: int, term: int, membership: bytes) -> None:
         db = self._db
-        tables = set(self._state_tables())
+        tables = set(state_tables(self._db))
         with self._transaction("installing a snapshot"):
-            for table in sorted(tables):
-                db.execute(f'DELETE FROM "{table}"')
-            current: tuple[str, str] | None = None
-            # One staged chunk in memory at a time (a snapshot may be gigabytes).
-            seqs = [seq for (seq,) in db.execute("SELECT seq FROM snapshot_staging ORDER BY seq")]
-            for seq in seqs:
-                (data,) = db.execute("SELECT data FROM snapshot_staging WHERE seq = ?", (seq,)).fetchone()
-                for line in bytes(data).splitlines():
-                    row = json.loads(line)
-                    if isinstance(row, dict):
-                        name, cols = str(row["table"]), [str(c) for c in row["columns"]]
-                        if name not in tables:
-                            raise InvariantViolation(f"snapshot has unknown table {name!r}")
-                        quoted = ", ".join(f'"{c}"' for c in cols)
-                        current = (f'INSERT INTO "{name}" ({quoted}) VALUES ({", ".join("?" * len(cols))})', name)
-                    elif current is not None:
-                        db.execute(current[0], row)
-                    else:
-                        raise InvariantViolation("snapshot row before any table header")
+            replace_state_from_staging(db, tables)
             db.execute("UPDATE meta SET applied_index = ? WHERE id = 0", (index,))
             db.execute("DELETE FROM log")
             db.execute(
@@ -562,55 +334,8 @@ class SQLiteStorage:
 
     def items(self) -> list[tuple[str, KeyRecord]]:
         """The whole applied key-value state, in key order (to compare nodes; tests)."""
-        rows = self._db.execute(f"SELECT key, {_KV_COLUMNS} FROM kv ORDER BY key")
-        return [(k, KeyRecord(v, c, m, n, x)) for k, v, c, m, n, x in rows]
+        return rows.all_records(self._db)
 
-
-_SNAPSHOT_SCHEMA = """
-CREATE TABLE IF NOT EXISTS snapshot_meta (
-    id INTEGER PRIMARY KEY CHECK (id = 0),
-    idx INTEGER NOT NULL,
-    term INTEGER NOT NULL,
-    membership BLOB NOT NULL
-);
-INSERT OR IGNORE INTO snapshot_meta (id, idx, term, membership) VALUES (0, 0, 0, x'');
-CREATE TABLE IF NOT EXISTS snapshot_staging (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);
-"""
-
-
-def _snapshot_chunks(reader: sqlite3.Connection, tables: list[str], chunk_bytes: int) -> Iterator[bytes]:
-    """JSON lines: a header {"table", "columns"} per table, then one array per row; chunks
-    end on line boundaries. Holds the read transaction until exhausted or closed."""
-
-    def lines() -> Iterator[bytes]:
-        for table in tables:
-            cur = reader.execute(f'SELECT * FROM "{table}"')
-            yield json.dumps({"table": table, "columns": [d[0] for d in cur.description]}).encode()
-            for row in cur:
-                yield json.dumps(list(row), ensure_ascii=False, separators=(",", ":")).encode()
-
-    try:
-        buf: list[bytes] = []
-        size = 0
-        for line in lines():
-            buf.append(line)
-            size += len(line) + 1
-            if size >= chunk_bytes:
-                yield b"\n".join(buf)
-                buf, size = [], 0
-        if buf:
-            yield b"\n".join(buf)
-    finally:
-        reader.close()
-
-
-def _fsync_dir(path: str) -> None:
-    """Make the new database file's directory entry durable (the file itself is synced by SQLite)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _conforms(s: SQLiteStorage) -> Storage:
