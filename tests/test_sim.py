@@ -83,8 +83,10 @@ def test_clean_swarm_finds_nothing() -> None:
 
 
 # Seeds with churn (joins, re-joins with wiped disks, removals of the leader, forced removals,
-# transfers), including 2, 4 and 16, which once stranded a restarted learner.
-CHURN_SEEDS = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 16]
+# transfers), including 2, 4 and 16, which once stranded a restarted learner. Re-joins are
+# rare: seed 1 had the only one of these until the simulator began stepping inputs in batches
+# (batch_inputs) and one fsync per write changed its draws; seed 43 has one now.
+CHURN_SEEDS = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 16, 43]
 
 
 @pytest.mark.parametrize("seed", CHURN_SEEDS)
