@@ -35,6 +35,11 @@ class FrameError(ValueError):
     """A frame that cannot be read (not JSON, not an object, ...). The stream stays in step."""
 
 
+def json_bytes(value: Any) -> bytes:
+    """``value`` as the frames' JSON (compact, UTF-8), e.g. to build a header by hand."""
+    return _dumps(value).encode()
+
+
 def encode(header: dict[str, Any], body: bytes | None = None) -> bytes:
     """One frame: length, header JSON, and ``\\n`` + body if there is a body."""
     head = _dumps(header).encode()

@@ -70,12 +70,13 @@ def _error(rid: int | None, status: int, message: str, **extra: Any) -> bytes:
 
 
 def _answer(rid: int, status: int, headers: dict[str, str], body: bytes, *, more: bool = False) -> bytes:
-    header: dict[str, Any] = {"id": rid, "status": status}
+    """``wire.encode({"id", "status", ["h"], ["more"]}, body)``, byte for byte, with only the
+    headers going through the JSON encoder (the two integers are formatted directly)."""
+    head = b'{"id":%d,"status":%d' % (rid, status)
     if headers:
-        header["h"] = headers
-    if more:
-        header["more"] = True
-    return wire.encode(header, body)
+        head += b',"h":' + wire.json_bytes(headers)
+    head += b',"more":true}\n' if more else b"}\n"
+    return b"".join((wire.LENGTH.pack(len(head) + len(body)), head, body))
 
 
 class _Conn:
