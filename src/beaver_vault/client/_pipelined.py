@@ -29,6 +29,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from beaver_vault import wire
 from beaver_vault.client._retry import API
@@ -181,6 +182,11 @@ class AsyncPipe:
     async def _flush(self) -> None:
         self._flushing = True
         try:
+            if len(self._slots) > 1:
+                # Other requests are in flight: tasks woken by the same answers are about to
+                # submit theirs. One scheduler round (never a cancellation point) lets them
+                # queue their frames, which then share this send instead of waiting for the next.
+                await anyio.lowlevel.cancel_shielded_checkpoint()
             while self._out and self.broken is None:
                 data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
                 self._out.clear()
