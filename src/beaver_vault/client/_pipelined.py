@@ -232,9 +232,10 @@ class AsyncPipe:
                 self._dispatch(data)
         finally:
             self._reading = False
-            # Hand the reader's role to another waiting request.
+            # Hand the reader's role to another waiting request: one that has waited (its event
+            # exists); a request not waiting yet becomes the reader itself when it gets to wait.
             for other in self._slots.values():
-                if other is not slot and not other.frames and other.error is None:
+                if other is not slot and other.event is not None and not other.frames and other.error is None:
                     other.wake()
                     break
 
