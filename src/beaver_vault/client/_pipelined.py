@@ -4,7 +4,8 @@ forwarding to its leader (``api/pipelined.py``).
 
 Theory of operation (async): many tasks share one connection. Each request gets an id and a
 slot; frames queued while another task is writing go out together in one ``send`` (so N tasks
-cost one system call, not N). There is no background task (an ``AsyncClient`` has no nursery):
+cost one system call, not N), and a task about to send while other requests are in flight first
+yields one scheduler round, so the tasks woken by the same answers add their frames to its send. There is no background task (an ``AsyncClient`` has no nursery):
 the first waiting task becomes the *reader*, reads frames and hands each answer to its slot;
 when its own answer arrives it passes the reader's role to another waiting task. A broken
 connection fails every waiting request with :class:`PipeBroken`, saying whether its frame may
