@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trio
 
 from beaver_vault.client import (
     AsyncClient,
@@ -387,3 +388,59 @@ def test_sync_watch_resumes_after_the_stream_ends() -> None:
         assert [e.revision for _, e in zip(range(5), watch, strict=False)] == [10, 11, 12, 13, 14]
         assert watch.last_revision == 14
     http.close()
+
+
+class _EchoStream:
+    """An in-memory server for ``AsyncPipe``: answers every request frame (200, its id) and
+    records each ``send`` the client makes."""
+
+    def __init__(self) -> None:
+        from beaver_vault import wire
+
+        self.wire = wire
+        self.reader = wire.FrameReader(wire.DEFAULT_MAX_FRAME_BYTES)
+        self.sends: list[int] = []  # frames per send
+        self.answers: list[bytes] = []
+        self.ready = trio.Event()
+
+    async def send(self, data: bytes) -> None:
+        self.reader.feed(data)
+        frames = self.reader.frames()
+        self.sends.append(len(frames))
+        for payload, _ in frames:
+            assert payload is not None
+            header, _body = self.wire.decode(payload)
+            self.answers.append(self.wire.encode({"id": header["id"], "status": 200}, b'"ok"'))
+        self.ready.set()
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        while not self.answers:
+            await self.ready.wait()
+            self.ready = trio.Event()
+        await trio.sleep(0)
+        out = b"".join(self.answers)
+        self.answers.clear()
+        return out
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_async_pipe_many_tasks_each_request_gets_its_own_answer() -> None:
+    from beaver_vault.client._pipelined import AsyncPipe
+
+    stream = _EchoStream()
+    pipe = AsyncPipe(stream)  # type: ignore[arg-type]
+    got: list[tuple[int, bytes | None]] = []
+
+    async def task(i: int) -> None:
+        for _ in range(5):
+            header, body = await pipe.request({"op": "get", "key": f"k{i}"})
+            got.append((header["status"], body))
+
+    async with trio.open_nursery() as nursery:
+        for i in range(16):
+            nursery.start_soon(task, i)
+    assert got == [(200, b'"ok"')] * 80
+    assert sum(stream.sends) == 80  # every frame sent once, whole
+    assert pipe.in_flight() == 0

@@ -434,3 +434,37 @@ def test_forwarding_survives_the_leader_restarting_on_a_new_port(tmp_path: Path)
             assert client.get("restart/9") == 9
     finally:
         c.close()
+
+
+def test_frame_reader_reports_what_the_frame_under_way_still_needs() -> None:
+    reader = wire.FrameReader(100)
+    frame = wire.encode({"id": 1}, b"x" * 50)
+    assert reader.needed() == 0
+    reader.feed(frame[:2])  # the length itself is not complete yet
+    assert reader.frames() == [] and reader.needed() == 0
+    reader.feed(frame[2:10])
+    assert reader.frames() == [] and reader.needed() == len(frame) - 10
+    reader.feed(frame[10:])
+    assert [p for p, _ in reader.frames()] == [frame[4:]] and reader.needed() == 0
+    reader.feed(struct.pack(">I", 500) + b"y" * 20)  # oversized: the rest is skipped
+    assert reader.frames() == [(None, 500)] and reader.needed() == 480
+    reader.feed(b"y" * 480 + frame)
+    assert [p for p, _ in reader.frames()] == [frame[4:]] and reader.needed() == 0
+
+
+def test_a_large_value_arriving_in_pieces_between_small_requests(cluster: Cluster) -> None:
+    # The server sizes its receives by the frame under way: a large frame trickling in among
+    # small ones is read whole and in step.
+    leader, _ = leader_and_follower(cluster)
+    raw = Raw(address(leader))
+    value = "v" * (900 * 1024)
+    frame = wire.encode({"id": 1, "op": "put", "key": "big/one"}, json.dumps(value).encode())
+    raw.send({"id": 2, "op": "get", "key": "big/none"})
+    for start in range(0, len(frame), 100_000):
+        raw.send_raw(frame[start : start + 100_000])
+    raw.send({"id": 3, "op": "put", "key": "big/small"}, b"3")
+    answers = {h["id"]: h["status"] for h, _ in (raw.recv() for _ in range(3))}
+    assert answers == {1: 200, 2: 404, 3: 200}
+    h, body = raw.call({"id": 4, "op": "get", "key": "big/one"})
+    assert (h["status"], body) == (200, value)
+    raw.close()

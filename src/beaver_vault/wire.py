@@ -35,6 +35,11 @@ class FrameError(ValueError):
     """A frame that cannot be read (not JSON, not an object, ...). The stream stays in step."""
 
 
+def json_bytes(value: Any) -> bytes:
+    """``value`` as the frames' JSON (compact, UTF-8), e.g. to build a header by hand."""
+    return _dumps(value).encode()
+
+
 def encode(header: dict[str, Any], body: bytes | None = None) -> bytes:
     """One frame: length, header JSON, and ``\\n`` + body if there is a body."""
     head = _dumps(header).encode()
@@ -75,6 +80,19 @@ class FrameReader:
 
     def pending_bytes(self) -> int:
         return len(self._buf)
+
+    def needed(self) -> int:
+        """Bytes still missing to complete the frame under way (after ``frames()``): 0 when no
+        frame has begun or its length is not known yet. Lets a reader size its next receive."""
+        if self._skip:
+            return self._skip
+        buf = self._buf
+        if len(buf) < LENGTH_BYTES:
+            return 0
+        length: int = LENGTH.unpack_from(buf, 0)[0]
+        if length > self.max_frame_bytes:
+            return 0
+        return max(0, LENGTH_BYTES + length - len(buf))
 
     def frames(self) -> list[tuple[bytes | None, int]]:
         """Complete frames as ``(payload, length)``; ``(None, length)`` for an oversized one."""

@@ -53,6 +53,10 @@ log = logging.getLogger("beaver_vault.api.pipelined")
 _SENT_AT = SENT_AT_HEADER.lower()
 _BUDGET = BUDGET_HEADER.lower()
 WATCH_OUT_BYTES_MAX = 1024 * 1024  # a watch waits while this much is queued on its connection
+# A receive asks for this much unless a large frame is under way (then up to ``receive_bytes``):
+# ``recv(n)`` allocates n bytes first, and above ~128 KiB that allocation is an mmap/munmap pair,
+# measured ~20 us per receive against ~3 us for 64 KiB, paid on every small request.
+RECEIVE_BYTES_SMALL = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +74,13 @@ def _error(rid: int | None, status: int, message: str, **extra: Any) -> bytes:
 
 
 def _answer(rid: int, status: int, headers: dict[str, str], body: bytes, *, more: bool = False) -> bytes:
-    header: dict[str, Any] = {"id": rid, "status": status}
+    """``wire.encode({"id", "status", ["h"], ["more"]}, body)``, byte for byte, with only the
+    headers going through the JSON encoder (the two integers are formatted directly)."""
+    head = b'{"id":%d,"status":%d' % (rid, status)
     if headers:
-        header["h"] = headers
-    if more:
-        header["more"] = True
-    return wire.encode(header, body)
+        head += b',"h":' + wire.json_bytes(headers)
+    head += b',"more":true}\n' if more else b"}\n"
+    return b"".join((wire.LENGTH.pack(len(head) + len(body)), head, body))
 
 
 class _Conn:
@@ -219,8 +224,11 @@ class PipelinedServer:
             try:
                 for payload, length in behind:  # frames sent right behind the hello
                     self._frame(conn, nursery, payload, length)
+                most = self.opts.receive_bytes
+                small = min(most, RECEIVE_BYTES_SMALL)
                 while True:
-                    data = await conn.stream.receive_some(self.opts.receive_bytes)
+                    needed = reader.needed()
+                    data = await conn.stream.receive_some(small if needed <= small else min(most, needed))
                     if not data:
                         break
                     reader.feed(data)
