@@ -160,6 +160,21 @@ def key_name(i: int) -> str:
     return f"s/{i:08d}"
 
 
+async def _send_until_ok(conn: Conn, req: bytes, label: str, errors: dict[str, int]) -> None:
+    """Send ``req`` until it is answered 200 (at most 50 tries, 0.2 s apart), counting the others
+    in ``errors`` under ``label``."""
+    for _attempt in range(50):
+        try:
+            status, _ = await conn.request(req)
+        except (OSError, ConnectionError, trio.BrokenResourceError):
+            await conn.aclose()
+            status = 599
+        if status == 200:
+            return
+        errors[f"{label} {status}"] = errors.get(f"{label} {status}", 0) + 1
+        await trio.sleep(0.2)
+
+
 async def _load(port: int, keys: int, txn_size: int, loaders: int, errors: dict[str, int]) -> None:
     batches = (keys + txn_size - 1) // txn_size
 
@@ -168,17 +183,7 @@ async def _load(port: int, keys: int, txn_size: int, loaders: int, errors: dict[
         try:
             for b in range(c, batches, loaders):
                 names = [key_name(i) for i in range(b * txn_size, min(keys, (b + 1) * txn_size))]
-                req = txn_request(HOST, txn_body(names))
-                for _attempt in range(50):
-                    try:
-                        status, _ = await conn.request(req)
-                    except (OSError, ConnectionError, trio.BrokenResourceError):
-                        await conn.aclose()
-                        status = 599
-                    if status == 200:
-                        break
-                    errors[f"load {status}"] = errors.get(f"load {status}", 0) + 1
-                    await trio.sleep(0.2)
+                await _send_until_ok(conn, txn_request(HOST, txn_body(names)), "load", errors)
         finally:
             await conn.aclose()
 
@@ -191,17 +196,7 @@ async def _load_big(port: int, count: int, nbytes: int, errors: dict[str, int]) 
     conn = Conn(HOST, port)
     try:
         for i in range(count):
-            req = big_request(HOST, f"big/{i:04d}", nbytes)
-            for _attempt in range(50):
-                try:
-                    status, _ = await conn.request(req)
-                except (OSError, ConnectionError, trio.BrokenResourceError):
-                    await conn.aclose()
-                    status = 599
-                if status == 200:
-                    break
-                errors[f"big {status}"] = errors.get(f"big {status}", 0) + 1
-                await trio.sleep(0.2)
+            await _send_until_ok(conn, big_request(HOST, f"big/{i:04d}", nbytes), "big", errors)
     finally:
         await conn.aclose()
 

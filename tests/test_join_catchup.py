@@ -66,10 +66,10 @@ def test_a_join_waits_for_a_long_catch_up_and_a_repeated_join_waits_with_it(clus
         snap = seen[-1]
         assert 0 < snap["bytes_sent"] < snap["bytes_total"], snap
         assert snap["bytes_total"] >= 80 * 200 * 1024, snap
-        time.sleep(6)  # past request_timeout_s (3) and forward_timeout_s (5)
+        time.sleep(6)  # the fault's duration: node4 stays stopped past request_timeout_s (3) and forward_timeout_s (5)
         second = threading.Thread(target=join)  # asked again meanwhile: waits for the same outcome
         second.start()
-        time.sleep(0.5)
+        time.sleep(0.5)  # the fault's duration: node4 stays stopped while the repeated join is under way
     finally:
         node4.kill(signal.SIGCONT)
     first.join(120)

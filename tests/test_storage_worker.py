@@ -269,19 +269,23 @@ def test_committed_entries_are_applied_after_their_save_and_counted_once_done() 
     assert n3.storage.get("k") is not None
 
 
-def test_a_snapshot_is_acknowledged_only_once_installed_and_the_core_waits_meanwhile() -> None:
-    nodes = cluster()
-    elect_n1(nodes)
-    follower = nodes["n2"]
-    term = follower.driver.core.term
-    # A snapshot at index 50 from another node's state.
+def snapshot_at_50(term: int) -> tuple[int, bytes]:
+    """A snapshot at index 50 of another node's state: (its index, its bytes in one chunk)."""
     src = MemoryStorage()
     src.reset("c1")
     entries = [Entry(term, i, EntryKind.NOOP, b"") for i in range(1, 51)]
     src.save(HardState(term, None, 50), entries)
     src.apply(entries, lambda _s, _e: None)
     index, chunks = src.snapshot_reader(1 << 20)
-    data = b"".join(chunks)
+    return index, b"".join(chunks)
+
+
+def test_a_snapshot_is_acknowledged_only_once_installed_and_the_core_waits_meanwhile() -> None:
+    nodes = cluster()
+    elect_n1(nodes)
+    follower = nodes["n2"]
+    term = follower.driver.core.term
+    index, data = snapshot_at_50(term)
     follower.out.take()
     follower.driver.receive(InstallSnapshot(term, "n1", "n2", index, term, 0, data, True, MEMBERS.encode()))
     follower.driver.process()
@@ -403,13 +407,7 @@ def test_entries_stepped_before_a_snapshot_install_are_saved_before_it_not_after
     d = follower.driver
     term = d.core.term
     last = d.core.log.last_index
-    src = MemoryStorage()
-    src.reset("c1")
-    entries = [Entry(term, i, EntryKind.NOOP, b"") for i in range(1, 51)]
-    src.save(HardState(term, None, 50), entries)
-    src.apply(entries, lambda _s, _e: None)
-    index, chunks = src.snapshot_reader(1 << 20)
-    data = b"".join(chunks)
+    index, data = snapshot_at_50(term)
     follower.out.take()
     new = tuple(Entry(term, i, EntryKind.NOOP, b"") for i in range(last + 1, last + 4))
     d.receive(AppendRequest(term, "n1", "n2", last, d.core.log.last_term, new, d.core.commit))
