@@ -203,6 +203,9 @@ def test_a_node_whose_disk_fills_refuses_writes_says_why_and_recovers(cluster: C
         # Space is back: node1 recovers by itself, catches up, accepts writes again.
         filler.unlink()
         wait_for("node1 writable again", lambda: (s := node1.status()) is not None and s["storage_error"] is None, 30)
+        # Until a leader's message reaches it, node1 names no leader and answers 503 not_applied
+        # (correct, and retryable); on a loaded machine that can take a while after the disk is back.
+        wait_for("node1 knows a leader", lambda: (s := node1.status()) is not None and s["leader_id"] is not None, 30)
         r = _put(node1, "after", "ok")  # forwarded to the leader if node1 no longer leads
         assert r.status_code == 200, r.text
         acked["after"] = "ok"
