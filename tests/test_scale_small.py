@@ -28,6 +28,7 @@ def test_a_loaded_cluster_stays_within_its_memory_budget_and_keeps_its_term(tmp_
         big_values=12,
         big_value_bytes=256 * 1024,
         seconds=1.0,
+        rounds=1,
         clients=(16,),
         # Small byte budgets: compaction by bytes, and a snapshot for the 4th node.
         node_args=("--snapshot-threshold-bytes", str(1024 * 1024), "--snapshot-threshold", "2000"),
