@@ -287,9 +287,10 @@ def run(
             ops = {"big": 0, "small": 0}
             wall = {"big": 0.0, "small": 0.0}
             big_latencies: list[float] = []
+            pids = {n.node_id: n.proc.pid for n in cluster.live() if n.proc is not None}
             for _ in range(max(1, rounds)):
-                rb = run_phase(f"writes, {keys} keys", HOST, port, big, 16, seconds)
-                rs = run_phase(f"writes, {SMALL_KEYS} keys (after loading)", HOST, port, small, 16, seconds)
+                rb = run_phase(f"writes, {keys} keys", HOST, port, big, 16, seconds, servers=pids)
+                rs = run_phase(f"writes, {SMALL_KEYS} keys (after loading)", HOST, port, small, 16, seconds, servers=pids)
                 res.rounds.append((rb.ops_per_s, rs.ops_per_s))
                 big_latencies += rb.latencies
                 for kind, r in (("big", rb), ("small", rs)):
