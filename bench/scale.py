@@ -270,8 +270,9 @@ def run(
             trio.run(_preload_small, port, small)
             res.terms_before = terms(cluster)
             say(f"cluster up, leader {leader.node_id}, terms {res.terms_before}")
+            pids = {n.node_id: n.proc.pid for n in cluster.live() if n.proc is not None}
             for c in clients:
-                r = run_phase(f"writes, {SMALL_KEYS} keys", HOST, port, small, c, seconds)
+                r = run_phase(f"writes, {SMALL_KEYS} keys", HOST, port, small, c, seconds, servers=pids)
                 res.rate_1k[c] = r.ops_per_s
                 _count(res.errors, r.statuses)
             t0 = time.monotonic()
@@ -287,7 +288,6 @@ def run(
             ops = {"big": 0, "small": 0}
             wall = {"big": 0.0, "small": 0.0}
             big_latencies: list[float] = []
-            pids = {n.node_id: n.proc.pid for n in cluster.live() if n.proc is not None}
             for _ in range(max(1, rounds)):
                 rb = run_phase(f"writes, {keys} keys", HOST, port, big, 16, seconds, servers=pids)
                 rs = run_phase(f"writes, {SMALL_KEYS} keys (after loading)", HOST, port, small, 16, seconds, servers=pids)
