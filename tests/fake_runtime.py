@@ -91,8 +91,7 @@ class FakeRuntime(NodeRuntime):
         index = self.applied_index() + 1
         self.log.append(command)
         result = apply(self.store, index, command)
-        events = result.get("events")
-        self.watch_hub.publish(index, events if isinstance(events, list) else [])
+        self._on_applied(index, result)  # the real runtime's apply callback: watch events, auth changes
         return result
 
     async def read_barrier(self, *, timeout_s: float) -> int:

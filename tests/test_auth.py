@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from fake_runtime import FakeRuntime
 from test_openapi import JSON, SCENARIOS, operations
 
@@ -314,3 +315,79 @@ def test_print_config_hides_the_join_token() -> None:
     out = io.StringIO()
     assert print_config({"node_id": "n", "join_token": "bvj_secret-value"}, {}, out) == 0
     assert "bvj_secret-value" not in out.getvalue() and "join_token: (hidden)" in out.getvalue()
+
+
+# --------------------------------------------------------------------------- open watches lose access
+
+
+async def test_an_open_sse_watch_ends_when_its_caller_loses_read_access() -> None:
+    from test_api_watch import sse
+
+    app, runtime = await authed_app()
+    await runtime.write(auth_command("put_role", name="w", permissions=[{"prefix": "w/", "access": "read"}]), timeout_s=1)
+    await runtime.write(auth_command("grant", name="nobody", role="w"), timeout_s=1)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        async with sse(client, "?prefix=w/", headers=basic("nobody", "nobody-pw-1")) as stream:
+            await runtime.write(commands.put("w/1", 1), timeout_s=1)
+            # An auth change that leaves nobody its access wakes the stream, which goes on.
+            await runtime.write(auth_command("create_user", name="other", password=PW), timeout_s=1)
+            r2 = (await runtime.write(commands.put("w/2", 2), timeout_s=1))["revision"]
+            assert [m.json()["key"] for m in await stream.events(2)] == ["w/1", "w/2"]
+            await runtime.write(auth_command("revoke", name="nobody", role="w"), timeout_s=1)
+            await runtime.write(commands.put("w/3", 3), timeout_s=1)
+            with trio.fail_after(10):
+                last = await stream.next()
+                assert last is not None and last.event == "error", last
+                body = last.json()
+                assert body["status"] == 403 and "nobody" in body["error"] and "no longer" in body["error"], body
+                assert body["last_event_id"] == str(r2)  # where to resume, with access back
+                assert await stream.next() is None  # the stream ended: w/3 was never sent
+        assert not runtime.watch_hub.watchers
+
+
+async def test_an_open_websocket_watch_ends_when_its_password_changes() -> None:
+    app, runtime = await authed_app()
+    await runtime.write(auth_command("put_role", name="w", permissions=[{"prefix": "w/", "access": "read"}]), timeout_s=1)
+    await runtime.write(auth_command("grant", name="nobody", role="w"), timeout_s=1)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        query = {"prefix": "w/", "from_revision": str(runtime.applied_index() + 1)}
+        async with client.websocket("/api/v1/watch/ws", headers=basic("nobody", "nobody-pw-1"), query_string=query) as ws:
+            await runtime.write(commands.put("w/4", 4), timeout_s=1)
+            assert json.loads(await ws.receive())["key"] == "w/4"
+            await runtime.write(auth_command("set_password", name="nobody", password=PW), timeout_s=1)
+            await runtime.write(commands.put("w/5", 5), timeout_s=1)
+            with trio.fail_after(10):
+                body = json.loads(await ws.receive())
+                assert body["status"] == 401 and "no longer valid" in body["error"], body
+                try:
+                    extra = await ws.receive()
+                except BaseException as e:  # the close, maybe inside an ExceptionGroup
+                    closed = repr(e)
+                else:
+                    closed = f"another message: {extra!r}"
+            assert "4401" in closed, closed
+
+
+async def test_an_open_watch_ends_when_its_token_expires_at_the_next_keep_alive() -> None:
+    from test_api_watch import sse
+
+    runtime = FakeRuntime("node1")
+    await runtime.write(auth_command("bootstrap", name="admin", password=hash_password("admin-pw-1")), timeout_s=1)
+    opts = ApiOptions(auth=AuthOptions(enabled=True), watch_keepalive_s=0.05)
+    app = create_app(runtime, opts)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        admin = basic("admin", "admin-pw-1")
+        r = await client.post("/api/v1/auth/tokens", headers={**admin, **JSON}, data=b'{"ttl_s": 60}')
+        assert r.status_code == 201
+        bearer = {"Authorization": f"Bearer {json.loads(await r.get_data(as_text=True))['token']}"}
+        async with sse(client, "", headers=bearer) as stream:
+            await stream.until_comment("keep-alive")  # re-checked at a keep-alive: still valid
+            assert not stream.ended and not stream.messages
+            runtime.clock_ms += 61_000  # no auth record changes: only the keep-alive notices
+            with trio.fail_after(10):
+                last = await stream.next()
+                assert last is not None and last.event == "error" and last.json()["status"] == 401, last
+                assert await stream.next() is None

@@ -219,6 +219,32 @@ def test_watch_is_checked_and_streams_for_an_allowed_caller(env: Env) -> None:
             assert stream.status_code == status
 
 
+def test_an_open_watch_on_a_follower_ends_when_its_role_is_revoked(env: Env) -> None:
+    carol = ("carol", "carol-password-1")
+    lead = env.leader()
+    r = call(lead, "POST", "/api/v1/auth/users", ADMIN, json={"name": carol[0], "password": carol[1], "roles": ["app-rw"]})
+    assert r.status_code == 201, r.text
+    env.secrets.append(carol[1])
+    node = env.follower()
+    wait_for("carol known on the follower", lambda: call(node, "GET", "/api/v1/auth/whoami", carol).status_code == 200, 10)
+    lines: list[str] = []
+    with httpx.stream("GET", node.url + "/api/v1/watch?prefix=app/rv", auth=carol, timeout=10) as stream:
+        assert stream.status_code == 200
+        it = stream.iter_lines()
+        assert next(it) == ": watching"
+        assert call(lead, "PUT", "/api/v1/kv/app/rv1", ALICE, content=b"1").status_code == 200
+        for line in it:
+            lines.append(line)
+            if '"app/rv1"' in line:
+                break
+        assert call(lead, "DELETE", "/api/v1/auth/users/carol/roles/app-rw", ADMIN).status_code == 200
+        assert call(lead, "PUT", "/api/v1/kv/app/rv2", ALICE, content=b"2").status_code == 200
+        lines += list(it)  # to the end of the stream: the server ends it
+    text = "\n".join(lines)
+    assert "event: error" in text and '"status": 403' in text and "no longer" in text, text
+    assert "app/rv2" not in text, text
+
+
 # --------------------------------------------------------------------------- forwarding
 
 

@@ -26,6 +26,13 @@ reaches the leader's port; the caller's credential cannot).
 What the routes still decide (they read the principal from the scope, ``principal_of``):
 a transaction's keys (``kv_routes``), a join's token (``raft_routes``) and the self-or-admin
 rules of ``/api/v1/auth/...`` (``auth_routes``).
+
+Long-lived requests (watches): the check above is made when the stream opens. The guard also
+leaves in the scope a re-check (``recheck_of``) that the watch routes run whenever an auth
+record has been applied here and at every keep-alive period: if the same credentials no
+longer authenticate (user or token deleted, password changed, token expired) or no longer
+allow the request (a role revoked or changed), the stream ends with 401/403 before it sends
+anything more. Like every refusal, it reads this node's applied records, without a barrier.
 """
 
 from __future__ import annotations
@@ -35,8 +42,9 @@ import binascii
 import json
 import math
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 from urllib.parse import parse_qs
 
@@ -52,6 +60,7 @@ from beaver_vault.kv.auth import Principal, grants_of
 from beaver_vault.node.runtime import NodeRuntime
 
 PRINCIPAL_SCOPE_KEY = "beaver_vault.principal"
+RECHECK_SCOPE_KEY = "beaver_vault.auth_recheck"
 UI_HEADER = "x-beaver-vault-ui"  # the console's calls: answer 401 without a Basic challenge
 JOIN_TOKEN_HEADER = "X-Beaver-Vault-Join-Token"
 BARRIER_TIMEOUT_S = 1.0
@@ -275,6 +284,16 @@ def principal_of(scope: Mapping[str, Any]) -> Principal | None:
     return p if isinstance(p, Principal) else None
 
 
+Recheck = Callable[[], Awaitable["AuthError | None"]]
+
+
+def recheck_of(scope: Mapping[str, Any]) -> Recheck | None:
+    """The re-check of an authenticated request's credentials (None with authentication off,
+    or for a public route): the refusal it would get now, or None if it is still allowed."""
+    r = scope.get(RECHECK_SCOPE_KEY)
+    return cast(Recheck, r) if callable(r) else None
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for n, v in cast(list[tuple[bytes, bytes]], scope.get("headers", [])):
         if n.lower() == name:
@@ -308,8 +327,26 @@ class AuthGuard:
             await self._refuse(scope, send, e)
             return
         if principal is not None:
+            header = _header(scope, b"authorization") or ""
+            need = classify(scope, self.opts)
             cast(dict[str, Any], scope)[PRINCIPAL_SCOPE_KEY] = principal
+            cast(dict[str, Any], scope)[RECHECK_SCOPE_KEY] = partial(self.still_allowed, header, need)
         await self.app(scope, receive, send)
+
+    async def still_allowed(self, header: str, need: Need) -> AuthError | None:
+        """Would the credentials that opened a long-lived request still get it now? The refusal
+        if not (401: they no longer authenticate; 403: they no longer allow it), else None."""
+        try:
+            principal = await self.auth.resolve(header)
+        except AuthError as e:
+            return e
+        if principal is None:
+            return AuthError(
+                401, "credentials no longer valid (the user or token was deleted, the password changed, or the token expired)"
+            )
+        if not allowed(principal, need):
+            return AuthError(403, f"user {principal.name!r} no longer has {need.describe()}", user=principal.name)
+        return None
 
     async def check(self, scope: Scope) -> Principal | None:
         need = classify(scope, self.opts)

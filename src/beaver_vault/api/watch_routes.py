@@ -36,6 +36,13 @@ A watcher closed by the server (it fell behind, the node's state was replaced by
 first delivers the events it had buffered, then ends with ``{"error": reason,
 "last_event_id": <resume point>}`` (SSE: an ``event: error``; WebSocket: the last message
 before a 1013 close): reconnecting with that ``last_event_id`` continues exactly there.
+
+With authentication on, a watch whose caller loses its access while it is open (user or token
+deleted, password changed, token expired, read permission on the prefix revoked) ends with
+``{"error", "status": 401|403, "last_event_id"}`` (SSE: an ``event: error``; WebSocket: the
+last message before a 4401/4403 close), and nothing after the change that removed the access
+is sent. The credentials are re-checked (``AccessGate``) as soon as an auth record is applied
+on this node and at every keep-alive period (an expiry changes no record).
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ import trio
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
 
+from beaver_vault.api.auth_guard import AuthError, Recheck, recheck_of
 from beaver_vault.api.context import API_PREFIX, ApiContext
 from beaver_vault.api.errors import (
     WS_CLOSE_FELL_BEHIND,
@@ -61,7 +69,7 @@ from beaver_vault.api.limits import client_address
 from beaver_vault.api.metrics import ApiMetrics
 from beaver_vault.api.validation import BadInput, parse_optional_int, parse_resume_point
 from beaver_vault.errors import BeaverVaultError
-from beaver_vault.node.watch import Watcher
+from beaver_vault.node.watch import Watcher, WatchHub
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 SSE_PIECE_BYTES = 64 * 1024
@@ -172,6 +180,33 @@ class Cursor:
         return out
 
 
+class AccessGate:
+    """The access check of an open watch (authentication on: ``recheck`` is the guard's
+    re-check of the credentials that opened it; off: None, and nothing is ever re-checked).
+    ``refused`` re-checks when an auth record was applied since the last check (the hub's
+    ``auth_generation`` moved) or when ``timer`` says a keep-alive period passed."""
+
+    def __init__(self, recheck: Recheck | None, hub: WatchHub) -> None:
+        self.recheck = recheck
+        self.hub = hub
+        self.seen = hub.auth_generation
+
+    @property
+    def auth_seen(self) -> int | None:
+        """For ``next_events``: wake on an auth change only if there is something to re-check."""
+        return self.seen if self.recheck is not None else None
+
+    async def refused(self, *, timer: bool) -> AuthError | None:
+        if self.recheck is None or (not timer and self.hub.auth_generation == self.seen):
+            return None
+        self.seen = self.hub.auth_generation  # a change during the check is checked next time
+        return await self.recheck()
+
+
+def refused_body(refusal: AuthError, cursor: Cursor) -> dict[str, Any]:
+    return {"error": refusal.message, "status": refusal.status, "last_event_id": cursor.last_id}
+
+
 def closed_body(watcher: Watcher, cursor: Cursor) -> dict[str, Any]:
     """Why the server ended the watch, and where to resume (``last_event_id``; null if no event
     was sent: resume from the same starting point)."""
@@ -203,10 +238,11 @@ def register(app: QuartTrio, ctx: ApiContext, metrics: ApiMetrics) -> None:
         from_revision = parse_optional_int(args.get("from_revision"), "from_revision", lo=1, hi=2**63 - 1)
         return prefix, from_revision, 0
 
-    async def next_batch(watcher: Watcher) -> list[dict[str, Any]] | None:
-        """The next events, [] once closed, None when a keep-alive period passed without any."""
+    async def next_batch(watcher: Watcher, gate: AccessGate) -> list[dict[str, Any]] | None:
+        """The next events; [] once closed or after an auth change (``gate``); None when a
+        keep-alive period passed without any."""
         with trio.move_on_after(opts.watch_keepalive_s):
-            return await runtime.next_events(watcher)
+            return await runtime.next_events(watcher, gate.auth_seen)
         return None
 
     # ------------------------------------------------------------------ Server-Sent Events
@@ -225,17 +261,25 @@ def register(app: QuartTrio, ctx: ApiContext, metrics: ApiMetrics) -> None:
             per_client.release(client)
             raise
 
+        gate = AccessGate(recheck_of(request.scope), runtime.watch_hub)
+
         async def stream() -> AsyncIterator[bytes]:
             cursor = Cursor(from_revision, skip)
             metrics.watchers.labels("sse").inc()
             try:
                 yield b": watching\n\n"
                 while True:
-                    events = await next_batch(watcher)
+                    events = await next_batch(watcher, gate)
+                    refusal = await gate.refused(timer=events is None)
+                    if refusal is not None:
+                        yield f"event: error\ndata: {json.dumps(refused_body(refusal, cursor))}\n\n".encode()
+                        return
                     if events is None:
                         yield b": keep-alive\n\n"
                         continue
                     if not events:
+                        if watcher.closed_reason is None:
+                            continue  # woken by an auth change that left this caller its access
                         yield f"event: error\ndata: {json.dumps(closed_body(watcher, cursor))}\n\n".encode()
                         return
                     labelled = cursor.label(events, complete=watcher.closed_reason is None)
@@ -283,13 +327,26 @@ def register(app: QuartTrio, ctx: ApiContext, metrics: ApiMetrics) -> None:
             per_client.release(client)
             raise
         cursor = Cursor(from_revision, skip)
+        gate = AccessGate(recheck_of(websocket.scope), runtime.watch_hub)
         metrics.watchers.labels("websocket").inc()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(ignore_incoming)
                 while True:
-                    events = await runtime.next_events(watcher)
+                    if gate.recheck is None:
+                        events: list[dict[str, Any]] | None = await runtime.next_events(watcher)
+                    else:
+                        events = await next_batch(watcher, gate)
+                    refusal = await gate.refused(timer=events is None)
+                    if refusal is not None:
+                        body = refused_body(refusal, cursor)
+                        await ws_fail(websocket_close_code(refusal.status), body)
+                        break
+                    if events is None:
+                        continue
                     if not events:
+                        if watcher.closed_reason is None:
+                            continue  # woken by an auth change that left this caller its access
                         await ws_fail(WS_CLOSE_FELL_BEHIND, closed_body(watcher, cursor))
                         break
                     for _, ev in cursor.label(events, complete=watcher.closed_reason is None):

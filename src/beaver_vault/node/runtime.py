@@ -427,6 +427,8 @@ class NodeRuntime:
             if isinstance(raw, list):
                 events = raw
         self.watch_hub.publish(index, events)
+        if isinstance(result, dict) and result.get("op") == "auth":
+            self.watch_hub.auth_changed()
 
     def watch(
         self, prefix: str, from_revision: int | None, *, buffer_max: int = 1000, bytes_max: int = DEFAULT_BUFFER_BYTES
@@ -441,10 +443,13 @@ class NodeRuntime:
         except OverflowError as e:
             raise Overloaded(str(e)) from e
 
-    async def next_events(self, watcher: Watcher) -> list[Event]:
+    async def next_events(self, watcher: Watcher, auth_seen: int | None = None) -> list[Event]:
         """Wait for the next events of ``watcher``; [] with ``watcher.closed_reason`` set once
-        it was closed (fell behind, state replaced)."""
-        while not watcher.buffer and watcher.closed_reason is None:
+        it was closed (fell behind, state replaced). With ``auth_seen`` (the hub's
+        ``auth_generation`` the caller last checked its credentials at), also return, maybe [],
+        as soon as an auth record has changed since: the caller re-checks before going on."""
+        hub = self.watch_hub
+        while not watcher.buffer and watcher.closed_reason is None and auth_seen in (None, hub.auth_generation):
             ready = trio.Event()
             watcher.on_ready = ready.set
             await ready.wait()

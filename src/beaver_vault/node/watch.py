@@ -115,6 +115,9 @@ class WatchHub:
         self.applied_index = applied_index
         self.watchers: set[Watcher] = set()
         self.published = 0
+        # Bumped whenever an auth record (user, role, token) is applied: a stream opened with
+        # credentials re-checks them (``api/watch_routes.py``) before it sends anything more.
+        self.auth_generation = 0
 
     def reset(self, applied_index: int) -> None:
         """The state was replaced (snapshot install, adoption): history no longer applies."""
@@ -125,6 +128,14 @@ class WatchHub:
         self.applied_index = applied_index
         for w in list(self.watchers):
             w.close("the node's state was replaced by a snapshot; re-list and watch again")
+
+    def auth_changed(self) -> None:
+        """An auth record was applied: bump ``auth_generation`` and wake every watcher, so a
+        stream whose caller may have lost its access re-checks it now, not at its next event."""
+        self.auth_generation += 1
+        for w in list(self.watchers):
+            if w.on_ready is not None:
+                w.on_ready()
 
     def publish(self, revision: int, events: Iterable[Event]) -> None:
         self.applied_index = max(self.applied_index, revision)
