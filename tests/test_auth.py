@@ -284,10 +284,14 @@ def test_beyond_loopback_needs_tls_and_auth_or_insecure() -> None:
     assert "bvj_secret" not in repr(cfg)
 
 
-async def test_websocket_watch_needs_credentials_and_permission() -> None:
-    app, runtime = await authed_app()
+async def grant_nobody_read_on_w(runtime: FakeRuntime) -> None:
     await runtime.write(auth_command("put_role", name="w", permissions=[{"prefix": "w/", "access": "read"}]), timeout_s=1)
     await runtime.write(auth_command("grant", name="nobody", role="w"), timeout_s=1)
+
+
+async def test_websocket_watch_needs_credentials_and_permission() -> None:
+    app, runtime = await authed_app()
+    await grant_nobody_read_on_w(runtime)
     async with app.test_app() as test_app:
         client = test_app.test_client()
 
@@ -324,8 +328,7 @@ async def test_an_open_sse_watch_ends_when_its_caller_loses_read_access() -> Non
     from test_api_watch import sse
 
     app, runtime = await authed_app()
-    await runtime.write(auth_command("put_role", name="w", permissions=[{"prefix": "w/", "access": "read"}]), timeout_s=1)
-    await runtime.write(auth_command("grant", name="nobody", role="w"), timeout_s=1)
+    await grant_nobody_read_on_w(runtime)
     async with app.test_app() as test_app:
         client = test_app.test_client()
         async with sse(client, "?prefix=w/", headers=basic("nobody", "nobody-pw-1")) as stream:
@@ -348,8 +351,7 @@ async def test_an_open_sse_watch_ends_when_its_caller_loses_read_access() -> Non
 
 async def test_an_open_websocket_watch_ends_when_its_password_changes() -> None:
     app, runtime = await authed_app()
-    await runtime.write(auth_command("put_role", name="w", permissions=[{"prefix": "w/", "access": "read"}]), timeout_s=1)
-    await runtime.write(auth_command("grant", name="nobody", role="w"), timeout_s=1)
+    await grant_nobody_read_on_w(runtime)
     async with app.test_app() as test_app:
         client = test_app.test_client()
         query = {"prefix": "w/", "from_revision": str(runtime.applied_index() + 1)}

@@ -318,17 +318,17 @@ class AuthGuard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        need = classify(scope, self.opts)
+        header = _header(scope, b"authorization")
         try:
-            principal = await self.check(scope)
+            principal = await self.check(scope, need, header)
         except AuthError as e:
             self.refused[e.status] = self.refused.get(e.status, 0) + 1
             if self.on_refusal is not None:
                 self.on_refusal({401: "unauthenticated", 403: "forbidden"}.get(e.status, "login_rate"))
             await self._refuse(scope, send, e)
             return
-        if principal is not None:
-            header = _header(scope, b"authorization") or ""
-            need = classify(scope, self.opts)
+        if principal is not None and header is not None:
             cast(dict[str, Any], scope)[PRINCIPAL_SCOPE_KEY] = principal
             cast(dict[str, Any], scope)[RECHECK_SCOPE_KEY] = partial(self.still_allowed, header, need)
         await self.app(scope, receive, send)
@@ -348,11 +348,10 @@ class AuthGuard:
             return AuthError(403, f"user {principal.name!r} no longer has {need.describe()}", user=principal.name)
         return None
 
-    async def check(self, scope: Scope) -> Principal | None:
-        need = classify(scope, self.opts)
+    async def check(self, scope: Scope, need: Need, header: str | None) -> Principal | None:
+        """The caller of a request needing ``need``, from its ``Authorization`` header."""
         if need.kind == PUBLIC:
             return None
-        header = _header(scope, b"authorization")
         if header is None:
             if need.kind == JOIN:
                 return None  # the join route wants a join token instead
