@@ -224,6 +224,129 @@ def test_memory_and_sqlite_agree_on_random_commands(tmp_path: Path) -> None:
         stores[1].close()
 
 
+def _remembered_rows(s: Any) -> list[tuple[str, str, int, int, str]]:
+    if isinstance(s, MemoryStorage):
+        return [(c, i, r.index, r.time_ms, r.result) for c, i, r in s.kv.requests()]
+    return list(s._db.execute("SELECT client, id, idx, time_ms, result FROM requests ORDER BY client, id"))
+
+
+def test_remembered_requests_trimmed_alike_through_failed_batches_resets_and_installs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SQLite store keeps counts of its remembered requests beside the table so that
+    trimming walks only the excess (``sqlite_rows.RequestCounts``). Against the memory store,
+    after every batch: the same results and the same requests remembered, with per-client and
+    total trims firing often, batches that fail half-way (their rollback must not leave the
+    counts behind the table), a snapshot install and a reset (the table replaced under them)."""
+    import random
+
+    from beaver_vault.kv.state import RequestPolicy
+    from beaver_vault.storage.sqlite_rows import TxnKV
+
+    fired = {"trim_requests": 0, "trim_all_requests": 0}
+
+    def counting(name: str) -> Any:
+        orig = getattr(TxnKV, name)
+
+        def counted(self: TxnKV, *args: Any) -> int:
+            n: int = orig(self, *args)
+            fired[name] += n > 0
+            return n
+
+        return counted
+
+    for name in fired:
+        monkeypatch.setattr(TxnKV, name, counting(name))
+    policy = RequestPolicy(expiry_ms=4000, per_client=4, total_max=7, trim_every=3)
+    rng = random.Random(20261203)
+    now = 0
+    fail_at: bytes | None = None
+
+    def one() -> bytes:
+        nonlocal now
+        now += rng.randrange(1, 300)  # strictly increasing: the stores break ties on time differently
+        req = {"client": rng.choice("xyz"), "id": str(rng.randrange(12)), "now_ms": now}
+        return commands.put(rng.choice("abc"), now, request=req)
+
+    def fn(store: Any, e: Any) -> Any:
+        if e.data == fail_at:
+            raise OSError("disk on fire")
+        return apply(store, e.index, e.data, policy=policy)
+
+    def feed(pair: list[Any], data: list[bytes]) -> None:
+        outs: list[Any] = []
+        for s in pair:
+            start = s.load().applied_index + 1
+            entries = [E(i, 1, d) for i, d in enumerate(data, start)]
+            s.save(HardState(1), entries)
+            try:
+                outs.append(s.apply(entries, fn))
+            except OSError:
+                outs.append("failed")
+                assert fail_at is not None
+                s.apply(entries[: data.index(fail_at)], fn)  # the ones before the failure
+        assert outs[0] == outs[1]
+        assert _remembered_rows(pair[0]) == _remembered_rows(pair[1])
+
+    stores: list[Any] = [MemoryStorage(), SQLiteStorage(tmp_path / "n.db")]
+    sources: list[Any] = [MemoryStorage(), SQLiteStorage(tmp_path / "source.db")]
+    try:
+        for s in stores + sources:
+            s.reset("c")
+        for round_ in range(150):
+            data = [one() for _ in range(rng.randrange(1, 6))]
+            # Failures in the second half of every 20 rounds: none just before or after the install
+            # (round 60) and the reset (round 100), whose rollback would hide a stale count.
+            fail_at = rng.choice(data) if rng.random() < 0.3 and round_ % 20 >= 10 else None
+            feed(stores, data)
+            if round_ < 2:  # fewer requests than the stores remember at the install
+                feed(sources, [one() for _ in range(2)])
+            if round_ == 60:  # both install their source's state (its remembered requests too)
+                for dst, src in zip(stores, sources, strict=True):
+                    index, chunks = src.snapshot_reader(4096)
+                    dst.install_begin(index)
+                    for seq, chunk in enumerate(chunks):
+                        dst.install_chunk(seq, chunk)
+                    dst.install_finish(index, 1, b"")
+                assert _remembered_rows(stores[0]) == _remembered_rows(stores[1]) != []
+            if round_ == 100:
+                for s in stores:
+                    s.reset("c")
+        assert fired["trim_requests"] > 10 and fired["trim_all_requests"] > 10, fired
+    finally:
+        stores[1].close()
+        sources[1].close()
+
+
+def test_trimming_all_requests_from_the_oldest_end_deletes_what_the_newest_end_walk_does() -> None:
+    """Ties on time included: the (keep+1)-th newest time is the (n-keep)-th oldest."""
+    import random
+    import sqlite3
+
+    from beaver_vault.storage.sqlite_rows import RequestCounts, trim_oldest_requests
+
+    newest_end_walk = (
+        "DELETE FROM requests WHERE time_ms <= (SELECT time_ms FROM requests ORDER BY time_ms DESC LIMIT 1 OFFSET ?)"
+    )
+    rng = random.Random(7)
+    for case in range(60):
+        rows = [("c" + str(rng.randrange(3)), str(i), i, rng.randrange(6), "{}") for i in range(rng.randrange(0, 12))]
+        keep = rng.randrange(0, 10)
+        left = []
+        for walk in ("newest end", "oldest end"):
+            db = sqlite3.connect(":memory:")
+            db.execute("CREATE TABLE requests (client TEXT, id TEXT, idx INTEGER, time_ms INTEGER, result TEXT)")
+            db.executemany("INSERT INTO requests VALUES (?, ?, ?, ?, ?)", rows)
+            counts = RequestCounts()
+            if walk == "newest end":
+                gone = db.execute(newest_end_walk, (keep,)).rowcount
+            else:
+                gone = trim_oldest_requests(db, keep, counts)
+                assert counts.total(db) == db.execute("SELECT count(*) FROM requests").fetchone()[0]
+            left.append((gone, sorted(db.execute("SELECT * FROM requests"))))
+        assert left[0] == left[1], case
+
+
 V1_SCHEMA = """
 CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 0), cluster_id TEXT, applied_index INTEGER NOT NULL);
 CREATE TABLE hard_state (id INTEGER PRIMARY KEY CHECK (id = 0), term INTEGER NOT NULL, vote TEXT,

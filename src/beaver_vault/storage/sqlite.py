@@ -63,6 +63,7 @@ _UPSERT_HARD_STATE = (
 class SQLiteStorage:
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5000) -> None:
         self.path = os.fspath(path)
+        self._request_counts = rows.RequestCounts()  # kept by apply; forgotten on any other change
         created = not os.path.exists(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
         try:
@@ -110,6 +111,7 @@ class SQLiteStorage:
                 committing = True
                 db.execute("COMMIT")
             except BaseException:
+                self._request_counts.forget()
                 if db.in_transaction:
                     try:
                         db.execute("ROLLBACK")
@@ -198,6 +200,7 @@ class SQLiteStorage:
             db.execute(_UPSERT_HARD_STATE, (0, None, 0))
             db.execute("UPDATE snapshot_meta SET idx = 0, term = 0, membership = x'' WHERE id = 0")
             db.execute("DELETE FROM snapshot_staging")
+        self._request_counts.forget()
         self._cluster_id, self._applied, self._last_index, self._snap_index = cluster_id, 0, 0, 0
         self._log_bytes = 0
 
@@ -205,7 +208,7 @@ class SQLiteStorage:
         check_apply(self._applied, self._last_index, entries)
         if not entries:
             return []
-        store = rows.TxnKV(self._db)
+        store = rows.TxnKV(self._db, self._request_counts)
         last = entries[-1].index
         # The applied state need not be fsynced: it is rebuilt from the durable log, and the
         # applied index commits in the same transaction, so a power loss drops whole batches
@@ -308,6 +311,7 @@ class SQLiteStorage:
                 "UPDATE snapshot_meta SET idx = ?, term = ?, membership = ? WHERE id = 0", (index, term, membership)
             )
             db.execute("DELETE FROM snapshot_staging")
+        self._request_counts.forget()
         self._applied = self._snap_index = self._last_index = index
         self._log_bytes = 0
 
