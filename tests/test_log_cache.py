@@ -60,3 +60,37 @@ def test_compaction_truncation_and_reset_keep_the_cache_consistent() -> None:
     assert (log.first_index, log.last_index, log.cache_first, log.cache_bytes) == (51, 50, 51, 0)
     log.append(E(51, 4))
     assert log.entry(51) == E(51, 4)
+
+
+def test_bytes_between_agrees_with_summing_the_entries_through_appends_truncations_compactions() -> None:
+    """``bytes_between`` takes a long range from the running total (``log_bytes``) less the
+    rest; against the plain sum of the entries' sizes, after every change of the log."""
+    import random
+
+    rng = random.Random(11)
+    sizes: dict[int, int] = {}
+    log = RaftLog([], cache_budget=300)
+    for step in range(400):
+        what = rng.random()
+        if what < 0.6 or log.last_index == log.offset:
+            e = E(log.last_index + 1, size=rng.randrange(0, 90))
+            log.append(e)
+            sizes[e.index] = e.size_bytes()
+        elif what < 0.75 and max(log.offset + 1, log.cache_first) <= log.last_index:
+            at = rng.randrange(max(log.offset + 1, log.cache_first), log.last_index + 1)
+            log.truncate_from(at)
+            sizes = {i: n for i, n in sizes.items() if i < at}
+        elif what < 0.85:
+            log.stable_to(log.last_index)
+            log.compact(rng.randrange(log.offset, log.last_index + 1))
+        elif what < 0.95:
+            log.stable_to(log.last_index)
+            log.evict(limit=log.last_index)
+        else:
+            log.reset_to(log.last_index + rng.randrange(0, 5), 1)
+            sizes = {}
+        live = {i: n for i, n in sizes.items() if i > log.offset}
+        assert log.log_bytes == sum(live.values()), step
+        for _ in range(5):
+            lo, hi = rng.randrange(log.offset - 2, log.last_index + 3), rng.randrange(log.offset - 2, log.last_index + 3)
+            assert log.bytes_between(lo, hi) == sum(n for i, n in live.items() if lo <= i <= hi), (step, lo, hi)
