@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import random
 import sys
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="beaver-vault-pipe-cpu-"))
     cluster = Cluster(tmp, extra_args=("--log-level", "WARNING"))
-    server_profile = tmp / "node1.prof"
+    server_profile = Path(os.environ.get("BV_PROF_OUT", str(tmp / "node1.prof")))
     try:
         node1 = cluster.add("node1")
         if args.profile_server:
