@@ -1,17 +1,24 @@
 """Where one write's time goes, stage by stage, from the nodes' own trace (``node/trace.py``).
 
     .venv/bin/python bench/trace_write.py [--writes 300] [--tick-ms 50]
+    .venv/bin/python bench/trace_write.py --tasks 64 [--seconds 3]
 
 Starts a 3-node cluster (``tests/e2e_cluster.py``) with ``BV_TRACE_DIR`` set, so every node
 appends timestamped marks (one clock for all processes: ``CLOCK_MONOTONIC``); runs sequential
-pipelined writes from one client; merges the traces and prints, per stage, the median and p90 of
-the time from the proposal (on the leader) to that stage. Stops everything it started.
+pipelined writes from one client (or, with ``--tasks N``, N Trio tasks sharing one
+``AsyncClient`` for ``--seconds``, of whose writes about 300 are analysed); merges the traces and
+prints, per stage, the median and p90 of the time from the proposal (on the leader) to that
+stage. Under load a stage is the first matching mark after the proposal (a batch's save, the
+next apply...), so the figures show where the waits are, not one write's exact path. Stops
+everything it started.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -45,6 +52,31 @@ async def writes(address: str, n: int) -> list[tuple[int, int]]:
     return out
 
 
+async def many_writes(url: str, tasks: int, seconds: float) -> dict[int, tuple[int, int]]:
+    """N tasks sharing one client; each write's (sent, answered) by its revision (= log index)."""
+    from beaver_vault.client import AsyncClient
+
+    out: dict[int, tuple[int, int]] = {}
+    async with AsyncClient([url], transport="pipelined") as client:
+        await client.put("k0", "x")
+        stop_at = trio.current_time() + seconds
+
+        async def task(i: int) -> None:
+            rng = random.Random(i)
+            while trio.current_time() < stop_at:
+                t0 = time.monotonic_ns()
+                result = await client.put(f"k{rng.randrange(1000)}", VALUE.decode()[1:-1])
+                out[result.revision] = (t0, time.monotonic_ns())
+
+        async with trio.open_nursery() as nursery:
+            for i in range(tasks):
+                nursery.start_soon(task, i)
+    return out
+
+
+_TIMES: dict[int, list[int]] = {}
+
+
 def load(trace_dir: Path) -> dict[str, list[tuple[int, str, list[str]]]]:
     by_node: dict[str, list[tuple[int, str, list[str]]]] = {}
     for f in trace_dir.glob("trace.*"):
@@ -55,25 +87,40 @@ def load(trace_dir: Path) -> dict[str, list[tuple[int, str, list[str]]]]:
             if ev == "node":
                 node = fields[0]
             rows.append((int(t), ev, [x for x in fields if x]))
+        rows.sort(key=lambda r: r[0])  # the worker thread's marks interleave with the loop's
         by_node[node] = rows
     return by_node
 
 
 def first_after(rows: list[tuple[int, str, list[str]]], t0: int, pred: object) -> int | None:
-    for t, ev, f in rows:
-        if t >= t0 and pred(ev, f):  # type: ignore[operator]
+    times = _TIMES.get(id(rows))
+    if times is None:
+        times = _TIMES[id(rows)] = [r[0] for r in rows]
+    for t, ev, f in rows[bisect.bisect_left(times, t0) :]:
+        if pred(ev, f):  # type: ignore[operator]
             return t
     return None
 
 
-def analyse(by_node: dict[str, list[tuple[int, str, list[str]]]], client: list[tuple[int, int]]) -> None:
+def analyse(
+    by_node: dict[str, list[tuple[int, str, list[str]]]],
+    client: list[tuple[int, int]] | None,
+    by_index: dict[int, tuple[int, int]] | None = None,
+) -> None:
     leader = next(n for n, rows in by_node.items() if any(ev == "propose" for _, ev, _ in rows))
     lrows = by_node[leader]
     followers = [n for n in by_node if n != leader]
     stages: dict[str, list[float]] = defaultdict(list)
     proposals = [(t, int(f[0])) for t, ev, f in lrows if ev == "propose"]
-    for (t0, idx), (c0, c1) in zip(proposals[20:], client[20:], strict=False):
-        one(by_node, lrows, followers, stages, t0, idx, c0, c1)
+    if by_index is not None:  # many tasks: a sample from the middle of the run
+        middle = [(t, i) for t, i in proposals[len(proposals) // 5 : len(proposals) * 4 // 5] if i in by_index]
+        for t0, idx in middle[:: max(1, len(middle) // 300)]:
+            one(by_node, lrows, followers, stages, t0, idx, *by_index[idx])
+        client = list(by_index.values())
+    else:
+        assert client is not None
+        for (t0, idx), (c0, c1) in zip(proposals[20:], client[20:], strict=False):
+            one(by_node, lrows, followers, stages, t0, idx, c0, c1)
     order = sorted(stages, key=lambda k: statistics.median(stages[k]))
     print(f"{'stage (time since the leader proposed)':52s} {'p50 ms':>8s} {'p90 ms':>8s}  n")
     for k in order:
@@ -169,6 +216,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--writes", type=int, default=300)
     ap.add_argument("--tick-ms", type=int, default=50)
+    ap.add_argument("--tasks", type=int, default=1, help="N tasks sharing one AsyncClient (closed loop)")
+    ap.add_argument("--seconds", type=float, default=3.0, help="with --tasks: how long")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="trace-write-"))
     trace_dir = tmp / "trace"
@@ -183,10 +232,19 @@ def main() -> int:
         st = leader.status() or {}
         for f in trace_dir.glob("trace.*"):
             f.write_text("".join(line + "\n" for line in f.read_text().splitlines() if " node " in line))
-        client = trio.run(writes, st["pipelined_address"], args.writes)
+        if args.tasks > 1:
+            by_index = trio.run(many_writes, leader.url, args.tasks, args.seconds)
+        else:
+            client = trio.run(writes, st["pipelined_address"], args.writes)
     finally:
         c.close()
-    analyse(load(trace_dir), client)
+    if args.tasks > 1:
+        print(
+            f"{len(by_index)} writes from {args.tasks} tasks in {args.seconds:g} s: {len(by_index) / args.seconds:.0f}/s"
+        )
+        analyse(load(trace_dir), None, by_index)
+    else:
+        analyse(load(trace_dir), client)
     return 0
 
 
