@@ -84,6 +84,8 @@ def load(trace_dir: Path) -> dict[str, list[tuple[int, str, list[str]]]]:
         node = f.name
         for line in f.read_text().splitlines():
             t, ev, *fields = line.split(" ")
+            if not t.isdigit():
+                continue  # a line cut short by the truncation below (the nodes write meanwhile)
             if ev == "node":
                 node = fields[0]
             rows.append((int(t), ev, [x for x in fields if x]))
@@ -93,12 +95,18 @@ def load(trace_dir: Path) -> dict[str, list[tuple[int, str, list[str]]]]:
 
 
 def first_after(rows: list[tuple[int, str, list[str]]], t0: int, pred: object) -> int | None:
+    found = row_after(rows, t0, pred)
+    return None if found is None else found[0]
+
+
+def row_after(rows: list[tuple[int, str, list[str]]], t0: int, pred: object) -> tuple[int, list[str]] | None:
+    """The first mark at or after ``t0`` that ``pred(event, fields)`` accepts: (time, fields)."""
     times = _TIMES.get(id(rows))
     if times is None:
         times = _TIMES[id(rows)] = [r[0] for r in rows]
     for t, ev, f in rows[bisect.bisect_left(times, t0) :]:
         if pred(ev, f):  # type: ignore[operator]
-            return t
+            return t, f
     return None
 
 
@@ -154,22 +162,35 @@ def one(
         def ge(x: str) -> bool:
             return x not in ("-", "?") and int(x) >= idx
 
+        def job(name: str, pred: object, rows: Rows = lrows, start: int = t0) -> tuple[int | None, ...]:
+            """A storage job's submit, start, end and hand-back, matched by its sequence number
+            (a group commit's marks carry its last job's number, so: the first one >= ours)."""
+            sub = row_after(rows, start, lambda ev, f: ev == "job_submit" and f[0] == name and pred(f))  # type: ignore[operator]
+            if sub is None:
+                return None, None, None, None
+            seq = int(sub[1][1])
+            out: list[int | None] = [sub[0]]
+            for ev_name in ("job_start", "job_end", "job_deliver"):
+                out.append(ms(ev_name, lambda f: f[0] == name and int(f[1]) >= seq, rows, out[-1] or start))
+            return tuple(out)
+
         s = ms("send", lambda f: f[0] == "AppendRequest" and f[4] != "-" and int(f[4]) >= idx)
-        sub = ms("job_submit", lambda f: f[0] == "save" and ge(f[2]))
-        st = ms("job_start", lambda f: f[0] == "save", start=sub or t0)
-        en = ms("job_end", lambda f: f[0] == "save", start=st or t0)
-        dl = ms("job_deliver", lambda f: f[0] == "save", start=en or t0)
+        sub, st, en, dl = job("save", lambda f: ge(f[2]))
         ack = ms(
             "recv",
             lambda f: f[0] == "AppendResponse" and f[3] != "-" and f[3] not in ("True", "False") and int(f[3]) >= idx,
         )
         cm = ms("commit", lambda f: int(f[0]) >= idx)
-        hsub = ms("job_submit", lambda f: f[0] == "save" and f[2] == "-" and ge(f[3]), start=cm or t0)
-        hend = ms("job_end", lambda f: f[0] == "save", start=hsub or t0) if hsub else None
-        asub = ms("job_submit", lambda f: f[0] == "apply", start=cm or t0)
-        ast = ms("job_start", lambda f: f[0] == "apply", start=asub or t0)
-        aen = ms("job_end", lambda f: f[0] == "apply", start=ast or t0)
-        adl = ms("job_deliver", lambda f: f[0] == "apply", start=aen or t0)
+        hsub, _, hend, _ = job("save", lambda f: f[2] == "-" and ge(f[3]), start=cm or t0)
+        applied = ms("applied", lambda f: int(f[0]) == idx)  # its apply's completion, handled on the loop
+        asub = ast = aen = adl = None
+        if applied is not None:  # the apply job handed back just before: its sequence number
+            times = _TIMES[id(lrows)]
+            for _t, ev, f in reversed(lrows[: bisect.bisect_right(times, applied)]):
+                if ev == "job_deliver" and f[0] == "apply":
+                    seq = int(f[1])
+                    asub, ast, aen, adl = job("apply", lambda f, seq=seq: int(f[1]) == seq)  # type: ignore[misc]
+                    break
         ans = ms("answer", lambda f: int(f[0]) == idx)
         for name, t in [
             ("leader: AppendRequests sent", s),
@@ -185,6 +206,7 @@ def one(
             ("leader: apply started", ast),
             ("leader: apply done", aen),
             ("leader: apply completion on the loop", adl),
+            ("leader: its results handled (on_applied)", applied),
             ("leader: answer", ans),
         ]:
             if t is not None:
@@ -193,10 +215,7 @@ def one(
         for fo in followers:
             rows = by_node[fo]
             r = ms("recv", lambda f: f[0] == "AppendRequest" and f[4] != "-" and int(f[4]) >= idx, rows)
-            fsub = ms("job_submit", lambda f: f[0] == "save" and ge(f[2]), rows, r or t0)
-            fst = ms("job_start", lambda f: f[0] == "save", rows, fsub or t0)
-            fen = ms("job_end", lambda f: f[0] == "save", rows, fst or t0)
-            fdl = ms("job_deliver", lambda f: f[0] == "save", rows, fen or t0)
+            fsub, fst, fen, fdl = job("save", lambda f: ge(f[2]), rows, r or t0)
             fs = ms(
                 "send", lambda f: f[0] == "AppendResponse" and f[3] not in ("True", "False") and int(f[3]) >= idx, rows
             )

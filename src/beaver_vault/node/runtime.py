@@ -421,6 +421,7 @@ class NodeRuntime:
     # ------------------------------------------------------------------ watches
 
     def _on_applied(self, index: int, result: dict[str, Any] | None) -> None:
+        trace.mark("applied", index)
         events: list[Event] = []
         if isinstance(result, dict):
             raw = result.get("events")
