@@ -96,18 +96,34 @@ class RequestCounts:
     it is needed, then kept up to date by every change ``TxnKV`` makes. Only the storage
     worker's connection writes the table; anything else that changes it (a failed transaction's
     rollback, a reset, a snapshot install) calls ``forget``. The rows deleted are exactly those
-    the walk from the newest end finds: the (keep+1)-th newest is the (n-keep)-th oldest."""
+    the walk from the newest end finds: the (keep+1)-th newest is the (n-keep)-th oldest. It
+    also keeps a time no later than the oldest remembered one, so the purge by age that runs
+    before every idempotent write costs no statement while nothing is that old."""
 
-    __slots__ = ("_total", "_per_client")
+    __slots__ = ("_total", "_per_client", "_oldest_ms")
     MAX_CLIENTS = 4096  # counts kept for at most this many clients (then read again)
+    NONE_LEFT = 2**63  # the oldest time of an empty table
 
     def __init__(self) -> None:
         self._total: int | None = None
         self._per_client: dict[str, int] = {}
+        # At most the oldest remembered time (deletions only raise the true one): a purge of
+        # everything older than a time not above it has nothing to delete and runs no statement.
+        self._oldest_ms: int | None = None
 
     def forget(self) -> None:
-        self._total = None
+        self._total = self._oldest_ms = None
         self._per_client.clear()
+
+    def oldest_ms(self, db: sqlite3.Connection) -> int:
+        if self._oldest_ms is None:
+            (oldest,) = db.execute("SELECT min(time_ms) FROM requests").fetchone()
+            self._oldest_ms = self.NONE_LEFT if oldest is None else int(oldest)
+        return self._oldest_ms
+
+    def purged(self, clients: list[str]) -> None:
+        self.removed(clients)
+        self._oldest_ms = None  # read again when next needed
 
     def total(self, db: sqlite3.Connection) -> int:
         if self._total is None:
@@ -124,11 +140,16 @@ class RequestCounts:
             )
         return n
 
-    def added(self, client: str) -> None:
+    def added(self, client: str, time_ms: int) -> None:
+        self.added_time(time_ms)
         if self._total is not None:
             self._total += 1
         if client in self._per_client:
             self._per_client[client] += 1
+
+    def added_time(self, time_ms: int) -> None:
+        if self._oldest_ms is not None:
+            self._oldest_ms = min(self._oldest_ms, time_ms)
 
     def removed(self, clients: list[str]) -> None:
         if self._total is not None:
@@ -182,13 +203,16 @@ class TxnKV:
         if self._db.execute(
             "INSERT OR IGNORE INTO requests (idx, time_ms, result, client, id) VALUES (?, ?, ?, ?, ?)", values
         ).rowcount:
-            self._counts.added(client)
+            self._counts.added(client, record.time_ms)
         else:  # remembered already: replaced, the counts unchanged
             self._db.execute("UPDATE requests SET idx = ?, time_ms = ?, result = ? WHERE client = ? AND id = ?", values)
+            self._counts.added_time(record.time_ms)
 
     def purge_requests(self, before_ms: int) -> int:
+        if self._counts.oldest_ms(self._db) >= before_ms:
+            return 0  # nothing that old (usual: a busy client's requests are trimmed long before)
         gone = [c for (c,) in self._db.execute("DELETE FROM requests WHERE time_ms < ? RETURNING client", (before_ms,))]
-        self._counts.removed(gone)
+        self._counts.purged(gone)
         return len(gone)
 
     def trim_requests(self, client: str, keep: int) -> int:
