@@ -395,3 +395,37 @@ def test_membership_remembers_removed_ids_across_encoding() -> None:
     again = Membership.decode(m.with_member(Member("d", "d:1")).encode())
     assert again.retired == ("b",) and again.ids == ("a", "c", "d")
     assert Membership.decode(_membership(["a"]).encode()).retired == ()  # the old encoding still reads
+
+
+def test_read_only_confirm_releases_exactly_the_rounds_a_quorum_echoed_in_order() -> None:
+    """``ReadOnly.confirm`` releases the prefix of pending reads whose round a quorum echoed
+    (ours as read states, the followers' returned in order) and keeps the rest, however the
+    echoes arrive; against a plain filter of the pending reads."""
+    import random
+
+    from beaver_vault.raft.progress import Progress
+    from beaver_vault.raft.readonly import ReadOnly
+
+    rng = random.Random(5)
+    ro = ReadOnly(limit=1000)
+    progress = {"n2": Progress(), "n3": Progress()}
+    voters = ["n1", "n2", "n3"]
+    model: list[tuple[int, int, int, str]] = []  # (ctx, index, seq, origin) still pending
+    states: list[tuple[int, int]] = []
+    for ctx in range(300):
+        if rng.random() < 0.6:
+            origin = rng.choice(["n1", "n1", "n2"])
+            seq = ro.stamp(ctx, ctx // 3, origin)
+            model.append((ctx, ctx // 3, seq, origin))
+        else:
+            follower = rng.choice(["n2", "n3"])
+            progress[follower].read_ack = rng.randrange(progress[follower].read_ack, ro.seq + 1)
+        progress["n1"] = Progress(read_ack=ro.seq)  # the leader always has its own round
+        confirmed = sorted((progress[v].read_ack for v in voters), reverse=True)[1]
+        remote = ro.confirm("n1", voters, progress)
+        released = [r for r in model if r[2] <= confirmed]
+        model = [r for r in model if r[2] > confirmed]
+        assert [(r.ctx, r.index, r.seq, r.origin) for r in remote] == [r for r in released if r[3] != "n1"]
+        states.extend((c, i) for c, i, _, o in released if o == "n1")
+        assert [(r.ctx, r.index, r.seq, r.origin) for r in ro.pending] == model
+    assert [(s.ctx, s.index) for s in ro.states] == states and len(states) > 50

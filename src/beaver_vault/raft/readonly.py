@@ -113,14 +113,20 @@ class ReadOnly:
         if not acks:
             return []
         confirmed_seq = acks[quorum.majority(len(acks)) - 1]
-        remote: list[PendingRead] = []
-        keep: list[PendingRead] = []
+        # ``pending`` is in stamping order, so by increasing round: the confirmed reads are a
+        # prefix (usually empty when a read was just stamped, and found at once).
+        k = 0
         for r in self.pending:
             if r.seq > confirmed_seq:
-                keep.append(r)
-            elif r.origin == self_id:
+                break
+            k += 1
+        if not k:
+            return []
+        released, self.pending = self.pending[:k], self.pending[k:]
+        remote: list[PendingRead] = []
+        for r in released:
+            if r.origin == self_id:
                 self.states.append(ReadState(r.ctx, r.index))
             else:
                 remote.append(r)
-        self.pending = keep
         return remote
