@@ -20,13 +20,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
-import trio
-
 from beaver_vault.api.context import (
     APPLIED_INDEX_HEADER,
     CONSISTENCY_HEADER,
     CONSISTENCY_LEVELS,
-    RUNTIME_GRACE_S,
     ApiContext,
 )
 from beaver_vault.api.deadline import guarded
@@ -55,7 +52,6 @@ from beaver_vault.api.validation import (
     parse_int,
     parse_json_body,
 )
-from beaver_vault.errors import Unknown
 from beaver_vault.kv import commands
 
 T = TypeVar("T")
@@ -109,13 +105,13 @@ class Ops:
         self.opts = ctx.opts
 
     async def bounded(self, call: Awaitable[T], deadline: float | None) -> T:
-        """As ``ApiContext.bounded``: the runtime's timeout plus a grace period, and a forwarded
-        write whose sender's deadline has passed is not started."""
-        limit = self.opts.request_timeout_s + RUNTIME_GRACE_S
-        with trio.move_on_after(limit):
-            result: T = await guarded(self.ctx.deadlines, deadline, call)
-            return result
-        raise Unknown(f"the node did not answer within {limit:g} s (timed out)")
+        """A runtime write or read barrier: a forwarded write whose sender's deadline has passed
+        is not started. No timeout of its own (``ApiContext.bounded`` adds a grace period): the
+        runtime's wait has one (``request_timeout_s``), after which it raises ``Unknown`` for a
+        write and ``NoLeader`` for a read; a cancel scope more per request costs ~8% of the
+        leader's event-loop time at 64 pipelined clients."""
+        result: T = await guarded(self.ctx.deadlines, deadline, call)
+        return result
 
     async def run(self, req: Request, deadline: float | None) -> Answer:
         match req.op:
