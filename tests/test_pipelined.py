@@ -468,3 +468,73 @@ def test_a_large_value_arriving_in_pieces_between_small_requests(cluster: Cluste
     h, body = raw.call({"id": 4, "op": "get", "key": "big/one"})
     assert (h["status"], body) == (200, value)
     raw.close()
+
+
+def test_requests_without_a_task_time_out_cancel_and_end_with_their_connection(tmp_path: Path) -> None:
+    """Puts, deletes and gets on the node that serves them run with no task of their own
+    (``PipelinedServer._start``): answered from their waiter, abandoned by the connection's
+    reaper after ``request_timeout_s`` (504, outcome unknown for a write; a read is
+    not_applied), by a cancel (499) or when the connection closes; their ids count as in use
+    and against the in-flight limit like any other. The leader can neither commit nor confirm
+    a read here: both followers are stopped (and its election timeout is longer than the
+    request timeout, so it does not step down first)."""
+    import os
+    import signal
+    import time as _time
+
+    from e2e_cluster import FAST_FLAGS
+
+    flags = (*FAST_FLAGS, "--election-ticks", "200", "--request-timeout-s", "1.5", "--client-max-in-flight", "4")
+    c = Cluster(tmp_path / "taskless", extra_args=flags)
+    try:
+        leader = c.start_cluster(3)
+        followers = [n for n in c.live() if n.node_id != leader.node_id]
+        raw = Raw(address(leader))
+        assert raw.call({"id": 1, "op": "put", "key": "k"}, b'"before"')[0]["status"] == 200
+        for f in followers:
+            assert f.proc is not None
+            os.kill(f.proc.pid, signal.SIGSTOP)
+        try:
+            started = _time.monotonic()
+            raw.send({"id": 10, "op": "put", "key": "k"}, b'"lost?"')
+            raw.send({"id": 11, "op": "get", "key": "k"})
+            raw.send({"id": 12, "op": "delete", "key": "k"})
+            raw.send({"id": 13, "op": "put", "key": "x"}, b"1")  # the fourth in flight: the limit
+            raw.send({"id": 10, "op": "get", "key": "k"})  # id 10 is in use
+            raw.send({"id": 14, "op": "get", "key": "x"})  # a fifth: refused
+            raw.send({"id": 20, "op": "cancel", "target": 12})
+            got: list[tuple[int, int, Any]] = []
+            while len(got) < 7:
+                h, data = raw.recv()
+                got.append((h["id"], h["status"], json.loads(data) if data else None))
+            waited = _time.monotonic() - started
+            by = {(i, status): body for i, status, body in got}
+            assert "already in flight" in by[(10, 400)]["error"], got
+            assert by[(14, 429)]["outcome"] == "not_applied", got
+            assert by[(20, 200)] == {"cancelled": True}, got
+            assert by[(12, 499)]["outcome"] == "unknown", got
+            assert by[(10, 504)]["outcome"] == "unknown" and by[(13, 504)]["outcome"] == "unknown", got
+            read = [body for i, status, body in got if i == 11]
+            assert len(read) == 1 and read[0]["outcome"] == "not_applied", got
+            assert waited >= 1.4, waited  # the timeout, not an early refusal
+            # A connection that closes with requests in flight: they are abandoned, the node goes on.
+            gone = Raw(address(leader))
+            gone.send({"id": 1, "op": "put", "key": "gone"}, b"1")
+            gone.send({"id": 2, "op": "get", "key": "gone"})
+            gone.close()
+        finally:
+            for f in followers:
+                assert f.proc is not None
+                os.kill(f.proc.pid, signal.SIGCONT)
+        h, body = raw.call({"id": 30, "op": "put", "key": "after"}, b'"ok"')
+        assert h["status"] == 200, (h, body)
+        h, body = raw.call({"id": 31, "op": "get", "key": "k"})
+        # 10's put and 12's delete were unknown: each may have taken effect once the followers
+        # came back (they were in the leader's log); nothing else may have.
+        assert (h["status"], body) in ((200, "before"), (200, "lost?"), (404, body)), (h, body)
+        raw.close()
+    except BaseException:
+        c.dump_logs()
+        raise
+    finally:
+        c.close()

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,7 @@ from beaver_vault.api.deadline import BUDGET_HEADER, SENT_AT_HEADER
 from beaver_vault.api.errors import RETRY_AFTER_S, error_parts, json_text
 from beaver_vault.api.metrics import ApiMetrics
 from beaver_vault.api.pipelined_forward import LeaderLink
-from beaver_vault.api.pipelined_ops import READ_OPS, WRITE_OPS, Ops, Request
+from beaver_vault.api.pipelined_ops import READ_OPS, WRITE_OPS, Ops, Request, Started
 from beaver_vault.api.validation import BadInput, parse_optional_int, parse_resume_point
 from beaver_vault.api.watch_routes import Cursor, closed_body
 from beaver_vault.errors import BeaverVaultError, NotLeader
@@ -83,11 +84,26 @@ def _answer(rid: int, status: int, headers: dict[str, str], body: bytes, *, more
     return b"".join((wire.LENGTH.pack(len(head) + len(body)), head, body))
 
 
+@dataclass(slots=True, eq=False)
+class _Started:
+    """A request answered from its waiter's completion, with no task (``Ops.start``)."""
+
+    rid: int
+    op: str
+    started: Started | None  # None once answered (the deadline queue keeps only the shell)
+    deadline: float  # trio time: abandoned then (outcome unknown for a write)
+    cancelled: bool = False
+
+
 class _Conn:
     def __init__(self, stream: trio.abc.Stream, peer: str) -> None:
         self.stream = stream
         self.peer = peer
-        self.active: dict[int, trio.CancelScope] = {}
+        self.active: dict[int, trio.CancelScope] = {}  # requests running in a task of their own
+        self.started: dict[int, _Started] = {}  # requests waiting without a task
+        self.deadlines: deque[_Started] = deque()  # the same, by deadline (all get the same timeout)
+        self.has_started = trio.Event()
+        self.closed = False
         self.out: list[bytes] = []
         self.out_bytes = 0
         self.has_out = trio.Event()
@@ -109,6 +125,9 @@ class _Conn:
                 await self.stream.send_all(data)
             self.drained.set()
             self.drained = trio.Event()
+
+    def in_flight(self) -> int:
+        return len(self.active) + len(self.started)
 
     async def room(self) -> None:
         """Wait while too much is queued (a watch must not outrun a slow reader)."""
@@ -221,6 +240,7 @@ class PipelinedServer:
             return
         async with trio.open_nursery() as nursery:
             nursery.start_soon(conn.writer)
+            nursery.start_soon(self._reaper, conn)
             try:
                 for payload, length in behind:  # frames sent right behind the hello
                     self._frame(conn, nursery, payload, length)
@@ -236,6 +256,10 @@ class PipelinedServer:
                         self._frame(conn, nursery, payload, length)
             finally:
                 nursery.cancel_scope.cancel()  # the client left: its requests have no one to answer
+                conn.closed = True
+                for st in list(conn.started.values()):
+                    if st.started is not None and st.started.waiter is not None:
+                        self.ctx.runtime.abandon(st.started.waiter, "the client's connection closed")
 
     async def _hello(self, conn: _Conn, reader: wire.FrameReader) -> list[tuple[bytes | None, int]] | None:
         """Read and answer the hello; the frames that came right behind it, or None (refused)."""
@@ -308,26 +332,121 @@ class PipelinedServer:
             self.counters["bad_frames"] += 1
             conn.send(_error(None, 400, "a request frame needs an id (a non-negative integer)"))
             return
-        if rid in conn.active:
+        if rid in conn.active or rid in conn.started:
             self.counters["bad_frames"] += 1
             conn.send(_error(rid, 400, f"request id {rid} is already in flight on this connection"))
             return
         if header.get("op") == "cancel":
             target = header.get("target")
             scope = conn.active.get(target) if isinstance(target, int) else None
+            started = conn.started.get(target) if isinstance(target, int) else None
             if scope is not None:
                 scope.cancel()
-            conn.send(_answer(rid, 200, {}, json_text({"cancelled": scope is not None}).encode()))
+            elif started is not None and started.started is not None:
+                started.cancelled = True
+                waiter = started.started.waiter
+                if waiter is not None:  # (one with nothing to wait for was answered at once)
+                    self.ctx.runtime.abandon(waiter, "cancelled by the client")  # answers it (499)
+            conn.send(_answer(rid, 200, {}, json_text({"cancelled": scope is not None or started is not None}).encode()))
             return
-        if len(conn.active) >= self.opts.max_in_flight:
+        if conn.in_flight() >= self.opts.max_in_flight:
             conn.send(
                 _error(rid, 429, f"too many requests in flight on this connection (the limit is {self.opts.max_in_flight})")
             )
             return
         self.counters["requests"] += 1
+        if header.get("op") in Ops.START_OPS and "fwd" not in header and self._start(conn, rid, header, body):
+            return
         scope = trio.CancelScope()
         conn.active[rid] = scope
         nursery.start_soon(self._request, conn, rid, scope, header, body)
+
+    # ------------------------------------------------------------------ one request, no task
+
+    def _start(self, conn: _Conn, rid: int, header: dict[str, Any], body: bytes | None) -> bool:
+        """Start a put, get or delete with no task of its own (a task, its cancel scopes and its
+        wake-ups are most of the event loop's time per request): checked and proposed (or its
+        read barrier started) here, answered from its waiter's completion (``_started_done``),
+        abandoned by the connection's ``_reaper`` after ``request_timeout_s``, by a cancel, or
+        when the connection closes, as the task's wait is. False: run it in a task after all
+        (this node is not the leader: the task forwards it)."""
+        op = str(header.get("op"))
+        try:
+            started = self.ops.start(Request(header, body))
+        except NotLeader:
+            return False
+        except BeaverVaultError as exc:
+            status, doc, raw = error_parts(exc)
+            conn.send(_answer(rid, status, {k.lower(): v for k, v in raw.items()}, json_text(doc).encode()))
+            return True
+        except Exception:
+            log.exception("pipelined request %s failed", op)
+            self._answer_internal_error(conn, rid, op)
+            return True
+        st = _Started(rid, op, started, trio.current_time() + self.ctx.opts.request_timeout_s)
+        waiter = started.waiter
+        if waiter is None or waiter.done:
+            self._started_done(conn, st)
+            return True
+        conn.started[rid] = st
+        conn.deadlines.append(st)
+        conn.has_started.set()
+        waiter.on_done = lambda: self._started_done(conn, st)
+        return True
+
+    def _started_done(self, conn: _Conn, st: _Started) -> None:
+        """The waiter of ``st`` is done (called from the runtime, inside its processing: sends
+        the answer and nothing else)."""
+        conn.started.pop(st.rid, None)
+        started, op = st.started, st.op
+        st.started = None
+        if conn.closed or started is None:
+            return
+        waiter = started.waiter
+        if st.cancelled:
+            outcome = "unknown" if op in WRITE_OPS else "not_applied"
+            conn.send(_answer(st.rid, 499, {}, json_text({"error": "cancelled", "outcome": outcome}).encode()))
+            return
+        try:
+            if waiter is not None and waiter.error is not None:
+                raise waiter.error
+            status, headers, out = started.finish(None if waiter is None else waiter.result)
+        except BeaverVaultError as exc:
+            status, doc, raw = error_parts(exc)
+            headers, out = {k.lower(): v for k, v in raw.items()}, json_text(doc).encode()
+        except Exception:
+            log.exception("pipelined request %s failed", op)
+            self._answer_internal_error(conn, st.rid, op)
+            return
+        if waiter is not None and started.what == "write":
+            self.ctx.runtime.answered(waiter)
+        conn.send(_answer(st.rid, status, headers, out))
+
+    @staticmethod
+    def _answer_internal_error(conn: _Conn, rid: int, op: str) -> None:
+        outcome = "not_applied" if op in READ_OPS else "unknown"
+        conn.send(_answer(rid, 500, {}, json_text({"error": "internal error", "outcome": outcome}).encode()))
+
+    async def _reaper(self, conn: _Conn) -> None:
+        """Abandon the connection's task-less requests whose time is up (the answer, 504 with
+        outcome unknown for a write, comes through ``_started_done``). They all have the same
+        timeout, so ``deadlines`` is in deadline order."""
+        runtime = self.ctx.runtime
+        queue = conn.deadlines
+        while True:
+            while queue and queue[0].started is None:
+                queue.popleft()  # answered already
+            if not queue:
+                await conn.has_started.wait()
+                conn.has_started = trio.Event()
+                continue
+            st = queue[0]
+            await trio.sleep_until(st.deadline)
+            queue.popleft()
+            started = st.started
+            if started is not None and started.waiter is not None:
+                timeout = self.ctx.opts.request_timeout_s
+                runtime.abandon(started.waiter, f"{started.what} timed out after {timeout:g}s")  # answers it
 
     # ------------------------------------------------------------------ one request
 

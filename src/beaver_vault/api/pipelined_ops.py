@@ -17,7 +17,8 @@ Errors are raised, as in the routes: ``BeaverVaultError`` subclasses, mapped to 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from beaver_vault.api.context import (
@@ -53,6 +54,7 @@ from beaver_vault.api.validation import (
     parse_json_body,
 )
 from beaver_vault.kv import commands
+from beaver_vault.node.outcomes import Waiter
 
 T = TypeVar("T")
 
@@ -63,6 +65,16 @@ _CONSISTENCY = CONSISTENCY_HEADER.lower()
 _APPLIED = APPLIED_INDEX_HEADER.lower()
 
 Answer = tuple[int, dict[str, str], bytes]
+
+
+@dataclass(slots=True)
+class Started:
+    """A request whose runtime call has started (``Ops.start``): ``finish`` builds the answer
+    from ``waiter``'s result once it is done (``waiter`` None: nothing to wait for)."""
+
+    waiter: Waiter | None
+    what: str  # "write" or "read": which timeout message, which trace mark
+    finish: Callable[[Any], Answer]
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
@@ -105,13 +117,36 @@ class Ops:
         self.opts = ctx.opts
 
     async def bounded(self, call: Awaitable[T], deadline: float | None) -> T:
-        """A runtime write or read barrier: a forwarded write whose sender's deadline has passed
-        is not started. No timeout of its own (``ApiContext.bounded`` adds a grace period): the
-        runtime's wait has one (``request_timeout_s``), after which it raises ``Unknown`` for a
-        write and ``NoLeader`` for a read; a cancel scope more per request costs ~8% of the
-        leader's event-loop time at 64 pipelined clients."""
+        """A runtime call: a forwarded write whose sender's deadline has passed is not started.
+        No timeout of its own (``ApiContext.bounded`` adds a grace period): the runtime's wait
+        has one (``request_timeout_s``), after which it raises ``Unknown`` for a write and
+        ``NoLeader`` for a read; a cancel scope more per request costs ~8% of the leader's
+        event-loop time at 64 pipelined clients."""
         result: T = await guarded(self.ctx.deadlines, deadline, call)
         return result
+
+    # ------------------------------------------------------------------ started without a task
+
+    START_OPS = frozenset({"put", "get", "delete"})
+
+    def start(self, req: Request) -> Started:
+        """Check ``req`` (one of ``START_OPS``, not forwarded) and start its runtime call, with
+        no await: the pipelined server answers it from the waiter's completion, with no task
+        per request (``api/pipelined.py``). Raises as ``run`` does (``NotLeader`` before
+        anything was proposed)."""
+        match req.op:
+            case "put":
+                return self.start_put(req, None)
+            case "delete":
+                return self.start_delete(req, None)
+            case _:
+                return self.start_get(req)
+
+    async def _finish(self, st: Started) -> Answer:
+        result = None
+        if st.waiter is not None:
+            result = await self.runtime.wait(st.waiter, st.what, timeout_s=self.opts.request_timeout_s)
+        return st.finish(result)
 
     async def run(self, req: Request, deadline: float | None) -> Answer:
         match req.op:
@@ -170,10 +205,15 @@ class Ops:
         result = await self.bounded(self.runtime.write(command, timeout_s=self.opts.request_timeout_s), deadline)
         return result, write_headers(result)
 
-    async def _read_view(self, q: dict[str, str]) -> tuple[str, int]:
+    @staticmethod
+    def _consistency(q: dict[str, str]) -> str:
         level = q.get("consistency", "linearizable")
         if level not in CONSISTENCY_LEVELS:
             raise BadInput(f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}; got {level!r}")
+        return level
+
+    async def _read_view(self, q: dict[str, str]) -> tuple[str, int]:
+        level = self._consistency(q)
         if level == "linearizable":
             await self.bounded(self.runtime.read_barrier(timeout_s=self.opts.request_timeout_s), None)
         return level, self.runtime.applied_index()
@@ -184,42 +224,70 @@ class Ops:
     # ------------------------------------------------------------------ one key
 
     async def put(self, req: Request, deadline: float | None) -> Answer:
+        return await self._finish(self.start_put(req, deadline))
+
+    def start_put(self, req: Request, deadline: float | None) -> Started:
         key = self._key(req)
         cond = self._conditions(req.h, allow_if_none_match=True)
         expires_at_ms = self._ttl_expiry(req.q.get("ttl"))
         idem = self._idempotency(req.h)
         value = self._json(req.body)
         command = encode_command(commands.put, key, value, expires_at_ms=expires_at_ms, request=idem, **cond)
-        result, headers = await self._write(command, deadline)
-        answer = put_answer(key, result, headers)
-        return 200, _lower(headers), json_text(answer).encode()
+        self.ctx.deadlines.check(deadline)
+
+        def finish(result: dict[str, Any]) -> Answer:
+            headers = write_headers(result)
+            answer = put_answer(key, result, headers)
+            return 200, _lower(headers), json_text(answer).encode()
+
+        return Started(self.runtime.start_write(command), "write", finish)
 
     async def get(self, req: Request) -> Answer:
+        return await self._finish(self.start_get(req))
+
+    def start_get(self, req: Request) -> Started:
         key = self._key(req)
         meta = parse_bool(req.q.get("meta"), "meta")
-        level, index = await self._read_view(req.q)
-        # No await from here on: the index reported is exactly the state that was read.
-        record = self.runtime.get_local(key)
-        headers = {_CONSISTENCY: level, _APPLIED: str(index)}
-        if record is None:
-            return 404, headers, json_text({"error": f"key {key!r} not found", "key": key}).encode()
-        etag = f'"{record.mod_revision}"'
-        headers["etag"] = etag
-        if meta:
-            return 200, headers, record_json(key, record).encode()
-        if etag_matches(req.h.get("if-none-match"), etag):
-            return 304, headers, b""
-        return 200, headers, record.value.encode()
+        level = self._consistency(req.q)
+        if_none_match = req.h.get("if-none-match")
+
+        def finish(_: object) -> Answer:
+            # Called once the barrier (if any) is passed, with no await between the index
+            # reported and the state read.
+            index = self.runtime.applied_index()
+            record = self.runtime.get_local(key)
+            headers = {_CONSISTENCY: level, _APPLIED: str(index)}
+            if record is None:
+                return 404, headers, json_text({"error": f"key {key!r} not found", "key": key}).encode()
+            etag = f'"{record.mod_revision}"'
+            headers["etag"] = etag
+            if meta:
+                return 200, headers, record_json(key, record).encode()
+            if etag_matches(if_none_match, etag):
+                return 304, headers, b""
+            return 200, headers, record.value.encode()
+
+        waiter = self.runtime.start_read() if level == "linearizable" else None
+        return Started(waiter, "read", finish)
 
     async def delete(self, req: Request, deadline: float | None) -> Answer:
+        return await self._finish(self.start_delete(req, deadline))
+
+    def start_delete(self, req: Request, deadline: float | None) -> Started:
         key = self._key(req)
         cond = self._conditions(req.h, allow_if_none_match=False)
         idem = self._idempotency(req.h)
-        result, headers = await self._write(encode_command(commands.delete, key, request=idem, **cond), deadline)
-        precondition(key, result, headers)
-        applied(result)
-        body = {"key": key, "deleted": bool(result.get("deleted")), "revision": revision_of(result)}
-        return 200, _lower(headers), json_text(body).encode()
+        command = encode_command(commands.delete, key, request=idem, **cond)
+        self.ctx.deadlines.check(deadline)
+
+        def finish(result: dict[str, Any]) -> Answer:
+            headers = write_headers(result)
+            precondition(key, result, headers)
+            applied(result)
+            body = {"key": key, "deleted": bool(result.get("deleted")), "revision": revision_of(result)}
+            return 200, _lower(headers), json_text(body).encode()
+
+        return Started(self.runtime.start_write(command), "write", finish)
 
     # ------------------------------------------------------------------ many keys
 

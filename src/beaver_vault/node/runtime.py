@@ -309,8 +309,7 @@ class NodeRuntime:
     async def write(self, command: bytes, *, timeout_s: float) -> dict[str, Any]:
         """Propose ``command`` (from ``beaver_vault.kv.commands``); return the state machine's
         result once it is committed on a majority and applied here. Leader only."""
-        w = self._call(self.driver.propose, command)
-        trace.mark("propose", w.index)
+        w = self.start_write(command)
         result: dict[str, Any] = await self._wait(w, timeout_s, "write")
         trace.mark("answer", w.index)
         return result
@@ -318,9 +317,37 @@ class NodeRuntime:
     async def read_barrier(self, *, timeout_s: float) -> int:
         """Linearizable read barrier (ReadIndex confirmed by a quorum): returns once this node
         has applied everything committed before the call; then ``get_local`` is linearizable."""
-        w = self._call(self.driver.read)
-        index: int = await self._wait(w, timeout_s, "read")
+        index: int = await self._wait(self.start_read(), timeout_s, "read")
         return index
+
+    # The same without a task waiting (the pipelined server's requests, ``api/pipelined.py``):
+    # the caller sets ``on_done`` and calls ``abandon`` when it stops waiting (a timeout, a
+    # cancel, its connection gone), as ``_wait`` does.
+
+    def start_write(self, command: bytes) -> Waiter:
+        w = self._call(self.driver.propose, command)
+        trace.mark("propose", w.index)
+        return w
+
+    def start_read(self) -> Waiter:
+        return self._call(self.driver.read)
+
+    async def wait(self, w: Waiter, what: str, *, timeout_s: float) -> Any:
+        """Wait for a waiter of ``start_write``/``start_read`` (``what``: write or read)."""
+        result = await self._wait(w, timeout_s, what)
+        if what == "write":
+            trace.mark("answer", w.index)
+        return result
+
+    def answered(self, w: Waiter) -> None:
+        """A write of ``start_write`` was answered without ``wait`` (for the write-path trace)."""
+        trace.mark("answer", w.index)
+
+    def abandon(self, w: Waiter, detail: str) -> None:
+        """Stop waiting for ``w``: a write's outcome becomes unknown (``Unknown``), a read fails."""
+        if not w.done:
+            self.driver.abandon(w, detail)
+            self._wake.set()
 
     def get_local(self, key: str) -> KeyRecord | None:
         """The locally applied value (a stale read unless preceded by ``read_barrier``)."""
