@@ -1,10 +1,14 @@
 """The pipelined client protocol's server: framed TCP on the node's client port, many requests
 in flight per connection, answers in any order (docs/protocol.md; frames: ``beaver_vault.wire``).
 
-Theory of operation: one task reads a connection's frames; each request runs in its own task
-(``pipelined_ops.Ops``, the HTTP routes' logic) and its answer is queued for the connection's
-writer task, which sends everything queued meanwhile in one ``send_all`` (answers completed in
-the same scheduler round share a system call). The same runtime serves it as the HTTP API, so
+Theory of operation: one task reads a connection's frames. A put, get or delete that this node
+serves itself is checked and started right there and answered from its waiter's completion,
+with no task of its own (``_start``; a task per request, its cancel scopes and wake-ups were
+most of the leader's event-loop time per request); a per-connection reaper abandons those that
+reach ``request_timeout_s``. Every other request (and one this node must forward) runs in its
+own task (``pipelined_ops.Ops``, the HTTP routes' logic). Answers are queued for the
+connection's writer task, which sends everything queued meanwhile in one ``send_all`` (answers
+completed in the same scheduler round share a system call). The same runtime serves it as the HTTP API, so
 requests from both share one group commit and one ReadIndex round.
 
 * Hello: a connection's first frame must be the client's hello (``versions``, optional
