@@ -148,3 +148,19 @@ def test_proposals_waiting_are_bounded_by_bytes() -> None:
     assert "bytes" in str(caught.value)
     d.process()  # the first is applied: room again
     d.propose(commands.put("b", "x" * 60_000))
+
+
+def test_event_size_counts_a_string_value_by_its_utf8_length_and_others_by_their_json() -> None:
+    import json
+
+    from beaver_vault.node.watch import event_size
+
+    def json_len(v: object) -> int:
+        return len(json.dumps(v, ensure_ascii=False, separators=(",", ":")).encode())
+
+    for value in ["v" * 98, "", "héllo wörld ✓" * 10]:
+        assert event_size({"key": "k/é", "value": value}) == 64 + len("k/é".encode()) + json_len(value)
+    for value in [{"a": [1, 2, {"b": "c"}]}, ["x" * 50, 3]]:
+        assert event_size({"key": "k", "value": value}) == 65 + json_len(value)
+    small = [event_size({"key": "k", "value": v}) for v in (None, True, 12345678901234, 1.5)]
+    assert len(set(small)) == 1 and small[0] < 100

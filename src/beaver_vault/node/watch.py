@@ -33,12 +33,17 @@ def matches(ev: Event, prefix: str) -> bool:
 
 
 def event_size(ev: Event) -> int:
-    """Roughly the bytes the event costs a watcher (its key and JSON value), measured once."""
+    """Roughly the bytes the event costs a watcher (its key and JSON value), measured once. A
+    string value (the usual kind) is counted by its UTF-8 length, without encoding it as JSON
+    (escapes are left out: it is a bound on memory, not a wire size); a number, a boolean or
+    null as a few bytes; anything else as its JSON text."""
     value = ev.get("value")
     size = 64 + len(str(ev.get("key", "")).encode("utf-8", "surrogatepass"))
-    if value is not None:
-        size += len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
-    return size
+    if value is None or isinstance(value, bool | int | float):
+        return size + 24
+    if isinstance(value, str):
+        return size + 2 + len(value.encode("utf-8", "surrogatepass"))
+    return size + len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
 
 
 class WatchCompacted(Exception):
