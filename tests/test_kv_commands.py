@@ -317,3 +317,26 @@ def test_parse_ttl_ms() -> None:
 def test_decode_rejects_new_forms(data: bytes) -> None:
     with pytest.raises(CommandError):
         decode(data)
+
+
+def test_json_helpers_write_exactly_what_json_dumps_writes() -> None:
+    """``canonical_json``, ``json_str`` and the API's ``json_text`` use encoders made once;
+    their text must stay byte for byte ``json.dumps``'s with the same options (it is stored
+    in the log and the state, and compared across nodes)."""
+    import json
+    import random
+
+    from beaver_vault.api.errors import json_text
+    from beaver_vault.kv.values import canonical_json, json_str
+
+    rng = random.Random(3)
+    chars = ["a", "é", '"', "\\", "\n", "\x00", "\x1f", "\x7f", "\u2028", "✓", "\ud800", "/", " ", "😀"]
+    for _ in range(3000):
+        t = "".join(rng.choice(chars) for _ in range(rng.randrange(0, 10)))
+        assert json_str(t) == json.dumps(t, ensure_ascii=False)
+        v = {"k": t, "n": [1, 2.5, -0.0, None, True, 10**20, t], t: {"x": -3}}
+        assert canonical_json(v) == json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        assert json_text(v) == json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+    for bad in (float("nan"), float("inf"), [float("-inf")]):
+        with pytest.raises(ValueError):
+            canonical_json(bad)

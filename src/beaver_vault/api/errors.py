@@ -135,9 +135,12 @@ class PreconditionFailed(Rejected):
 JSON_MIMETYPE = "application/json"
 
 
+_TEXT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once (json.dumps: per call)
+
+
 def json_text(body: Any) -> str:
     """The compact JSON text of every response body (non-ASCII kept as UTF-8)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return _TEXT.encode(body)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

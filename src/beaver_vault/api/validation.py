@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from beaver_vault.errors import Rejected
+from beaver_vault.kv.values import canonical_json
 
 
 class BadInput(Rejected):
@@ -128,7 +129,7 @@ def parse_json_body(raw: bytes, *, max_body_bytes: int, max_json_depth: int) -> 
         raise BadInput(f"request body is not acceptable JSON: {exc}") from None
     if json_depth_exceeds(value, max_json_depth):
         raise BadInput(f"JSON nesting is deeper than {max_json_depth} levels")
-    canonical = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    canonical = canonical_json(value)
     try:
         canonical.encode("utf-8")
     except UnicodeEncodeError:

@@ -131,8 +131,11 @@ def kv_path(key: str) -> str:
     return f"{API}/kv/" + "/".join(p.replace(".", "%2E") if p in (".", "..") else p for p in parts)
 
 
+_VALUE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once (json.dumps: per call)
+
+
 def encode_json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _VALUE_JSON.encode(value).encode("utf-8")
 
 
 def ttl_param(ttl: int | float | str) -> str:

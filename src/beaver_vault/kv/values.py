@@ -26,15 +26,24 @@ class CommandError(ValueError):
     """A command that cannot be encoded or decoded. Deterministic: same bytes, same message."""
 
 
+# One encoder each, made once: ``json.dumps`` with any non-default option builds a new
+# ``JSONEncoder`` per call, which cost more than encoding a short key or value. The output is
+# the same as ``json.dumps`` with these options (the encoders keep no state between calls).
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_encode_string = json.encoder.encode_basestring  # what json.dumps(str, ensure_ascii=False) uses
+
+
 def canonical_json(value: Any) -> str:
     """The one text form of a JSON document: compact, UTF-8 (not \\u-escaped), object key order kept.
 
     Raises ``ValueError`` for NaN/Infinity and ``TypeError`` for non-JSON values."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _CANONICAL.encode(value)
 
 
 def json_str(text: str) -> str:
     """A string as a JSON literal, not \\u-escaped (keys, ids, prefixes)."""
+    if type(text) is str:
+        return _encode_string(text)
     return json.dumps(text, ensure_ascii=False)
 
 
