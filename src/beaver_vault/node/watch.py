@@ -32,6 +32,9 @@ def matches(ev: Event, prefix: str) -> bool:
     return ev.get("type") == "delete_prefix" and prefix.startswith(key)
 
 
+_SIZE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once (json.dumps: per call)
+
+
 def event_size(ev: Event) -> int:
     """Roughly the bytes the event costs a watcher (its key and JSON value), measured once. A
     string value (the usual kind) is counted by its UTF-8 length, without encoding it as JSON
@@ -43,7 +46,7 @@ def event_size(ev: Event) -> int:
         return size + 24
     if isinstance(value, str):
         return size + 2 + len(value.encode("utf-8", "surrogatepass"))
-    return size + len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    return size + len(_SIZE_JSON.encode(value).encode("utf-8", "surrogatepass"))
 
 
 class WatchCompacted(Exception):
