@@ -126,11 +126,15 @@ class MemoryKV:
         return len(self.trim_all_request_records(keep))
 
     def trim_all_request_records(self, keep: int) -> list[tuple[str, str, RequestRecord]]:
-        """Like ``trim_all_requests``, returning what was forgotten (for undo)."""
+        """Like ``trim_all_requests``, returning what was forgotten (for undo). As the SQLite
+        store does: the (keep+1)-th newest time and everything older, so requests remembered at
+        the same millisecond as the cut go with it (more than the excess on a tie)."""
         excess = len(self._by_time) - keep
         if excess <= 0:
             return []
-        return self._forget([(c, i) for _, _, c, i in self._by_time[:excess]])
+        cut_ms = self._by_time[excess - 1][0]
+        end = bisect_left(self._by_time, (cut_ms + 1,))
+        return self._forget([(c, i) for _, _, c, i in self._by_time[:end]])
 
     def _forget(self, victims: list[_Req]) -> list[tuple[str, str, RequestRecord]]:
         out = []
