@@ -538,3 +538,4 @@ def test_requests_without_a_task_time_out_cancel_and_end_with_their_connection(t
         raise
     finally:
         c.close()
+

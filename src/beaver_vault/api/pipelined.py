@@ -88,6 +88,22 @@ def _answer(rid: int, status: int, headers: dict[str, str], body: bytes, *, more
     return b"".join((wire.LENGTH.pack(len(head) + len(body)), head, body))
 
 
+def _refused(rid: int, exc: BeaverVaultError) -> bytes:
+    """The answer to a request that raised ``exc`` (``errors.error_parts``: status, body, outcome)."""
+    status, doc, raw = error_parts(exc)
+    return _answer(rid, status, {k.lower(): v for k, v in raw.items()}, json_text(doc).encode())
+
+
+def _internal_error(rid: int, op: object) -> bytes:
+    outcome = "not_applied" if op in READ_OPS else "unknown"
+    return _answer(rid, 500, {}, json_text({"error": "internal error", "outcome": outcome}).encode())
+
+
+def _cancelled(rid: int, op: object) -> bytes:
+    outcome = "unknown" if op in WRITE_OPS else "not_applied"
+    return _answer(rid, 499, {}, json_text({"error": "cancelled", "outcome": outcome}).encode())
+
+
 @dataclass(slots=True, eq=False)
 class _Started:
     """A request answered from its waiter's completion, with no task (``Ops.start``)."""
@@ -346,7 +362,7 @@ class PipelinedServer:
             started = conn.started.get(target) if isinstance(target, int) else None
             if scope is not None:
                 scope.cancel()
-            elif started is not None and started.started is not None:
+            elif started is not None and started.started is not None:  # (always, while listed)
                 started.cancelled = True
                 waiter = started.started.waiter
                 if waiter is not None:  # (one with nothing to wait for was answered at once)
@@ -380,12 +396,11 @@ class PipelinedServer:
         except NotLeader:
             return False
         except BeaverVaultError as exc:
-            status, doc, raw = error_parts(exc)
-            conn.send(_answer(rid, status, {k.lower(): v for k, v in raw.items()}, json_text(doc).encode()))
+            conn.send(_refused(rid, exc))
             return True
         except Exception:
             log.exception("pipelined request %s failed", op)
-            self._answer_internal_error(conn, rid, op)
+            conn.send(_internal_error(rid, op))
             return True
         st = _Started(rid, op, started, trio.current_time() + self.ctx.opts.request_timeout_s)
         waiter = started.waiter
@@ -408,28 +423,22 @@ class PipelinedServer:
             return
         waiter = started.waiter
         if st.cancelled:
-            outcome = "unknown" if op in WRITE_OPS else "not_applied"
-            conn.send(_answer(st.rid, 499, {}, json_text({"error": "cancelled", "outcome": outcome}).encode()))
+            conn.send(_cancelled(st.rid, op))
             return
         try:
             if waiter is not None and waiter.error is not None:
                 raise waiter.error
             status, headers, out = started.finish(None if waiter is None else waiter.result)
         except BeaverVaultError as exc:
-            status, doc, raw = error_parts(exc)
-            headers, out = {k.lower(): v for k, v in raw.items()}, json_text(doc).encode()
+            conn.send(_refused(st.rid, exc))
+            return
         except Exception:
             log.exception("pipelined request %s failed", op)
-            self._answer_internal_error(conn, st.rid, op)
+            conn.send(_internal_error(st.rid, op))
             return
         if waiter is not None and started.what == "write":
             self.ctx.runtime.answered(waiter)
         conn.send(_answer(st.rid, status, headers, out))
-
-    @staticmethod
-    def _answer_internal_error(conn: _Conn, rid: int, op: str) -> None:
-        outcome = "not_applied" if op in READ_OPS else "unknown"
-        conn.send(_answer(rid, 500, {}, json_text({"error": "internal error", "outcome": outcome}).encode()))
 
     async def _reaper(self, conn: _Conn) -> None:
         """Abandon the connection's task-less requests whose time is up (the answer, 504 with
@@ -472,20 +481,18 @@ class PipelinedServer:
                 except NotLeader as exc:
                     status, headers, out = await self._not_leader(exc, header, body)
                 except BeaverVaultError as exc:
-                    status, doc, raw = error_parts(exc)
-                    headers, out = {k.lower(): v for k, v in raw.items()}, json_text(doc).encode()
+                    conn.send(_refused(rid, exc))
+                    return
                 except Exception:
                     log.exception("pipelined request %s failed", op)
-                    outcome = "not_applied" if op in READ_OPS else "unknown"
-                    status, headers = 500, {}
-                    out = json_text({"error": "internal error", "outcome": outcome}).encode()
+                    conn.send(_internal_error(rid, op))
+                    return
                 conn.send(_answer(rid, status, headers, out))
             if scope.cancelled_caught:  # the client cancelled it (op cancel)
                 if op == "watch":
                     conn.send(_answer(rid, 200, {}, json_text({"cancelled": True}).encode()))
                 else:
-                    outcome = "unknown" if op in WRITE_OPS else "not_applied"
-                    conn.send(_answer(rid, 499, {}, json_text({"error": "cancelled", "outcome": outcome}).encode()))
+                    conn.send(_cancelled(rid, op))
         finally:
             conn.active.pop(rid, None)
 

@@ -309,15 +309,13 @@ class NodeRuntime:
     async def write(self, command: bytes, *, timeout_s: float) -> dict[str, Any]:
         """Propose ``command`` (from ``beaver_vault.kv.commands``); return the state machine's
         result once it is committed on a majority and applied here. Leader only."""
-        w = self.start_write(command)
-        result: dict[str, Any] = await self._wait(w, timeout_s, "write")
-        trace.mark("answer", w.index)
+        result: dict[str, Any] = await self.wait(self.start_write(command), "write", timeout_s=timeout_s)
         return result
 
     async def read_barrier(self, *, timeout_s: float) -> int:
         """Linearizable read barrier (ReadIndex confirmed by a quorum): returns once this node
         has applied everything committed before the call; then ``get_local`` is linearizable."""
-        index: int = await self._wait(self.start_read(), timeout_s, "read")
+        index: int = await self.wait(self.start_read(), "read", timeout_s=timeout_s)
         return index
 
     # The same without a task waiting (the pipelined server's requests, ``api/pipelined.py``):
