@@ -539,3 +539,26 @@ def test_requests_without_a_task_time_out_cancel_and_end_with_their_connection(t
     finally:
         c.close()
 
+
+def test_the_deadline_queue_of_requests_without_a_task_stays_bounded_and_in_order() -> None:
+    """Answered requests behind a pending one are dropped once the queue passes its bound (twice
+    the in-flight limit; here 4 in flight at most, so 8)."""
+    from collections import deque
+
+    from beaver_vault.api.pipelined import _queue_deadline, _Started
+    from beaver_vault.api.pipelined_ops import Started
+
+    pending = Started(None, "write", lambda _: (200, {}, b""))
+    queue: deque[_Started] = deque()
+    head = _Started(0, "put", pending, 1.0)
+    _queue_deadline(queue, head, 8)
+    for rid in range(1, 100):
+        st = _Started(rid, "put", pending, 1.0 + rid)
+        _queue_deadline(queue, st, 8)
+        if rid % 30:
+            st.started = None  # answered at once, the usual case
+        assert len(queue) <= 8
+    assert queue[0] is head  # the oldest pending one stays first
+    kept = [st.rid for st in queue if st.started is not None]
+    assert kept == [0, 30, 60, 90]
+    assert [st.rid for st in queue] == sorted(st.rid for st in queue)

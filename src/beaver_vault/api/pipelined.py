@@ -115,6 +115,17 @@ class _Started:
     cancelled: bool = False
 
 
+def _queue_deadline(queue: deque[_Started], st: _Started, most: int) -> None:
+    """Append ``st``. Answered requests wait in the queue behind an older pending one until it is
+    due; past ``most`` entries only the pending ones (at most ``max_in_flight``) are kept, in
+    order, so the queue is bounded by the in-flight limit, not by the request rate."""
+    queue.append(st)
+    if len(queue) > most:
+        pending = [x for x in queue if x.started is not None]
+        queue.clear()
+        queue.extend(pending)
+
+
 class _Conn:
     def __init__(self, stream: trio.abc.Stream, peer: str) -> None:
         self.stream = stream
@@ -408,7 +419,7 @@ class PipelinedServer:
             self._started_done(conn, st)
             return True
         conn.started[rid] = st
-        conn.deadlines.append(st)
+        _queue_deadline(conn.deadlines, st, 2 * self.opts.max_in_flight)
         conn.has_started.set()
         waiter.on_done = lambda: self._started_done(conn, st)
         return True
@@ -455,7 +466,8 @@ class PipelinedServer:
                 continue
             st = queue[0]
             await trio.sleep_until(st.deadline)
-            queue.popleft()
+            if queue and queue[0] is st:  # (``_start`` may have compacted the queue meanwhile)
+                queue.popleft()
             started = st.started
             if started is not None and started.waiter is not None:
                 timeout = self.ctx.opts.request_timeout_s
