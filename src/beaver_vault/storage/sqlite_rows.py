@@ -175,9 +175,9 @@ class TxnKV:
 
     __slots__ = ("_db", "_counts")
 
-    def __init__(self, db: sqlite3.Connection, counts: RequestCounts | None = None) -> None:
+    def __init__(self, db: sqlite3.Connection, counts: RequestCounts) -> None:
         self._db = db
-        self._counts = RequestCounts() if counts is None else counts
+        self._counts = counts
 
     def get(self, key: str) -> KeyRecord | None:
         return get_record(self._db, key)
