@@ -84,9 +84,22 @@ def brute_force(ops: tuple[Op, ...]) -> bool:
 # --- random histories -------------------------------------------------------------------------
 
 
-def simulate(rng: random.Random, n_ops: int, n_procs: int, keys: list[str], info_rate: float = 0.15) -> list[Event]:
+DEFAULT_FS = ("read", "read", "write", "cas", "delete", "append", "append")
+
+
+def simulate(
+    rng: random.Random,
+    n_ops: int,
+    n_procs: int,
+    keys: list[str],
+    info_rate: float = 0.15,
+    fs: tuple[str, ...] = DEFAULT_FS,
+    unique_values: bool = False,
+) -> list[Event]:
     """A history of a correct (atomic) store with random concurrency: each operation takes
-    effect at one instant between its invoke and completion; some outcomes are lost (info)."""
+    effect at one instant between its invoke and completion; some outcomes are lost (info).
+    ``fs``: the operations to draw from (repeat one to draw it more often); ``unique_values``:
+    every write and append carries a value of its own (as the simulator's clients do)."""
     events: list[Event] = []
     store: dict[str, Any] = {}
     open_ops: dict[int, dict[str, Any]] = {}
@@ -96,10 +109,10 @@ def simulate(rng: random.Random, n_ops: int, n_procs: int, keys: list[str], info
         if idle and started < n_ops and (not open_ops or rng.random() < 0.4):
             p = idle.pop(rng.randrange(len(idle)))
             key = rng.choice(keys)
-            f = rng.choice(["read", "read", "write", "cas", "delete", "append", "append"])
+            f = rng.choice(fs)
             value: Any = None
             if f in ("write", "append"):
-                value = rng.choice([started, True, 1, "s", {"n": started}])
+                value = started if unique_values else rng.choice([started, True, 1, "s", {"n": started}])
             elif f == "cas":
                 value = [store.get(key) if rng.random() < 0.7 else 1, started]
             open_ops[p] = {"f": f, "key": key, "value": value, "type": None, "result": None}
