@@ -177,6 +177,39 @@ def test_apply_sees_its_own_writes_and_get_sees_committed(make: Callable[[], Any
     assert s.get("a") == KeyRecord('"done"', 1, 3, 3)
 
 
+def test_put_value_is_written_of_the_current_record(make: Callable[[], Any]) -> None:
+    """``put_value`` (one upsert on SQLite) leaves what ``put(written(get(key), ...))`` would:
+    a new key at version 1 with its create_revision, an existing one keeping its
+    create_revision, one more version and the new expiry (or none); after a delete, a new key
+    again. Compared with the reference, step by step, inside one apply batch and across them."""
+    from beaver_vault.kv.records import written
+
+    s = make()
+    steps = [("k", '"a"', 100), ("k", '"b"', None), ("j", "1", 7), ("k", "[1]", 5), ("del", "k", None), ("k", "2", None)]
+    s.save(HardState(1), [E(i, 1, commands.put("x", i)) for i in range(1, len(steps) + 1)])
+    expected: dict[str, KeyRecord] = {}
+
+    def step(store: KVStore, e: Entry) -> Any:
+        key, value, expires = steps[e.index - 1]
+        if key == "del":
+            store.delete(value)
+            expected.pop(value, None)
+            return None
+        cur = store.get(key)
+        assert cur == expected.get(key)
+        created = store.put_value(key, value, e.index, expires)
+        expected[key] = written(cur, value, e.index, expires)
+        assert created == (cur is None)
+        assert store.get(key) == expected[key]
+        return created
+
+    entries = s.load().entries
+    assert s.apply(entries[:3], step) == [True, False, True]
+    assert s.apply(entries[3:], step) == [False, None, True]
+    assert dict(s.scan("", None, 10)) == expected
+    assert expected["k"] == KeyRecord("2", 6, 6, 1, None) and expected["j"] == KeyRecord("1", 3, 3, 1, 7)
+
+
 # --------------------------------------------------------------------------- scan
 
 

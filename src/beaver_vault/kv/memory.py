@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 
-from beaver_vault.kv.records import KeyRecord, RequestRecord
+from beaver_vault.kv.records import KeyRecord, RequestRecord, written
 
 _Req = tuple[str, str]  # (client, request id)
 
@@ -46,6 +46,11 @@ class MemoryKV:
         self._rows[key] = record
         if record.expires_at_ms is not None:
             insort(self._expiry, (record.expires_at_ms, key))
+
+    def put_value(self, key: str, value_json: str, index: int, expires_at_ms: int | None) -> bool:
+        cur = self._rows.get(key)
+        self.put(key, written(cur, value_json, index, expires_at_ms))
+        return cur is None
 
     def delete(self, key: str) -> None:
         old = self._rows.pop(key, None)
@@ -194,6 +199,11 @@ class UndoKV:
         if key not in self._undo:
             self._undo[key] = self._kv.get(key)
         self._kv.put(key, record)
+
+    def put_value(self, key: str, value_json: str, index: int, expires_at_ms: int | None) -> bool:
+        if key not in self._undo:
+            self._undo[key] = self._kv.get(key)
+        return self._kv.put_value(key, value_json, index, expires_at_ms)
 
     def delete(self, key: str) -> None:
         if key not in self._undo:

@@ -195,12 +195,17 @@ def _precondition_failed(op: str, key: str, cur: KeyRecord | None) -> dict[str, 
 
 
 def _put(store: KVStore, index: int, cmd: Put) -> dict[str, Any]:
-    key, cur = cmd.key, store.get(cmd.key)
-    current_mod = 0 if cur is None else cur.mod_revision
-    if (cmd.if_mod_revision is not None and current_mod != cmd.if_mod_revision) or (cmd.if_absent and cur is not None):
-        return _precondition_failed("put", key, cur)
-    store.put(key, written(cur, cmd.value_json, index, cmd.expires_at_ms))
-    out: dict[str, Any] = {"op": "put", "key": key, "revision": index, "created": cur is None}
+    key = cmd.key
+    if cmd.if_mod_revision is None and not cmd.if_absent:
+        created = store.put_value(key, cmd.value_json, index, cmd.expires_at_ms)  # no read first
+    else:
+        cur = store.get(key)
+        current_mod = 0 if cur is None else cur.mod_revision
+        if (cmd.if_mod_revision is not None and current_mod != cmd.if_mod_revision) or (cmd.if_absent and cur is not None):
+            return _precondition_failed("put", key, cur)
+        store.put(key, written(cur, cmd.value_json, index, cmd.expires_at_ms))
+        created = cur is None
+    out: dict[str, Any] = {"op": "put", "key": key, "revision": index, "created": created}
     if cmd.expires_at_ms is not None:
         out["expires_at_ms"] = cmd.expires_at_ms
     out["events"] = [put_event(key, cmd.value, index)]

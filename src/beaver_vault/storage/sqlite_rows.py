@@ -17,6 +17,14 @@ _UPSERT_KV = (
     "mod_revision = excluded.mod_revision, version = excluded.version, expires_at = excluded.expires_at"
 )
 
+# ``written(get(key), ...)`` in one statement: a new key starts at version 1 with its
+# create_revision; an existing one keeps its create_revision and counts one more version.
+_WRITE_KV = (
+    "INSERT INTO kv (key, value, create_revision, mod_revision, version, expires_at) VALUES (?, ?, ?, ?, 1, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, mod_revision = excluded.mod_revision, "
+    "version = kv.version + 1, expires_at = excluded.expires_at RETURNING version"
+)
+
 
 def prefix_end(prefix: str) -> str | None:
     """The smallest string greater than every string that starts with ``prefix`` (None: no
@@ -185,6 +193,10 @@ class TxnKV:
     def put(self, key: str, record: KeyRecord) -> None:
         r = record
         self._db.execute(_UPSERT_KV, (key, r.value, r.create_revision, r.mod_revision, r.version, r.expires_at_ms))
+
+    def put_value(self, key: str, value_json: str, index: int, expires_at_ms: int | None) -> bool:
+        (version,) = self._db.execute(_WRITE_KV, (key, value_json, index, index, expires_at_ms)).fetchone()
+        return int(version) == 1  # a key's version starts at 1 and only grows while it exists
 
     def delete(self, key: str) -> None:
         self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
