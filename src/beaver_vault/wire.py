@@ -19,6 +19,8 @@ import json
 import struct
 from typing import Any
 
+from beaver_vault.kv.values import compact_encoder
+
 VERSION = 1
 VERSIONS = (1,)
 HELLO = "beaver-vault"
@@ -26,7 +28,7 @@ LENGTH = struct.Struct(">I")
 LENGTH_BYTES = LENGTH.size
 DEFAULT_MAX_FRAME_BYTES = 1024 * 1024 + 64 * 1024  # the HTTP body limit plus room for the header
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps = compact_encoder(allow_nan=True)
 _loads = json.loads
 _pack = LENGTH.pack
 

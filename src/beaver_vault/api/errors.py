@@ -47,7 +47,6 @@ propagates (Quart answers with the generic JSON 500 of ``app.py``).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from quart import Response
@@ -80,6 +79,7 @@ from beaver_vault.errors import (
     Unknown,
     WritesSuspended,
 )
+from beaver_vault.kv.values import compact_encoder
 
 RETRY_AFTER_S = "1"
 
@@ -135,12 +135,12 @@ class PreconditionFailed(Rejected):
 JSON_MIMETYPE = "application/json"
 
 
-_TEXT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once (json.dumps: per call)
+_TEXT = compact_encoder(allow_nan=True)
 
 
 def json_text(body: Any) -> str:
     """The compact JSON text of every response body (non-ASCII kept as UTF-8)."""
-    return _TEXT.encode(body)
+    return _TEXT(body)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from urllib.parse import quote
 
 from beaver_vault.client._retry import API, Call, Reply, normalize_endpoints
 from beaver_vault.client.errors import ClusterError
+from beaver_vault.kv.values import compact_encoder
 
 NodeList = list[dict[str, Any]]
 JSON_HEADERS: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
@@ -131,11 +131,11 @@ def kv_path(key: str) -> str:
     return f"{API}/kv/" + "/".join(p.replace(".", "%2E") if p in (".", "..") else p for p in parts)
 
 
-_VALUE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once (json.dumps: per call)
+_VALUE_JSON = compact_encoder(allow_nan=True)
 
 
 def encode_json(value: Any) -> bytes:
-    return _VALUE_JSON.encode(value).encode("utf-8")
+    return _VALUE_JSON(value).encode("utf-8")
 
 
 def ttl_param(ttl: int | float | str) -> str:

@@ -13,10 +13,11 @@ Pure (no Trio): the runtime wakes waiting tasks through ``Watcher.on_ready``.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from beaver_vault.kv.values import compact_encoder
 
 Event = dict[str, Any]
 DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
@@ -32,7 +33,7 @@ def matches(ev: Event, prefix: str) -> bool:
     return ev.get("type") == "delete_prefix" and prefix.startswith(key)
 
 
-_SIZE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once (json.dumps: per call)
+_SIZE_JSON = compact_encoder(allow_nan=True)
 
 
 def event_size(ev: Event) -> int:
@@ -46,7 +47,7 @@ def event_size(ev: Event) -> int:
         return size + 24
     if isinstance(value, str):
         return size + 2 + len(value.encode("utf-8", "surrogatepass"))
-    return size + len(_SIZE_JSON.encode(value).encode("utf-8", "surrogatepass"))
+    return size + len(_SIZE_JSON(value).encode("utf-8", "surrogatepass"))
 
 
 class WatchCompacted(Exception):
