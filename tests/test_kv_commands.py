@@ -350,7 +350,8 @@ def test_compact_encoders_raise_what_json_dumps_raises_and_keep_no_state() -> No
 
     from beaver_vault.api.errors import json_text
     from beaver_vault.client._calls import encode_json
-    from beaver_vault.kv.values import canonical_json, compact_encoder
+    from beaver_vault.jsontext import compact_encoder
+    from beaver_vault.kv.values import canonical_json
 
     def dumps(v: object) -> str:
         return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
@@ -363,18 +364,18 @@ def test_compact_encoders_raise_what_json_dumps_raises_and_keep_no_state() -> No
     for _ in range(100_000):
         deep = [deep]
     bad_values = [cycle, looped, {"x": object()}, {1j: 2}, {"f": float("nan")}, deep]
-    for encode in (compact_encoder(allow_nan=True), json_text, lambda v: encode_json(v).decode()):
+    for enc in (compact_encoder(allow_nan=True), json_text, lambda v: encode_json(v).decode()):
         for bad in bad_values:
             try:
                 expected: object = dumps(bad)
             except Exception as e:  # noqa: BLE001 - whatever json.dumps raises
                 expected = (type(e), str(e))
             try:
-                got: object = encode(bad)
+                got: object = enc(bad)
             except Exception as e:  # noqa: BLE001
                 got = (type(e), str(e))
             assert got == expected
-            assert encode({"after": [bad is deep, 1.5]}) == dumps({"after": [bad is deep, 1.5]})
+            assert enc({"after": [bad is deep, 1.5]}) == dumps({"after": [bad is deep, 1.5]})
     with pytest.raises(ValueError, match="Circular reference detected"):
         canonical_json(cycle)
     assert canonical_json({"k": ["v", 2]}) == '{"k":["v",2]}'

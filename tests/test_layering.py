@@ -86,9 +86,10 @@ class Rule:
 
 
 def _pure(m: str, own: str) -> bool:
-    """raft/kv: the standard library (nothing effectful), themselves and the pure error types."""
+    """raft/kv: the standard library (nothing effectful), themselves, the pure error types and
+    the JSON text helpers."""
     if top(m) == "beaver_vault":
-        return not under(m, own, "beaver_vault.errors")
+        return not under(m, own, "beaver_vault.errors", "beaver_vault.jsontext")
     return top(m) not in STDLIB or top(m) in EFFECTFUL_STDLIB
 
 
@@ -130,6 +131,13 @@ RULES = [
         lambda m: _pure(m, "beaver_vault.kv"),
         planted="from ..node import driver\n",
         fine="import json\nfrom beaver_vault.kv.values import check_value\n",
+    ),
+    Rule(
+        "jsontext: standard library only (the client and kv import it)",
+        (PKG / "jsontext.py",),
+        lambda m: _pure(m, "beaver_vault.jsontext"),
+        planted="from beaver_vault.kv.values import canonical_json\n",
+        fine="import json\nfrom collections.abc import Callable\n",
     ),
     Rule(
         "checker: standard library only, and nothing of the core",

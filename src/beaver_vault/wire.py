@@ -19,7 +19,7 @@ import json
 import struct
 from typing import Any
 
-from beaver_vault.kv.values import compact_encoder
+from beaver_vault.jsontext import compact_encoder
 
 VERSION = 1
 VERSIONS = (1,)

@@ -79,7 +79,7 @@ from beaver_vault.errors import (
     Unknown,
     WritesSuspended,
 )
-from beaver_vault.kv.values import compact_encoder
+from beaver_vault.jsontext import compact_encoder
 
 RETRY_AFTER_S = "1"
 

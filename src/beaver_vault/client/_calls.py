@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from beaver_vault.client._retry import API, Call, Reply, normalize_endpoints
 from beaver_vault.client.errors import ClusterError
-from beaver_vault.kv.values import compact_encoder
+from beaver_vault.jsontext import compact_encoder
 
 NodeList = list[dict[str, Any]]
 JSON_HEADERS: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
+
+from beaver_vault.jsontext import compact_encoder, encode_string
 
 MAX_DEPTH = 256  # nesting of a value; the API's own limit must not exceed it
 MAX_KEY_BYTES = 64 * 1024  # a safety net; the API enforces its (smaller, configurable) limit
@@ -24,35 +26,6 @@ MAX_TTL_MS = 366 * 24 * 3600 * 1000
 
 class CommandError(ValueError):
     """A command that cannot be encoded or decoded. Deterministic: same bytes, same message."""
-
-
-_encode_string = json.encoder.encode_basestring  # what json.dumps(str, ensure_ascii=False) uses
-
-
-def compact_encoder(*, allow_nan: bool) -> Callable[[Any], str]:
-    """``json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan)``,
-    the same text and the same errors, at a fraction of the cost. ``json.dumps`` with any
-    option builds a ``JSONEncoder`` per call, and ``JSONEncoder.encode`` builds its C encoder
-    (and a closure) per call again: half the cost of encoding a 100-byte object. Here the C
-    encoder is made once, without the check for circular references (its scratch dict would
-    be shared by every call); a cycle ends in ``RecursionError``, and then the value is encoded
-    again by ``JSONEncoder``, which raises what ``json.dumps`` raises (a cycle's ValueError, or
-    RecursionError for a value nested too deeply)."""
-    slow = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # an interpreter without the C accelerator
-        return slow.encode
-    fast = make(None, slow.default, _encode_string, None, ":", ",", False, False, allow_nan)
-
-    def encode(value: Any) -> str:
-        if type(value) is str:
-            return _encode_string(value)
-        try:
-            return "".join(fast(value, 0))
-        except RecursionError:
-            return slow.encode(value)
-
-    return encode
 
 
 _CANONICAL = compact_encoder(allow_nan=False)
@@ -68,7 +41,7 @@ def canonical_json(value: Any) -> str:
 def json_str(text: str) -> str:
     """A string as a JSON literal, not \\u-escaped (keys, ids, prefixes)."""
     if type(text) is str:
-        return _encode_string(text)
+        return encode_string(text)
     return json.dumps(text, ensure_ascii=False)
 
 

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from beaver_vault.kv.values import compact_encoder
+from beaver_vault.jsontext import compact_encoder
 
 Event = dict[str, Any]
 DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
