@@ -23,14 +23,17 @@ from sim.failures import EXIT_UNDECIDED  # noqa: E402
 from sim.params import FAULT_CLASSES, draw  # noqa: E402
 
 
-def test_the_issue_case_was_undecided_and_now_fails_as_not_linearizable(tmp_path: Path) -> None:
+def test_the_issue_case_was_undecided_and_now_fails_as_not_linearizable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The issue's report, reproduced: ``--bug dup-retry`` with more clients and operations gave
     a history the first budget could not decide, and the run exited 0. Now the recheck decides
-    it, and the run fails with exit 12 and a REPRODUCE line that keeps the overrides. (The issue's
-    seed was 3; the simulator's draws changed with the membership churn of issue 14, when seed 5 was
-    the first with the same shape: undecided at the first budget, a violation at the recheck; the
-    schedules changed again with issue 10's commit notices and unsaved commit indexes, and seed 3
-    is again the first with that shape: seeds 1 and 2 are decided at the first budget.)"""
+    it, and the run fails with exit 12 and a REPRODUCE line that keeps the overrides. (The seed
+    and the budget have moved with the simulator's draws and the checker's pruning: seed 3's
+    history needs between 10,000 and 100,000 steps since the list pruning of issue 10's fifth
+    pass, so the first budget is set to 10,000 here to keep the shape: undecided at the first
+    budget, a violation at the recheck.)"""
+    monkeypatch.setattr(sim_run, "CHECKER_STEP_BUDGET", 10_000)
     history = tmp_path / "h.jsonl"
     args = ["--seed", "3", "--bug", "dup-retry", "--clients", "16", "--ops", "1500", "--storage", "memory"]
     out = io.StringIO()
