@@ -85,3 +85,27 @@ def test_a_follower_behind_the_log_cache_catches_up_from_the_database(cluster: C
     assert _metric(leader.url, "node_log_reads") > 0
     r = httpx.get(f"{follower.url}/api/v1/kv/k0?consistency=stale", timeout=5)
     assert r.status_code == 200 and r.json() == "x" * 200
+
+
+def test_small_applies_run_inline_when_the_thread_is_idle_and_every_node_agrees(cluster: Cluster) -> None:
+    """One writer at a time: most applies are one entry handed over while the storage thread is
+    idle, so they run at once on the event loop's thread (``storage_applies_inline``), on the
+    leader and on the followers. Every node ends with the same values and the same revisions."""
+    leader = cluster.start_cluster(3)
+    with httpx.Client(timeout=5.0) as client:
+        for i in range(40):
+            r = client.put(f"{leader.url}/api/v1/kv/seq-{i % 7}", content=json.dumps({"i": i}))
+            assert r.status_code == 200, r.text
+        index = int(client.get(f"{leader.url}/api/v1/status").json()["commit_index"])
+    cluster.wait_applied(index)
+    for node in cluster.live():
+        assert _metric(node.url, "storage_applies_inline") > 0, node.node_id
+    seen = set()
+    for node in cluster.live():
+        rows = []
+        for k in range(7):
+            r = httpx.get(f"{node.url}/api/v1/kv/seq-{k}", params={"consistency": "stale", "meta": "true"}, timeout=5)
+            assert r.status_code == 200, r.text
+            rows.append(json.dumps(r.json(), sort_keys=True))
+        seen.add(tuple(rows))
+    assert len(seen) == 1, seen

@@ -238,7 +238,7 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
     runtime = NodeRuntime(
         node_id=cfg.node_id,
         storage=storage,
-        worker_storage=(lambda: SQLiteStorage(db_path)) if cfg.storage_thread else None,
+        worker_storage=(lambda: SQLiteStorage(db_path, any_thread=True)) if cfg.storage_thread else None,
         options=RuntimeOptions(
             raft_address=cfg.raft_address,
             http_address=cfg.http_address,

@@ -96,12 +96,13 @@ class StorageEffects:
         run: Callable[[Storage], Any],
         done: Callable[[Any], None],
         save: tuple[HardState | None, tuple[Entry, ...]] | None = None,
+        entries: int = 0,
     ) -> int:
         """Hand ``run`` to the storage worker; ``done(result)`` runs here once it is durable.
         Returns the job's sequence number (see ``completed``)."""
         self.jobs_in_flight += 1
         self._job_seq += 1
-        self.worker.submit(StorageJob(name, run, done, gen=self._gen, seq=self._job_seq, save=save))
+        self.worker.submit(StorageJob(name, run, done, gen=self._gen, seq=self._job_seq, save=save, entries=entries))
         return self._job_seq
 
     def completed(self, seq: int) -> bool:
@@ -229,4 +230,4 @@ class StorageEffects:
                     self.on_applied(e.index, result)
             self.outcomes.release_reads(self.applied_index)
 
-        self.submit("apply", lambda s: s.apply(committed, _apply_entry), done)
+        self.submit("apply", lambda s: s.apply(committed, _apply_entry), done, entries=len(committed))

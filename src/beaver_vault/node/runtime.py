@@ -416,6 +416,8 @@ class NodeRuntime:
                 for k, v in dataclasses.asdict(snapshot).items():
                     if isinstance(v, int):
                         out[f"transport_{k}"] = v
+        if self._worker is not None:  # small applies the idle storage thread left to the loop
+            out["storage_applies_inline"] = self._worker.inline_applies
         return out
 
     def applied_index(self) -> int:

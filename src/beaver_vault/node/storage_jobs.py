@@ -41,6 +41,7 @@ class StorageJob:
     # A save's arguments (hard state, entries), so a worker may write several consecutive saves
     # in one transaction (one fsync: group commit); ``run`` does the same for one save.
     save: tuple[HardState | None, tuple[Entry, ...]] | None = None
+    entries: int = 0  # an apply's number of entries (a worker may run a small one at once)
 
 
 class StorageWorker(Protocol):

@@ -8,6 +8,7 @@ counterpart is ``sim/machine.py``'s ``SimWorker``.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -19,13 +20,20 @@ from beaver_vault.node.storage_jobs import FailGate, StorageJob, run_job, run_sa
 from beaver_vault.storage.base import Storage
 
 MAX_SAVES_PER_COMMIT = 64
+# An apply of at most this many entries, handed over while the worker has nothing to do, runs at
+# once on the event loop's thread (see ``ThreadWorker.submit``).
+INLINE_APPLY_MAX_ENTRIES = 4
 
 
 class ThreadWorker:
     """The storage worker of a real node: one thread, its own storage (its own SQLite connection,
     opened on that thread), jobs run in submission order. Finished jobs are handed back to the
     Trio thread, in order, through ``completed`` (the processor drains it); so the event loop
-    never waits for an fsync, an apply, a compaction or a snapshot install."""
+    never waits for an fsync, a large apply, a compaction or a snapshot install. The one
+    exception is an apply of at most ``INLINE_APPLY_MAX_ENTRIES`` entries handed over while the
+    thread is idle: it runs at once on the loop's thread (no fsync: applies commit with
+    ``synchronous=NORMAL``, and automatic checkpoints are off meanwhile), which saves the two
+    hand-offs that dominate it at low load."""
 
     def __init__(self, open_storage: Callable[[], Storage], name: str) -> None:
         self._open = open_storage
@@ -36,6 +44,11 @@ class ThreadWorker:
         self._thread = threading.Thread(target=self._run, name=f"storage-{name}", daemon=True)
         self.storage: Storage | None = None  # the worker's own (for its counters)
         self.gate = FailGate()
+        self.inline_applies = 0  # small applies run on the event loop's thread (counters)
+        # Jobs handed to the thread and not yet delivered back (read and written on the loop).
+        self._outstanding = 0
+        self._opened = False  # set on the worker thread once its storage is open
+        self._stopping = False  # set by stop(): the thread closes its storage
 
     def start(self, wake: Callable[[], None]) -> None:
         self._token = trio.lowlevel.current_trio_token()
@@ -43,13 +56,46 @@ class ThreadWorker:
         self._thread.start()
 
     def submit(self, job: StorageJob) -> None:
+        """Queue ``job`` for the thread; or, for a small apply while the thread has nothing to
+        do, run it at once on this (the event loop's) thread, on the worker's own connection:
+        with no job outstanding the thread is waiting for the next one, and it gets none until
+        this returns. Its completion is still delivered through ``completed`` and the wake-up,
+        after every earlier one, so the driver sees no difference. At one client this takes two
+        thread hand-offs (~0.25 ms) off every write's path; a large apply, or any apply behind
+        other work, still runs on the thread."""
         if trace.on():
             hs, es = job.save if job.save is not None else (None, ())
             last = es[-1].index if es else "-"
             trace.mark("job_submit", job.name, job.seq, last, hs.commit if hs is not None else "-")
+        if (
+            self._outstanding == 0
+            and self._opened
+            and not self._stopping
+            and job.name == "apply"
+            and 0 < job.entries <= INLINE_APPLY_MAX_ENTRIES
+            and self.storage is not None
+        ):
+            self.inline_applies += 1
+            lent = getattr(self.storage, "lent", None)  # SQLite: no checkpoint on this thread
+            with lent() if lent is not None else contextlib.nullcontext():
+                self._run_one(job, self.storage)
+            trace.mark("job_deliver", job.name, job.seq)
+            self.completed.append(job)
+            self._wake()
+            return
+        self._outstanding += 1
         self._jobs.put(job)
 
+    def _run_one(self, job: StorageJob, storage: Storage) -> None:
+        if self.gate.closed(job):  # the rest of a generation whose write failed
+            return
+        trace.mark("job_start", job.name, job.seq)
+        run_job(job, storage)
+        trace.mark("job_end", job.name, job.seq)
+        self.gate.note([job])
+
     def stop(self) -> None:
+        self._stopping = True  # the thread closes its storage: nothing more runs on it here
         self._jobs.put(None)
 
     def _run(self) -> None:
@@ -59,6 +105,7 @@ class ThreadWorker:
             failed: BaseException | None = e
         else:
             failed = None
+            self._opened = True
         try:
             carried: list[StorageJob | None] = []
             while True:
@@ -69,14 +116,11 @@ class ThreadWorker:
                     job.error = failed
                     self._post(job)
                     continue
-                if self.gate.closed(job):  # the rest of a generation whose write failed
+                if job.save is None:
+                    self._run_one(job, storage)
                     self._post(job)
                     continue
-                if job.save is None:
-                    trace.mark("job_start", job.name, job.seq)
-                    run_job(job, storage)
-                    trace.mark("job_end", job.name, job.seq)
-                    self.gate.note([job])
+                if self.gate.closed(job):  # the rest of a generation whose write failed
                     self._post(job)
                     continue
                 # Group commit: the saves queued behind this one go in the same transaction.
@@ -104,6 +148,7 @@ class ThreadWorker:
     def _post(self, job: StorageJob) -> None:
         def deliver() -> None:
             trace.mark("job_deliver", job.name, job.seq)
+            self._outstanding -= 1
             self.completed.append(job)
             self._wake()
 

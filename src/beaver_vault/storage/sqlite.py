@@ -60,12 +60,18 @@ _UPSERT_HARD_STATE = (
 )
 
 
+WAL_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default: a commit that grows the WAL past it checkpoints
+
+
 class SQLiteStorage:
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5000, any_thread: bool = False) -> None:
+        """``any_thread``: the connection may be used from a thread other than the one that
+        opened it, one thread at a time (the storage worker's, whose idle thread lends it to
+        the event loop for a small apply: ``node/storage_thread.py``)."""
         self.path = os.fspath(path)
         self._request_counts = rows.RequestCounts()  # kept by apply; forgotten on any other change
         created = not os.path.exists(self.path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=not any_thread)
         try:
             configure(self._db, self.path, busy_timeout_ms)
             self._create_schema()
@@ -123,6 +129,18 @@ class SQLiteStorage:
             if failure is None:
                 raise
             raise failure from e
+
+    @contextmanager
+    def lent(self) -> Iterator[None]:
+        """Used for a moment by a thread other than its own (the storage worker lends its
+        connection to the event loop for a small apply, ``node/storage_thread.py``): no
+        automatic WAL checkpoint meanwhile. A checkpoint writes pages into the database file
+        and fsyncs it; the worker's next commit on its own thread does it instead."""
+        self._db.execute("PRAGMA wal_autocheckpoint = 0")
+        try:
+            yield
+        finally:
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
 
     # ------------------------------------------------------------------ the Storage protocol
 
