@@ -20,6 +20,7 @@ that pruning bite, each configuration tries ``ok`` candidates before ``info`` on
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
@@ -74,13 +75,14 @@ def check_key(
     is_reset = [c in (WRITE, CAS) for c in code]
     reset_bits = sum(1 << i for i in range(n) if is_reset[i])
     # Per ok read: its bit, the value it returned, and the resets that may be ordered before it
-    # (invoked before it returned).
+    # (invoked before it returned): a prefix of the resets in invoke order.
+    resets = sorted((ops[j].invoke_index, j) for j in range(n) if is_reset[j])
+    reset_invokes = [t for t, _ in resets]
+    invoked_by = [0]  # invoked_by[k]: the bits of the first k resets to be invoked
+    for _, j in resets:
+        invoked_by.append(invoked_by[-1] | (1 << j))
     ok_reads = [
-        (
-            1 << i,
-            arg_a[i],
-            sum(1 << j for j in range(n) if is_reset[j] and ops[j].invoke_index < _completed(ops[i])),
-        )
+        (1 << i, arg_a[i], invoked_by[bisect_left(reset_invokes, _completed(ops[i]))])
         for i in range(n)
         if code[i] == READ and not is_info[i]
     ]
