@@ -47,7 +47,6 @@ class ThreadWorker:
         self.inline_applies = 0  # small applies run on the event loop's thread (counters)
         # Jobs handed to the thread and not yet delivered back (read and written on the loop).
         self._outstanding = 0
-        self._opened = False  # set on the worker thread once its storage is open
         self._stopping = False  # set by stop(): the thread closes its storage
 
     def start(self, wake: Callable[[], None]) -> None:
@@ -69,11 +68,10 @@ class ThreadWorker:
             trace.mark("job_submit", job.name, job.seq, last, hs.commit if hs is not None else "-")
         if (
             self._outstanding == 0
-            and self._opened
+            and self.storage is not None  # set by the thread once its storage is open
             and not self._stopping
             and job.name == "apply"
             and 0 < job.entries <= INLINE_APPLY_MAX_ENTRIES
-            and self.storage is not None
         ):
             self.inline_applies += 1
             lent = getattr(self.storage, "lent", None)  # SQLite: no checkpoint on this thread
@@ -105,7 +103,6 @@ class ThreadWorker:
             failed: BaseException | None = e
         else:
             failed = None
-            self._opened = True
         try:
             carried: list[StorageJob | None] = []
             while True:
