@@ -31,3 +31,21 @@ def apply_all(s: Any, data: list[bytes], fn: Callable[[KVStore, Entry], Any] = k
     s.save(HardState(1), entries)
     results: list[Any] = s.apply(entries, fn)
     return results
+
+
+def in_another_thread(fn: Callable[[], None]) -> list[BaseException]:
+    """Run ``fn`` on a thread of its own, wait for it; what it raised, if anything."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001 - handed back to the caller
+            errors.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    return errors

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from storage_helpers import E, apply_all, fill, kv_apply
+from storage_helpers import E, apply_all, fill, in_another_thread, kv_apply
 
 from beaver_vault.kv import commands
 from beaver_vault.kv.memory import MemoryKV
@@ -400,27 +400,19 @@ def test_sqlite_a_worker_thread_writes_through_its_own_connection(tmp_path: Path
     """The storage worker's layout (node/storage_thread.py ThreadWorker): a second handle on the same
     file, opened and used on another thread, writes and applies; the first handle (the event
     loop's) reads what it committed."""
-    import threading
-
     path = tmp_path / "n.db"
     loop_side = SQLiteStorage(path)
-    errors: list[BaseException] = []
 
     def worker() -> None:
-        try:
-            w = SQLiteStorage(path)
-            data = [commands.put(f"k{i}", i) for i in range(1, 6)]
-            log = [E(i, 1, d) for i, d in enumerate(data, start=1)]
-            w.save(HardState(1, "me", 0), log)
-            w.apply(log, kv_apply)
-            assert w.entries(1, 3, 1 << 20) == [E(1, 1, data[0]), E(2, 1, data[1])]
-            w.close()
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        w = SQLiteStorage(path)
+        data = [commands.put(f"k{i}", i) for i in range(1, 6)]
+        log = [E(i, 1, d) for i, d in enumerate(data, start=1)]
+        w.save(HardState(1, "me", 0), log)
+        w.apply(log, kv_apply)
+        assert w.entries(1, 3, 1 << 20) == [E(1, 1, data[0]), E(2, 1, data[1])]
+        w.close()
 
-    t = threading.Thread(target=worker)
-    t.start()
-    t.join()
+    errors = in_another_thread(worker)
     assert not errors, errors
     got = loop_side.get("k3")
     assert got is not None and json.loads(got.value) == 3

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import trio
+from storage_helpers import in_another_thread
 
 from beaver_vault.errors import StorageFailure
 from beaver_vault.node.storage_jobs import StorageJob
@@ -148,16 +149,10 @@ def test_nothing_runs_inline_once_the_worker_is_stopping(tmp_path: Path) -> None
 @pytest.mark.parametrize("any_thread", [False, True])
 def test_the_worker_connection_is_lent_only_when_asked(tmp_path: Path, any_thread: bool) -> None:
     storage = SQLiteStorage(tmp_path / "n.db", any_thread=any_thread)
-    errors: list[BaseException] = []
 
     def other() -> None:
-        try:
-            storage.load()
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        storage.load()
 
-    t = threading.Thread(target=other)
-    t.start()
-    t.join()
+    errors = in_another_thread(other)
     storage.close()
     assert bool(errors) is not any_thread
