@@ -379,3 +379,33 @@ def test_compact_encoders_raise_what_json_dumps_raises_and_keep_no_state() -> No
     with pytest.raises(ValueError, match="Circular reference detected"):
         canonical_json(cycle)
     assert canonical_json({"k": ["v", 2]}) == '{"k":["v",2]}'
+
+
+def test_one_key_writes_are_told_from_their_first_bytes() -> None:
+    """``is_one_key_write`` (which applies may run on the event loop): puts and deletes of one
+    key, whatever their options, and nothing that may touch many rows or parse a large value."""
+    from beaver_vault.kv.commands import is_one_key_write
+
+    req = {"client": "c", "id": "1", "now_ms": 5}
+    light = [
+        commands.put("k", {"a": [1]}),
+        commands.put("op", 1, if_mod_revision=3, expires_at_ms=9, request=req),
+        commands.put("k", None, if_absent=True),
+        commands.delete("k"),
+        commands.delete("delete", if_mod_revision=0, request=req),
+    ]
+    heavy = [
+        commands.delete_prefix("k"),
+        commands.delete_prefix(""),
+        commands.expire(("a", "b"), 5),
+        commands.append("k", 1),
+        commands.cas("k", None, 1),
+        commands.txn([], [{"op": "put", "key": "k", "value": 1}], [], now_ms=1),
+        b"",
+        b"not json",
+        b'{"op":"put","v":1,"key":"k","value":1}',  # decodes as a put, but not as ``encode`` writes one
+    ]
+    assert all(is_one_key_write(d) for d in light)
+    assert not any(is_one_key_write(d) for d in heavy)
+    for d in light:
+        assert type(decode(d)).__name__ in ("Put", "Delete")

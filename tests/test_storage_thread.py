@@ -16,13 +16,15 @@ from storage_helpers import in_another_thread
 
 from beaver_vault.errors import StorageFailure
 from beaver_vault.node.storage_jobs import StorageJob
-from beaver_vault.node.storage_thread import INLINE_APPLY_MAX_ENTRIES, ThreadWorker
+from beaver_vault.node.storage_thread import INLINE_APPLY_MAX_BYTES, INLINE_APPLY_MAX_ENTRIES, ThreadWorker
 from beaver_vault.storage.base import Storage
 from beaver_vault.storage.sqlite import SQLiteStorage
 
 
-def _job(seq: int, name: str, run: Callable[[Storage], Any], *, entries: int = 0, gen: int = 0) -> StorageJob:
-    return StorageJob(name, run, lambda _: None, gen=gen, seq=seq, entries=entries)
+def _job(
+    seq: int, name: str, run: Callable[[Storage], Any], *, entries: int = 0, gen: int = 0, data_bytes: int = 0
+) -> StorageJob:
+    return StorageJob(name, run, lambda _: None, gen=gen, seq=seq, entries=entries, data_bytes=data_bytes)
 
 
 def _where(_: Storage) -> int:
@@ -89,11 +91,13 @@ def test_a_large_apply_or_other_work_goes_to_the_thread(tmp_path: Path) -> None:
         loop_thread = threading.get_ident()
         big = _job(1, "apply", _where, entries=INLINE_APPLY_MAX_ENTRIES + 1)
         other = _job(2, "compact", _where)
-        w.submit(big)
-        await _until(lambda: w.completed == [big])
-        w.submit(other)
-        await _until(lambda: w.completed == [big, other])
-        assert big.result != loop_thread and other.result != loop_thread and w.inline_applies == 0
+        heavy = _job(3, "apply", _where, entries=0)  # not all light (a prefix delete, a txn...)
+        bulky = _job(4, "apply", _where, entries=1, data_bytes=INLINE_APPLY_MAX_BYTES + 1)
+        for n, job in enumerate((big, other, heavy, bulky), start=1):
+            w.submit(job)
+            await _until(lambda n=n: len(w.completed) == n)
+            assert w.completed[-1] is job and job.result != loop_thread
+        assert w.inline_applies == 0
 
     _run(tmp_path, body)
 

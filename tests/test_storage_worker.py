@@ -468,3 +468,20 @@ def test_a_node_restarted_with_a_stale_commit_index_resumes_from_its_applied_ind
     n2.driver.process()
     assert not n2.worker.jobs  # nothing applied twice
     assert n2.storage.get("k") is not None
+
+
+def test_an_apply_is_marked_small_only_when_every_entry_is_a_one_key_write() -> None:
+    """The driver tells the worker how many entries an apply has only when each is light (a put
+    or delete of one key, or no command at all), so a prefix delete or a transaction never runs
+    on the event loop (``node/storage_thread.py``); and it always gives the data's size."""
+    nodes = cluster()
+    elect_n1(nodes)
+    leader = nodes["n1"]
+    submitted = len(leader.worker.submitted)
+    for data in (commands.put("a", 1), commands.delete_prefix("a"), commands.delete("a")):
+        leader.driver.propose(data)
+        leader.driver.process()
+        settle(nodes)
+    applies = [j for j in leader.worker.submitted[submitted:] if j.name == "apply"]
+    assert [j.entries for j in applies] == [1, 0, 1]
+    assert all(j.data_bytes >= len(commands.delete("a")) for j in applies)

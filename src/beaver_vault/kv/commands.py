@@ -98,6 +98,16 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MAX_EXPIRE_KEYS = 1000  # keys per expire command (the leader sweeps in batches)
+# ``encode`` writes the version and the op first: a put or a delete starts with one of these.
+_ONE_KEY_PREFIXES = tuple(f'{{"v":{FORMAT_VERSION},"op":"{op}",'.encode() for op in ("put", "delete"))
+
+
+def is_one_key_write(data: bytes) -> bool:
+    """Whether ``data`` is a put or a delete of one key, told from its first bytes without
+    decoding it: applying one costs about one row (a prefix delete, a transaction, an expiry
+    sweep, an append or a cas may read or change many rows, or parse a large value). Bytes that
+    only look like one (not a valid command) apply as a ``bad_command`` result: no work either."""
+    return data.startswith(_ONE_KEY_PREFIXES)
 
 
 def _request(obj: object) -> Request | None:

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from beaver_vault.errors import InvariantViolation, StorageFailure
+from beaver_vault.kv import commands
 from beaver_vault.kv import state as kv_state
 from beaver_vault.kv.state import KVStore
 from beaver_vault.node.storage_jobs import StorageJob, StorageWorker
@@ -97,12 +98,17 @@ class StorageEffects:
         done: Callable[[Any], None],
         save: tuple[HardState | None, tuple[Entry, ...]] | None = None,
         entries: int = 0,
+        data_bytes: int = 0,
     ) -> int:
         """Hand ``run`` to the storage worker; ``done(result)`` runs here once it is durable.
         Returns the job's sequence number (see ``completed``)."""
         self.jobs_in_flight += 1
         self._job_seq += 1
-        self.worker.submit(StorageJob(name, run, done, gen=self._gen, seq=self._job_seq, save=save, entries=entries))
+        self.worker.submit(
+            StorageJob(
+                name, run, done, gen=self._gen, seq=self._job_seq, save=save, entries=entries, data_bytes=data_bytes
+            )
+        )
         return self._job_seq
 
     def completed(self, seq: int) -> bool:
@@ -230,4 +236,11 @@ class StorageEffects:
                     self.on_applied(e.index, result)
             self.outcomes.release_reads(self.applied_index)
 
-        self.submit("apply", lambda s: s.apply(committed, _apply_entry), done, entries=len(committed))
+        light = all(e.kind != EntryKind.NORMAL or commands.is_one_key_write(e.data) for e in committed)
+        self.submit(
+            "apply",
+            lambda s: s.apply(committed, _apply_entry),
+            done,
+            entries=len(committed) if light else 0,
+            data_bytes=sum(len(e.data) for e in committed),
+        )

@@ -41,7 +41,11 @@ class StorageJob:
     # A save's arguments (hard state, entries), so a worker may write several consecutive saves
     # in one transaction (one fsync: group commit); ``run`` does the same for one save.
     save: tuple[HardState | None, tuple[Entry, ...]] | None = None
-    entries: int = 0  # an apply's number of entries (a worker may run a small one at once)
+    # An apply whose entries are all light (no command, or a put or delete of one key:
+    # ``kv.commands.is_one_key_write``): their number, else 0; and the bytes of their data. A
+    # worker may run a small, light apply at once (``node/storage_thread.py``).
+    entries: int = 0
+    data_bytes: int = 0
 
 
 class StorageWorker(Protocol):

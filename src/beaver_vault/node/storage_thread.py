@@ -23,6 +23,7 @@ MAX_SAVES_PER_COMMIT = 64
 # An apply of at most this many entries, handed over while the worker has nothing to do, runs at
 # once on the event loop's thread (see ``ThreadWorker.submit``).
 INLINE_APPLY_MAX_ENTRIES = 4
+INLINE_APPLY_MAX_BYTES = 64 * 1024  # of entry data (a put's value is up to the body limit, 1 MiB)
 
 
 class ThreadWorker:
@@ -30,10 +31,11 @@ class ThreadWorker:
     opened on that thread), jobs run in submission order. Finished jobs are handed back to the
     Trio thread, in order, through ``completed`` (the processor drains it); so the event loop
     never waits for an fsync, a large apply, a compaction or a snapshot install. The one
-    exception is an apply of at most ``INLINE_APPLY_MAX_ENTRIES`` entries handed over while the
-    thread is idle: it runs at once on the loop's thread (no fsync: applies commit with
-    ``synchronous=NORMAL``, and automatic checkpoints are off meanwhile), which saves the two
-    hand-offs that dominate it at low load."""
+    exception is an apply of at most ``INLINE_APPLY_MAX_ENTRIES`` light entries (puts and deletes
+    of one key, ``INLINE_APPLY_MAX_BYTES`` in all) handed over while the thread is idle: it runs
+    at once on the loop's thread (no fsync: applies commit with ``synchronous=NORMAL``, and
+    automatic checkpoints are off meanwhile), which saves the two hand-offs that dominate it at
+    low load."""
 
     def __init__(self, open_storage: Callable[[], Storage], name: str) -> None:
         self._open = open_storage
@@ -72,6 +74,7 @@ class ThreadWorker:
             and not self._stopping
             and job.name == "apply"
             and 0 < job.entries <= INLINE_APPLY_MAX_ENTRIES
+            and job.data_bytes <= INLINE_APPLY_MAX_BYTES
         ):
             self.inline_applies += 1
             lent = getattr(self.storage, "lent", None)  # SQLite: no checkpoint on this thread
