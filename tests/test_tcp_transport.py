@@ -320,3 +320,97 @@ async def test_an_inbound_connection_cuts_a_reconnect_backoff_short() -> None:
                     a.t.send(vote("a", "b", 3))
                     await trio.sleep(0.01)
             assert b2.inbox[0] == vote("a", "b", 3)
+
+
+# --- direct writes: frames sent while the writer task is idle, written by flush -------------------
+
+
+async def test_direct_writes_are_kept_for_flush_and_written_in_one_send() -> None:
+    a, b = make_node("a", direct_writes=True), make_node("b")
+    async with running(a, b):
+        connect_all(a, b)
+        a.t.send(vote("a", "b", 1))  # not connected yet: queued for the writer task, as always
+        a.t.flush()
+        await wait_until(lambda: len(b.inbox) == 1 and a.stats().sent == 1)
+        assert a.stats().direct_sends == 0
+        for term in (2, 3, 4):
+            a.t.send(vote("a", "b", term))
+        # Kept aside: nothing is written (nor counted) before the owner flushes.
+        assert (a.stats().sent, a.stats().direct_sends, a.stats().queued_frames) == (1, 0, 0)
+        a.t.flush()
+        assert (a.stats().sent, a.stats().direct_sends) == (4, 1)  # three frames, one send
+        await wait_until(lambda: len(b.inbox) == 4)
+        assert b.inbox == [vote("a", "b", term) for term in range(1, 5)]
+        a.t.flush()  # nothing kept: nothing written
+        assert a.stats().direct_sends == 1
+
+
+async def test_without_direct_writes_flush_has_nothing_to_do() -> None:
+    a, b = make_node("a"), make_node("b")
+    async with running(a, b):
+        connect_all(a, b)
+        a.t.send(vote("a", "b", 1))
+        await wait_until(lambda: len(b.inbox) == 1)
+        a.t.send(vote("a", "b", 2))  # the writer task is idle, but direct writes are off
+        a.t.flush()
+        await wait_until(lambda: len(b.inbox) == 2)
+        assert a.stats().direct_sends == 0
+
+
+async def test_direct_writes_to_a_slow_reader_keep_the_stream_in_order() -> None:
+    """A peer that reads slowly fills the socket: flush writes what the kernel takes and queues
+    the rest, later frames go behind it (even when the socket has room again before the writer
+    task has run), and the byte stream the peer reads is every frame, whole and in order."""
+    import os
+    import socket
+
+    from beaver_vault.transport.codec import FrameDecoder
+
+    a = make_node("a", direct_writes=True)
+    accepted: list[trio.SocketStream] = []
+    got = trio.Event()
+
+    async def hold(stream: trio.SocketStream) -> None:
+        accepted.append(stream)
+        got.set()
+        await trio.sleep_forever()
+
+    payload = b"x" * 64 * 1024
+    total = 300
+    decoder = FrameDecoder()
+    frames: list[object] = []
+    async with running(a) as nursery:
+        listeners = await nursery.start(trio.serve_tcp, hold, 0)
+        port = listeners[0].socket.getsockname()[1]
+        a.t.set_peers({"b": f"127.0.0.1:{port}"})
+        with trio.fail_after(LIMIT_S):
+            await got.wait()
+        a.t.send(vote("a", "b"))  # once it is written (whichever way), the writer task is idle
+        a.t.flush()
+        await wait_until(lambda: a.stats().sent == 1)
+        # The reader's side, read without yielding to Trio (so the writer task cannot run between
+        # a read that makes room and the next flush).
+        rx = socket.socket(fileno=os.dup(accepted[0].socket.fileno()))
+        rx.setblocking(False)
+        try:
+            for i in range(1, total + 1):
+                a.t.send(AppendRequest(1, "a", "b", i - 1, 1, (Entry(1, i, data=payload),), 0))
+                a.t.flush()
+                try:
+                    frames.extend(decoder.feed(rx.recv(48 * 1024)))
+                except BlockingIOError:
+                    pass
+                if i % 7 == 0:  # the writer task runs between some flushes, not all
+                    await trio.sleep(0)
+        finally:
+            rx.close()
+        assert 0 < a.stats().direct_sends < total  # some went straight out, some through the queue
+        with trio.fail_after(LIMIT_S):
+            while len(frames) < total + 1:
+                frames.extend(decoder.feed(await accepted[0].receive_some(1 << 20)))
+        assert frames.pop(0) == ("c1", vote("a", "b"))
+        indices = [msg.entries[0].index for _cluster, msg in frames]  # type: ignore[attr-defined]
+        assert indices == list(range(1, total + 1))
+        assert all(msg.entries[0].data == payload for _cluster, msg in frames)  # type: ignore[attr-defined]
+        await wait_until(lambda: a.stats().sent == total + 1)
+        assert a.stats().dropped_queue_full == 0

@@ -267,6 +267,7 @@ async def _serve(cfg: Config, storage: Storage, signals: AsyncIterator[int]) -> 
         idle_timeout_s=cfg.peer_idle_timeout_s,
         partial_budget_bytes=cfg.peer_partial_budget_bytes,
         tls=tls,
+        direct_writes=True,  # the runtime flushes after every processing round
     )
     runtime.attach_transport(transport)
     logfmt.set_term_source(lambda: runtime.status().term)

@@ -139,6 +139,7 @@ class NodeRuntime:
         self._worker = ThreadWorker(worker_storage, node_id) if worker_storage is not None else None
         self._wake = trio.Event()
         self._started = False
+        self._flush: Callable[[], None] = lambda: None  # set by attach_transport
         self.readiness = ReadinessTracker()  # the leader's announced commit index, for GET /ready
         self.watch_hub = WatchHub(0)
         self.driver.on_applied = self._on_applied
@@ -157,6 +158,9 @@ class NodeRuntime:
 
     def attach_transport(self, transport: Transport) -> None:
         self.driver.transport = trace.TracingTransport(transport) if trace.on() else transport
+        # A transport that keeps frames aside until a batch of events is handled (TcpTransport:
+        # written at once on idle connections) is flushed after every processing round.
+        self._flush = getattr(transport, "flush", None) or (lambda: None)
         trace.mark("node", self.node_id)
 
     def deliver(self, msg: Message) -> None:
@@ -240,6 +244,7 @@ class NodeRuntime:
                         trace.mark("commit", self.driver.core.commit)
                 else:
                     self.driver.process()
+                self._flush()
             except InvariantViolation:
                 log.critical("%s: invariant violated; stopping the node", self.node_id, exc_info=True)
                 raise

@@ -15,7 +15,15 @@ destination or an unencodable message is dropped and counted: Raft retransmits, 
 a message is always safe, waiting for a slow peer is not.
 
 Each peer's writer task connects (with a timeout), then writes whatever is queued in one
-``send_all`` per batch. When the connection breaks, it reconnects after a backoff that
+``send_all`` per batch. With ``direct_writes`` (the owner promises to call ``flush`` after
+each batch of events it handles, as ``node.runtime`` does after every processing round) and
+no TLS, a frame sent while that task is idle (connected, nothing queued) skips it: ``send``
+keeps it aside and ``flush`` writes the peer's frames with one non-blocking ``send`` on the
+connection at once; what the socket does not take goes to the queue, ahead of anything
+later, and the writer task takes over (if the connection ends first, that rest and what
+follows it are discarded: the rest of a frame cannot start another connection). This saves a
+task switch on each hop of a write at low load (about 0.1 ms of each on this machine), not a
+system call. When the connection breaks, it reconnects after a backoff that
 doubles from ``backoff_min_s`` to ``backoff_max_s`` on consecutive failures, with jitter
 from the injected ``rng``; an inbound connection (a peer coming back) cuts every pending
 backoff short, so a restarted member is reconnected at once. After a failed attempt it discards the frames queued meanwhile
@@ -46,7 +54,9 @@ queue discarded. ``statistics()`` returns a frozen snapshot of the counters
 
 from __future__ import annotations
 
+import os
 import random
+import socket
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -78,7 +88,20 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 class _Peer:
-    __slots__ = ("node_id", "address", "send_ch", "recv_ch", "queued_bytes", "scope", "removed", "wake")
+    __slots__ = (
+        "node_id",
+        "address",
+        "send_ch",
+        "recv_ch",
+        "queued_bytes",
+        "scope",
+        "removed",
+        "wake",
+        "idle_sock",
+        "direct",
+        "direct_bytes",
+        "rest_queued",
+    )
 
     def __init__(self, node_id: NodeId, address: str, queue_max: int) -> None:
         self.node_id = node_id
@@ -88,6 +111,14 @@ class _Peer:
         self.scope: trio.CancelScope | None = None
         self.removed = False
         self.wake = trio.Event()  # set to cut a reconnect backoff short (a peer came back)
+        # The connection's socket while the writer task waits with nothing queued (no TLS), and
+        # the frames ``send`` kept aside for ``flush`` meanwhile.
+        self.idle_sock: socket.socket | None = None
+        self.direct: list[bytes] = []
+        self.direct_bytes = 0
+        # The head of the queue is the rest of a frame flush wrote in part: it belongs to this
+        # connection only (on a new one it would break the framing).
+        self.rest_queued = False
 
     def take_nowait(self) -> bytes:
         frame = self.recv_ch.receive_nowait()
@@ -122,6 +153,7 @@ class TcpTransport:
         handshake_timeout_s: float = 5.0,
         partial_budget_bytes: int = 64 * 1024 * 1024,
         tls: PeerTls | None = None,
+        direct_writes: bool = False,
     ) -> None:
         if queue_max < 1 or max_inbound < 1 or max_inbound_per_host < 1 or not 0 < backoff_min_s <= backoff_max_s:
             raise ValueError(
@@ -144,7 +176,9 @@ class TcpTransport:
         self._connect_timeout_s = connect_timeout_s
         self._write_timeout_s = write_timeout_s
         self._tls = tls
+        self._direct_writes = direct_writes
         self._peers: dict[NodeId, _Peer] = {}
+        self._dirty: list[_Peer] = []  # peers with frames kept aside for flush
         self._nursery: trio.Nursery | None = None
         self._counters = Counters()
         self._peer_tasks = 0
@@ -180,13 +214,59 @@ class TcpTransport:
         except EncodeError:
             self._counters.dropped_unencodable += 1
             return
+        if peer.idle_sock is not None:
+            if peer.direct_bytes + len(frame) > self._queue_max_bytes:
+                self._counters.dropped_queue_full += 1  # the same bound as the queue's
+                return
+            if not peer.direct:
+                self._dirty.append(peer)
+            peer.direct.append(frame)
+            peer.direct_bytes += len(frame)
+            return
+        self._enqueue(peer, frame)
+
+    def flush(self) -> None:
+        """Write the frames ``send`` kept aside for idle connections: per peer, one non-blocking
+        ``send``; the rest (the socket's buffer is full, or the connection went away meanwhile)
+        is queued for the writer task as any frame is. Cheap when there is nothing to do."""
+        dirty, self._dirty = self._dirty, []
+        for peer in dirty:
+            frames, peer.direct = peer.direct, []
+            peer.direct_bytes = 0
+            if peer.removed:
+                continue
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            sock = peer.idle_sock
+            sent = 0
+            if sock is not None:
+                try:
+                    sent = sock.send(data)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    # The connection broke: the writer task finds out and reconnects. These
+                    # frames are lost, as they would be in its send (Raft resends).
+                    self._counters.dropped_unreachable += len(frames)
+                    continue
+            if sent == len(data):
+                self._counters.sent += len(frames)
+                self._counters.direct_sends += 1
+                continue
+            # What is left goes first in the queue (it is empty: the writer task was idle; and
+            # within its bound, as the frames were), and every later frame goes behind it until
+            # the writer task is idle again.
+            peer.idle_sock = None
+            peer.rest_queued = sent > 0
+            self._enqueue(peer, data[sent:], frames=len(frames))
+
+    def _enqueue(self, peer: _Peer, frame: bytes, frames: int = 1) -> None:
         if peer.queued_bytes + len(frame) > self._queue_max_bytes:
-            self._counters.dropped_queue_full += 1
+            self._counters.dropped_queue_full += frames
             return
         try:
             peer.send_ch.send_nowait(frame)
         except trio.WouldBlock:
-            self._counters.dropped_queue_full += 1
+            self._counters.dropped_queue_full += frames
             return
         peer.queued_bytes += len(frame)
 
@@ -345,12 +425,27 @@ class TcpTransport:
             await trio.aclose_forcefully(stream)
 
     async def _pump_open(self, peer: _Peer, stream: trio.abc.Stream) -> None:
+        # Without TLS, a second descriptor of the connection's socket, for flush to write on
+        # while this task waits with nothing queued (the bytes of one connection come from one
+        # writer at a time: this task, or flush while this task is idle).
+        raw = None
+        if self._direct_writes and isinstance(stream, trio.SocketStream):
+            raw = socket.socket(fileno=os.dup(stream.socket.fileno()))
+            raw.setblocking(False)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_for_close, stream, nursery.cancel_scope)
             try:
                 while True:
-                    first = await peer.recv_ch.receive()
+                    try:
+                        first = peer.recv_ch.receive_nowait()
+                    except trio.WouldBlock:
+                        peer.idle_sock = raw
+                        try:
+                            first = await peer.recv_ch.receive()
+                        finally:
+                            peer.idle_sock = None
                     peer.queued_bytes -= len(first)
+                    peer.rest_queued = False  # if it was the rest of a frame, it goes out now
                     batch = [first]
                     size = len(first)
                     while size < self._batch_max_bytes:
@@ -368,6 +463,13 @@ class TcpTransport:
                     self._counters.sent += len(batch)
             except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
                 pass
+            finally:
+                peer.idle_sock = None
+                if raw is not None:
+                    raw.close()
+                if peer.rest_queued:  # the rest of a frame of this connection: drop it and what follows
+                    peer.rest_queued = False
+                    self._discard_queued(peer)
             nursery.cancel_scope.cancel()
 
     @staticmethod

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class TransportStatistics:
-    sent: int  # frames handed to the kernel
+    sent: int  # frames handed to the kernel (a frame partly written by flush counts once, in a batch)
+    direct_sends: int  # writes by flush, for a connection whose writer task was idle
     received: int  # messages passed to deliver()
     dropped_queue_full: int
     dropped_no_address: int
     dropped_unencodable: int
-    dropped_unreachable: int  # queued frames discarded after a failed connection attempt
+    dropped_unreachable: int  # frames discarded after a failed connection attempt, or by a flush that found it broken
     dropped_wrong_cluster: int
     dropped_unknown_sender: int
     dropped_wrong_destination: int
@@ -40,6 +41,7 @@ class TransportStatistics:
 @dataclass(slots=True)
 class Counters:
     sent: int = 0
+    direct_sends: int = 0
     received: int = 0
     dropped_queue_full: int = 0
     dropped_no_address: int = 0
