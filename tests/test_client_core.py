@@ -444,3 +444,36 @@ async def test_async_pipe_many_tasks_each_request_gets_its_own_answer() -> None:
     assert got == [(200, b'"ok"')] * 80
     assert sum(stream.sends) == 80  # every frame sent once, whole
     assert pipe.in_flight() == 0
+
+
+def test_writes_carry_this_process_s_client_name_and_keys_that_count_up() -> None:
+    calls = [_core.put_call("k", i) for i in range(300)]
+    keys = [c.idempotency_key or "" for c in calls]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)  # each new, and in order as text
+    names = {c.all_headers()[_core.CLIENT_HEADER] for c in calls}
+    assert len(names) == 1 and names.pop().startswith("py-")
+    read = _core.get_call("k")
+    assert _core.CLIENT_HEADER not in read.all_headers()  # only requests to remember carry it
+
+
+def test_a_forked_child_writes_under_a_name_of_its_own() -> None:
+    """A child shares its parent's counter at the fork: under the parent's name its keys would
+    repeat the parent's next ones, and the cluster would answer its writes as duplicates."""
+    import os
+
+    parent = _core.put_call("k", 1).all_headers()[_core.CLIENT_HEADER]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its name, then leave at once (no pytest teardown here)
+        try:
+            os.write(w, _core.put_call("k", 1).all_headers()[_core.CLIENT_HEADER].encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        child = os.read(r, 200).decode()
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    assert child.startswith("py-") and child != parent
+    assert _core.put_call("k", 1).all_headers()[_core.CLIENT_HEADER] == parent  # the parent keeps its own

@@ -17,7 +17,9 @@ writes to the leader and serve linearizable reads through it. Three layers:
 Failover and exactly-once writes: a node that refuses the connection is skipped at once for the
 next one. A request that may already have been sent is retried only because every write carries
 an ``Idempotency-Key`` (fresh per call, the same for all its attempts), with which the cluster
-applies a write at most once and replays its original answer. Retries are bounded
+applies a write at most once and replays its original answer, and ``X-Beaver-Vault-Client``,
+a random name per process (renewed in a forked child): the cluster remembers the last 1,000
+requests of each client name, so other processes' writes cannot crowd this one's out. Retries are bounded
 (:class:`RetryPolicy`); when they run out, a write that might have happened raises
 :class:`UnknownOutcome`, otherwise :class:`Unavailable`.
 

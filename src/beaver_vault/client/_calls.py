@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from beaver_vault.client._retry import API, Call, Reply, normalize_endpoints
+from beaver_vault.client._retry import API, Call, Reply, new_idempotency_key, normalize_endpoints
 from beaver_vault.client.errors import ClusterError
 from beaver_vault.jsontext import compact_encoder
 
@@ -114,10 +113,6 @@ def key_value_from(item: Mapping[str, Any]) -> KeyValue:
 
 
 # --- call builders ------------------------------------------------------------------------------
-
-
-def new_idempotency_key() -> str:
-    return uuid.uuid4().hex
 
 
 def kv_path(key: str) -> str:

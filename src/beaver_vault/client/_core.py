@@ -58,7 +58,6 @@ from beaver_vault.client._calls import (
     kv_path,
     list_call,
     members_call,
-    new_idempotency_key,
     put_call,
     remove_call,
     status_call,
@@ -69,6 +68,7 @@ from beaver_vault.client._calls import (
 )
 from beaver_vault.client._retry import (
     API,
+    CLIENT_HEADER,
     IDEMPOTENCY_HEADER,
     RETRYABLE_STATUSES,
     Action,
@@ -83,6 +83,7 @@ from beaver_vault.client._retry import (
     backoff,
     failed_from,
     json_or_none,
+    new_idempotency_key,
     normalize_endpoints,
     reply_from,
     run_call,
@@ -103,6 +104,7 @@ __all__ = [
     "DeleteResult",
     "Endpoints",
     "Failed",
+    "CLIENT_HEADER",
     "IDEMPOTENCY_HEADER",
     "JSON_HEADERS",
     "KeyValue",
