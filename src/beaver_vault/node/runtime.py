@@ -3,7 +3,8 @@
 Three things happen here and nothing else: a ticker turns seconds into Raft ticks; one
 processing task runs ``driver.process()`` whenever something arrived (inbound messages,
 proposals, ticks), so every client write that arrived meanwhile shares one fsync and one
-AppendRequest per follower (group commit); and request handlers wait for their ``Waiter``
+AppendRequest per follower (group commit), and ends each round with the transport's ``flush``
+(the round's frames for idle connections written at once); and request handlers wait for their ``Waiter``
 with a deadline, an expired deadline being an unknown outcome.
 
 All methods that change state may raise the typed errors of ``beaver_vault.errors``:
@@ -183,6 +184,7 @@ class NodeRuntime:
             worker.start(self._wake_processor)
             self.driver.set_worker(worker)
         self.driver.process()
+        self._flush()
         self.readiness.processed(self.driver.core.role, self.driver.core.commit, self.driver.core.term)
         self._observe()
         self._started = True
