@@ -414,3 +414,39 @@ async def test_direct_writes_to_a_slow_reader_keep_the_stream_in_order() -> None
         assert all(msg.entries[0].data == payload for _cluster, msg in frames)  # type: ignore[attr-defined]
         await wait_until(lambda: a.stats().sent == total + 1)
         assert a.stats().dropped_queue_full == 0
+
+
+async def test_the_rest_of_a_frame_is_dropped_with_its_connection_never_sent_on_the_next() -> None:
+    """White-box: the race the public interface cannot force. The connection's writer task is
+    cancelled (its connection ends) while idle, ``flush`` writes part of a frame in the same
+    moment, and the rest is queued; the writer task then drops that rest (and what follows it)
+    instead of leaving it for the next connection, whose stream would start mid-frame."""
+    import socket
+
+    a = make_node("a", direct_writes=True)
+    got = trio.Event()
+
+    async def hold(stream: trio.SocketStream) -> None:
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        got.set()
+        await trio.sleep_forever()
+
+    async with running(a) as nursery:
+        listeners = await nursery.start(trio.serve_tcp, hold, 0)
+        port = listeners[0].socket.getsockname()[1]
+        a.t.set_peers({"b": f"127.0.0.1:{port}"})
+        with trio.fail_after(LIMIT_S):
+            await got.wait()
+        a.t.send(vote("a", "b"))
+        a.t.flush()
+        await wait_until(lambda: a.stats().sent == 1)  # written: the writer task is idle again
+        peer = a.t._peers["b"]
+        assert peer.idle_sock is not None and peer.scope is not None
+        peer.idle_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        dropped, direct = a.stats().dropped_unreachable, a.stats().direct_sends
+        peer.scope.cancel()  # the writer task's wait is aborted now; it runs at the next checkpoint
+        a.t.send(AppendRequest(1, "a", "b", 0, 0, (Entry(1, 1, data=b"x" * (4 << 20)),), 0))
+        a.t.flush()  # the kernel takes part of 4 MiB; the rest is queued
+        assert a.stats().queued_frames == 1 and a.stats().direct_sends == direct  # written in part only
+        await wait_until(lambda: a.stats().queued_frames == 0)
+        assert a.stats().dropped_unreachable == dropped + 1
