@@ -357,6 +357,32 @@ async def test_without_direct_writes_flush_has_nothing_to_do() -> None:
         assert a.stats().direct_sends == 0
 
 
+async def silent_peer(nursery: trio.Nursery, a: Node, *, rcvbuf: int | None = None) -> trio.SocketStream:
+    """Point ``a``'s peer "b" at a listener that accepts and never reads by itself, have ``a``
+    write one vote there, and return the accepted stream once ``a``'s writer task is idle."""
+    import socket
+
+    accepted: list[trio.SocketStream] = []
+    got = trio.Event()
+
+    async def hold(stream: trio.SocketStream) -> None:
+        if rcvbuf is not None:
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        accepted.append(stream)
+        got.set()
+        await trio.sleep_forever()
+
+    listeners = await nursery.start(trio.serve_tcp, hold, 0)
+    port = listeners[0].socket.getsockname()[1]
+    a.t.set_peers({"b": f"127.0.0.1:{port}"})
+    with trio.fail_after(LIMIT_S):
+        await got.wait()
+    a.t.send(vote("a", "b"))  # once it is written (whichever way), the writer task is idle
+    a.t.flush()
+    await wait_until(lambda: a.stats().sent == 1)
+    return accepted[0]
+
+
 async def test_direct_writes_to_a_slow_reader_keep_the_stream_in_order() -> None:
     """A peer that reads slowly fills the socket: flush writes what the kernel takes and queues
     the rest, later frames go behind it (even when the socket has room again before the writer
@@ -367,30 +393,15 @@ async def test_direct_writes_to_a_slow_reader_keep_the_stream_in_order() -> None
     from beaver_vault.transport.codec import FrameDecoder
 
     a = make_node("a", direct_writes=True)
-    accepted: list[trio.SocketStream] = []
-    got = trio.Event()
-
-    async def hold(stream: trio.SocketStream) -> None:
-        accepted.append(stream)
-        got.set()
-        await trio.sleep_forever()
-
     payload = b"x" * 64 * 1024
     total = 300
     decoder = FrameDecoder()
     frames: list[object] = []
     async with running(a) as nursery:
-        listeners = await nursery.start(trio.serve_tcp, hold, 0)
-        port = listeners[0].socket.getsockname()[1]
-        a.t.set_peers({"b": f"127.0.0.1:{port}"})
-        with trio.fail_after(LIMIT_S):
-            await got.wait()
-        a.t.send(vote("a", "b"))  # once it is written (whichever way), the writer task is idle
-        a.t.flush()
-        await wait_until(lambda: a.stats().sent == 1)
+        accepted = await silent_peer(nursery, a)
         # The reader's side, read without yielding to Trio (so the writer task cannot run between
         # a read that makes room and the next flush).
-        rx = socket.socket(fileno=os.dup(accepted[0].socket.fileno()))
+        rx = socket.socket(fileno=os.dup(accepted.socket.fileno()))
         rx.setblocking(False)
         try:
             for i in range(1, total + 1):
@@ -407,7 +418,7 @@ async def test_direct_writes_to_a_slow_reader_keep_the_stream_in_order() -> None
         assert 0 < a.stats().direct_sends < total  # some went straight out, some through the queue
         with trio.fail_after(LIMIT_S):
             while len(frames) < total + 1:
-                frames.extend(decoder.feed(await accepted[0].receive_some(1 << 20)))
+                frames.extend(decoder.feed(await accepted.receive_some(1 << 20)))
         assert frames.pop(0) == ("c1", vote("a", "b"))
         indices = [msg.entries[0].index for _cluster, msg in frames]  # type: ignore[attr-defined]
         assert indices == list(range(1, total + 1))
@@ -424,22 +435,8 @@ async def test_the_rest_of_a_frame_is_dropped_with_its_connection_never_sent_on_
     import socket
 
     a = make_node("a", direct_writes=True)
-    got = trio.Event()
-
-    async def hold(stream: trio.SocketStream) -> None:
-        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        got.set()
-        await trio.sleep_forever()
-
     async with running(a) as nursery:
-        listeners = await nursery.start(trio.serve_tcp, hold, 0)
-        port = listeners[0].socket.getsockname()[1]
-        a.t.set_peers({"b": f"127.0.0.1:{port}"})
-        with trio.fail_after(LIMIT_S):
-            await got.wait()
-        a.t.send(vote("a", "b"))
-        a.t.flush()
-        await wait_until(lambda: a.stats().sent == 1)  # written: the writer task is idle again
+        await silent_peer(nursery, a, rcvbuf=4096)
         peer = a.t._peers["b"]
         assert peer.idle_sock is not None and peer.scope is not None
         peer.idle_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
